@@ -1,0 +1,1 @@
+"""The dispatch engine: claims, scaler and warm pool, status tracker and reconciler."""

@@ -1,0 +1,1 @@
+"""Runtimes that start and stop one-job agent tasks (ECS Fargate, local processes)."""
