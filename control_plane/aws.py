@@ -1,0 +1,41 @@
+"""boto3 clients for the control plane, built once per app from the settings.
+
+Low-level clients (not resources) because clients are thread-safe and the API serves requests
+from a thread pool. Short timeouts keep a sick dependency from pinning request threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from control_plane.settings import Settings
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    dynamodb: Any
+    s3: Any
+    sqs: Any
+    ecs: Any
+
+
+def make_clients(settings: Settings) -> AwsClients:
+    session = boto3.session.Session(region_name=settings.region)
+    config = Config(
+        connect_timeout=2,
+        read_timeout=10,
+        retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=50,
+        signature_version="s3v4",
+        # an emulator on loopback has no per-bucket DNS names
+        s3={"addressing_style": "path"} if settings.aws_endpoint_url else {},
+    )
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=settings.aws_endpoint_url, config=config)
+
+    return AwsClients(dynamodb=client("dynamodb"), s3=client("s3"), sqs=client("sqs"), ecs=client("ecs"))

@@ -1,0 +1,47 @@
+"""Putting a dispatch on its agent's queue: one function for the API and the reconciler.
+
+The record is written first (enqueued=false), then the message is sent, then the record is
+marked enqueued. A crash or an SQS error between the steps leaves enqueued=false, and the
+reconciler finds the record with `DispatchStore.unenqueued` and calls this function again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from control_plane.store.dispatches import DispatchRecord, DispatchStore
+
+log = logging.getLogger("outpost.queue")
+
+
+def queue_message(record: DispatchRecord) -> dict[str, Any]:
+    """The message body: just enough to find the record; the record stays the truth."""
+    return {
+        "dispatch_id": record.dispatch_id,
+        "tenant_id": record.tenant_id,
+        "agent": record.agent,
+        "attempt": record.attempt,
+    }
+
+
+def enqueue_dispatch(
+    record: DispatchRecord, *, sqs: Any, queue_urls: Mapping[str, str], store: DispatchStore
+) -> bool:
+    """Send the dispatch's message and mark it enqueued; False (and logged) if the send failed."""
+    try:
+        sqs.send_message(
+            QueueUrl=queue_urls[record.agent],
+            MessageBody=json.dumps(queue_message(record)),
+            MessageAttributes={"attempt": {"DataType": "Number", "StringValue": str(record.attempt)}},
+        )
+    except Exception:
+        log.exception(
+            "dispatch not enqueued; the reconciler will retry",
+            extra={"dispatch_id": record.dispatch_id, "agent": record.agent},
+        )
+        return False
+    store.mark_enqueued(dispatch_id=record.dispatch_id, attempt=record.attempt)
+    return True

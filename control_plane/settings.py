@@ -1,0 +1,81 @@
+"""Control-plane settings, read from the OUTPOST_* variables the CDK construct injects.
+
+The names are the contract in docs/design.md. Outside local mode, unsafe defaults (a missing or
+short admin key, an emulator endpoint) are refused at start-up rather than discovered later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_ADMIN_KEY_CHARS = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTPOST_", frozen=True, extra="ignore")
+
+    env: Literal["local", "dev", "staging", "prod"] = "local"
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None  # local mode only: the embedded emulator
+
+    dispatches_table: str = "outpost-dispatches"
+    tenants_table: str = "outpost-tenants"
+    audit_table: str = "outpost-audit"
+    artifacts_bucket: str = "outpost-artifacts"
+    dispatch_queue_urls: dict[str, str] = Field(default_factory=dict)  # agent -> queue URL
+    task_events_queue_url: str | None = None
+
+    admin_key: SecretStr | None = None
+    runtime: Literal["ecs", "local"] = "local"
+    cluster_arn: str | None = None
+    task_definitions: dict[str, str] = Field(default_factory=dict)
+    subnets: list[str] = Field(default_factory=list)
+    agent_security_group: str | None = None
+    internal_url: str | None = None
+
+    # Service behaviour; defaults suit every environment, the variables exist for tuning.
+    default_max_running: int = Field(default=10, ge=0)
+    default_max_queued: int = Field(default=50, ge=0)
+    quota_retry_after_s: int = Field(default=30, ge=1)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=24 * 3600)  # the API promises >= 24 h
+    audit_ttl_days: int = Field(default=400, ge=1)
+    fleet_cache_s: float = Field(default=30.0, ge=0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    artifact_url_ttl_s: int = Field(default=300, ge=60, le=3600)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.env == "local":
+            if self.admin_key is None:
+                # Local mode prints this key (`outpost dev`); it never leaves the machine.
+                object.__setattr__(self, "admin_key", SecretStr("op_admin_" + secrets.token_urlsafe(32)))
+            return self
+        key = self.admin_key.get_secret_value() if self.admin_key else ""
+        if len(key) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"OUTPOST_ADMIN_KEY: at least {MIN_ADMIN_KEY_CHARS} characters outside local mode"
+            )
+        if self.aws_endpoint_url:
+            raise ValueError("OUTPOST_AWS_ENDPOINT_URL: an emulator endpoint is for local mode only")
+        if self.runtime == "ecs" and not (self.cluster_arn and self.task_definitions and self.subnets):
+            raise ValueError(
+                "OUTPOST_CLUSTER_ARN, OUTPOST_TASK_DEFINITIONS and OUTPOST_SUBNETS: needed by ecs"
+            )
+        return self
+
+    def admin_key_value(self) -> str:
+        assert self.admin_key is not None  # set by the validator in every mode
+        return self.admin_key.get_secret_value()
+
+    def cursor_key(self) -> bytes:
+        """The key that signs pagination cursors, derived from the admin secret.
+
+        Deriving it keeps one secret to manage; rotating the admin key only invalidates open cursors.
+        """
+        return hmac.new(self.admin_key_value().encode(), b"outpost/cursor/v1", hashlib.sha256).digest()

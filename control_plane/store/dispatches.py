@@ -1,0 +1,407 @@
+"""The dispatch store: dispatch records on DynamoDB, changed only through conditional writes.
+
+Every change of status goes through `DispatchStore.transition`, which checks the lifecycle table
+(control_plane.lifecycle) and writes with a condition on the record's `version`: of two writers
+that read the same version, exactly one wins and the other gets VersionConflictError. The version
+rises by one per applied change.
+
+Tenancy: the read functions take the tenant id and answer None for another tenant's dispatch,
+exactly as for a missing one, so no caller can tell the two apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from control_plane import lifecycle, metrics
+from control_plane.lifecycle import TERMINAL, Status
+from control_plane.store.audit import Actor, AuditLog
+from control_plane.store.codec import (
+    decode_item,
+    encode,
+    encode_item,
+    is_condition_failure,
+    iso,
+    now,
+    parse_iso,
+)
+from control_plane.store.errors import NotFoundError, VersionConflictError
+from control_plane.store.stats import FleetStats
+
+# Fields a transition may set besides the status (what the engine learns about a run).
+TRANSITION_FIELDS = frozenset({"task_id", "exit_code", "error", "artifacts", "cost", "summary"})
+
+
+def new_dispatch_id() -> str:
+    return "d-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class DispatchRecord:
+    dispatch_id: str
+    tenant_id: str
+    agent: str
+    task: str
+    timeout_s: int
+    status: Status = Status.PENDING
+    created_at: str = ""
+    updated_at: str = ""
+    repo_url: str | None = None
+    repo_ref: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    timestamps: dict[str, str] = field(default_factory=dict)  # status -> when it was entered
+    attempt: int = 1
+    version: int = 1
+    enqueued: bool = False  # becomes true once the queue accepted the job (see DispatchStore.unenqueued)
+    task_id: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    artifacts: list[str] = field(default_factory=list)
+    cost: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item = asdict(self)
+        item["status"] = str(self.status)
+        item["tenant_status"] = f"{self.tenant_id}#{self.status}"
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> DispatchRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in item.items() if k in known}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+
+class DispatchStore:
+    def __init__(self, *, client: Any, table: str, audit: AuditLog, stats: FleetStats) -> None:
+        self._client = client
+        self._table = table
+        self._audit = audit
+        self._stats = stats
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, *, dispatch_id: str, tenant_id: str | None) -> DispatchRecord | None:
+        """The dispatch, or None when it does not exist or (tenant_id given) belongs to another tenant.
+
+        tenant_id=None is for the engine, which acts across tenants; the API always passes one.
+        """
+        if not dispatch_id.startswith("d-"):  # auxiliary items share the table; never expose them
+            return None
+        reply = self._client.get_item(
+            TableName=self._table, Key={"dispatch_id": encode(dispatch_id)}, ConsistentRead=True
+        )
+        if "Item" not in reply:
+            return None
+        record = DispatchRecord.from_item(decode_item(reply["Item"]))
+        if tenant_id is not None and record.tenant_id != tenant_id:
+            return None
+        return record
+
+    def count(self, *, tenant_id: str, statuses: frozenset[Status]) -> int:
+        """How many of a tenant's dispatches are in `statuses` (index read: may lag by a moment)."""
+        total = 0
+        for status in statuses:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "by-tenant-status",
+                "KeyConditionExpression": "tenant_status = :ts",
+                "ExpressionAttributeValues": {":ts": encode(f"{tenant_id}#{status}")},
+                "Select": "COUNT",
+            }
+            while True:
+                reply = self._client.query(**kwargs)
+                total += reply["Count"]
+                if "LastEvaluatedKey" not in reply:
+                    break
+                kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        return total
+
+    def list(
+        self,
+        *,
+        tenant_id: str,
+        limit: int,
+        status: Status | None = None,
+        agent: str | None = None,
+        start_key: dict[str, Any] | None = None,
+    ) -> tuple[list[DispatchRecord], dict[str, Any] | None]:
+        """A page of the tenant's dispatches, newest first; returns (records, key to continue from).
+
+        The tenant is the index partition, so a page can never hold another tenant's dispatch.
+        """
+        if status is not None:
+            index, condition, value = "by-tenant-status", "tenant_status = :p", f"{tenant_id}#{status}"
+        else:
+            index, condition, value = "by-tenant", "tenant_id = :p", tenant_id
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": {":p": encode(value)},
+            "ScanIndexForward": False,
+        }
+        if agent is not None:
+            kwargs["FilterExpression"] = "agent = :a"
+            kwargs["ExpressionAttributeValues"][":a"] = encode(agent)
+        if start_key:
+            kwargs["ExclusiveStartKey"] = {k: encode(v) for k, v in start_key.items()}
+        records: list[DispatchRecord] = []
+        last_key: dict[str, Any] | None = None
+        for _ in range(20):  # a filter may thin pages out; bound the work of one request
+            kwargs["Limit"] = max(limit - len(records), 10) if agent else limit - len(records)
+            reply = self._client.query(**kwargs)
+            for item in reply.get("Items", []):
+                records.append(DispatchRecord.from_item(decode_item(item)))
+                if len(records) == limit:
+                    return records, self._key_of(records[-1], index)
+            if "LastEvaluatedKey" not in reply:
+                return records, None
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+            last_key = {k: decode_item({k: v})[k] for k, v in reply["LastEvaluatedKey"].items()}
+        return records, last_key
+
+    @staticmethod
+    def _key_of(record: DispatchRecord, index: str) -> dict[str, Any]:
+        key = {"dispatch_id": record.dispatch_id, "created_at": record.created_at}
+        if index == "by-tenant":
+            key["tenant_id"] = record.tenant_id
+        else:
+            key["tenant_status"] = f"{record.tenant_id}#{record.status}"
+        return key
+
+    def unenqueued(self, *, older_than_s: float, limit: int = 100) -> list[DispatchRecord]:
+        """PENDING dispatches whose queue message was never confirmed sent, idle for `older_than_s`.
+
+        Creating a dispatch writes the record with enqueued=false, sends the queue message, then
+        sets enqueued=true (`mark_enqueued`); a requeue sets it back to false. A crash between
+        the write and the send therefore leaves a PENDING record with enqueued=false, and nothing
+        is lost as long as the engine's reconciler periodically runs:
+
+            for record in store.unenqueued(older_than_s=60):
+                enqueue_dispatch(record, queues=..., store=store)   # control_plane.queueing
+
+        A second message for the same dispatch is harmless: the claim is a conditional write.
+        """
+        cutoff = iso(now() - timedelta(seconds=older_than_s))
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by-status",
+            "KeyConditionExpression": "#s = :s AND created_at < :c",
+            "FilterExpression": "enqueued = :f AND updated_at < :c",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":s": encode(str(Status.PENDING)),
+                ":c": encode(cutoff),
+                ":f": encode(False),
+            },
+        }
+        records: list[DispatchRecord] = []
+        while len(records) < limit:
+            reply = self._client.query(**kwargs)
+            records.extend(DispatchRecord.from_item(decode_item(i)) for i in reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                break
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        return records[:limit]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(self, *, record: DispatchRecord, actor: Actor) -> DispatchRecord:
+        """Write a new PENDING dispatch; VersionConflictError if the id exists (never overwrites)."""
+        at = iso(now())
+        record = replace(
+            record,
+            status=Status.PENDING,
+            created_at=record.created_at or at,
+            updated_at=at,
+            timestamps={str(Status.PENDING): record.created_at or at},
+            version=1,
+            enqueued=False,
+        )
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=encode_item(record.to_item()),
+                ConditionExpression="attribute_not_exists(dispatch_id)",
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                raise VersionConflictError("dispatch", record.dispatch_id, 0) from error
+            raise
+        self._audit.record(
+            actor=actor,
+            action="dispatch.create",
+            tenant_id=record.tenant_id,
+            target=record.dispatch_id,
+            details={"agent": record.agent, "status": str(record.status), "version": 1},
+        )
+        self._stats.record_created(agent=record.agent, created_at=parse_iso(record.created_at))
+        metrics.dispatch_created(record.agent)
+        return record
+
+    def mark_enqueued(self, *, dispatch_id: str, attempt: int) -> bool:
+        """Note that the queue accepted this attempt's message. Bookkeeping, not a lifecycle
+        change: the version stays, so it never makes a concurrent transition conflict."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"dispatch_id": encode(dispatch_id)},
+                UpdateExpression="SET enqueued = :t, enqueued_at = :at",
+                ConditionExpression="#s = :p AND attempt = :n",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":t": encode(True),
+                    ":at": encode(iso(now())),
+                    ":p": encode(str(Status.PENDING)),
+                    ":n": encode(attempt),
+                },
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return False  # already claimed, cancelled or requeued: nothing to note
+            raise
+        return True
+
+    def transition(
+        self,
+        *,
+        dispatch_id: str,
+        to: Status | str,
+        actor: Actor,
+        expected_version: int | None = None,
+        tenant_id: str | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> DispatchRecord:
+        """Move a dispatch to status `to` in one conditional write; returns the new record.
+
+        expected_version: the version the caller decided on; None means "the current one" (read
+        here). Raises NotFoundError, lifecycle.IllegalTransitionError (nothing written) or
+        VersionConflictError (someone else changed it first). `changes` may set TRANSITION_FIELDS. A requeue
+        (-> PENDING) raises the attempt, clears the task id and marks the job not yet enqueued.
+        """
+        to = Status(to)
+        changes = dict(changes or {})
+        unknown = set(changes) - TRANSITION_FIELDS
+        if unknown:
+            raise ValueError(f"transition cannot set {sorted(unknown)}")
+        current = self.get(dispatch_id=dispatch_id, tenant_id=tenant_id)
+        if current is None:
+            raise NotFoundError("dispatch", dispatch_id)
+        if expected_version is not None and current.version != expected_version:
+            raise VersionConflictError("dispatch", dispatch_id, expected_version)
+        lifecycle.transition(current.status, to)
+
+        moment = now()
+        at = iso(moment)
+        updates: dict[str, Any] = {
+            **changes,
+            "status": str(to),
+            "tenant_status": f"{current.tenant_id}#{to}",
+            "updated_at": at,
+            "version": current.version + 1,
+        }
+        if lifecycle.is_requeue(current.status, to):
+            updates.update(attempt=current.attempt + 1, enqueued=False, task_id=None)
+        names = {"#ts": "timestamps", "#st": str(to), "#ver": "version", "#status": "status"}
+        values = {
+            ":at": encode(at),
+            ":expected": encode(current.version),
+            ":from": encode(str(current.status)),
+        }
+        sets, removes = ["#ts.#st = :at"], []
+        for i, (name, value) in enumerate(updates.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :v{i}")
+                values[f":v{i}"] = encode(value)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"dispatch_id": encode(dispatch_id)},
+                UpdateExpression=expression,
+                ConditionExpression="#ver = :expected AND #status = :from",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                raise VersionConflictError("dispatch", dispatch_id, current.version) from error
+            raise
+
+        record_fields = {k: v for k, v in updates.items() if k != "tenant_status"}
+        record_fields["status"] = to
+        record = replace(current, **record_fields, timestamps={**current.timestamps, str(to): at})
+        self._audit.record(
+            actor=actor,
+            action="dispatch.transition",
+            tenant_id=current.tenant_id,
+            target=dispatch_id,
+            details={"from": str(current.status), "to": str(to), "version": record.version},
+        )
+        self._after_transition(current, record, moment)
+        return record
+
+    def _after_transition(self, before: DispatchRecord, after: DispatchRecord, moment: datetime) -> None:
+        running_at = before.timestamps.get(str(Status.RUNNING))
+        run_seconds = (moment - parse_iso(running_at)).total_seconds() if running_at else None
+        self._stats.record_transition(
+            agent=after.agent,
+            previous=before.status,
+            to=after.status,
+            created_at=parse_iso(before.created_at),
+            at=moment,
+            run_seconds=run_seconds if after.status in TERMINAL else None,
+        )
+        if after.status is Status.RUNNING:
+            metrics.dispatch_started(after.agent, (moment - parse_iso(before.created_at)).total_seconds())
+        elif after.status in TERMINAL:
+            metrics.dispatch_finished(after.agent, str(after.status), run_seconds)
+
+
+class CursorError(ValueError):
+    pass
+
+
+def sign_cursor(*, key: bytes, tenant_id: str, binding: dict[str, Any], position: dict[str, Any]) -> str:
+    """An opaque cursor: the position plus what it was issued for, signed with a server key.
+
+    The tenant id and the filters are part of the signed text, so a cursor neither works for
+    another tenant nor with other filters, and a tenant cannot forge one to start elsewhere.
+    """
+    body = json.dumps({"t": tenant_id, "b": binding, "p": position}, separators=(",", ":"), sort_keys=True)
+    mac = hmac.new(key, body.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=") + "." + _b64(mac)
+
+
+def read_cursor(cursor: str, *, key: bytes, tenant_id: str, binding: dict[str, Any]) -> dict[str, Any]:
+    try:
+        encoded, mac_text = cursor.split(".", 1)
+        body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        mac = base64.urlsafe_b64decode(mac_text + "=" * (-len(mac_text) % 4))
+    except ValueError as error:
+        raise CursorError("not a cursor issued by this service") from error
+    expected = hmac.new(key, body, hashlib.sha256).digest()[:16]
+    if not hmac.compare_digest(mac, expected):
+        raise CursorError("not a cursor issued by this service")
+    data = json.loads(body)
+    if data["t"] != tenant_id or data["b"] != binding:
+        raise CursorError("the cursor belongs to another listing")
+    position: dict[str, Any] = data["p"]
+    return position
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -1,0 +1,193 @@
+"""The tenant store: tenants, their quotas and allowed agents, and their API keys (hashes only).
+
+An API key is `op_` + 43 random URL-safe characters. Only its SHA-256 is stored (a key this
+random needs no slow hash), with a short visible prefix so that people can tell keys apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from control_plane.store.audit import Actor, AuditLog
+from control_plane.store.codec import decode_item, encode, encode_item, is_condition_failure, iso, now
+from control_plane.store.errors import NotFoundError, VersionConflictError
+
+KEY_PREFIX = "op_"
+VISIBLE_PREFIX_CHARS = 11  # "op_" + 8 random characters
+UPDATABLE = frozenset({"name", "allowed_agents", "max_running", "max_queued"})
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    tenant_id: str
+    name: str
+    api_key_hash: str
+    api_key_prefix: str
+    max_running: int
+    max_queued: int
+    allowed_agents: list[str] | None = None  # None: every agent in the registry
+    created_at: str = ""
+    updated_at: str = ""
+    version: int = 1
+
+    def allows(self, agent: str) -> bool:
+        return self.allowed_agents is None or agent in self.allowed_agents
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> TenantRecord:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in item.items() if k in known})
+
+
+class TenantStore:
+    def __init__(self, *, client: Any, table: str, audit: AuditLog) -> None:
+        self._client = client
+        self._table = table
+        self._audit = audit
+
+    def create(
+        self,
+        *,
+        name: str,
+        max_running: int,
+        max_queued: int,
+        allowed_agents: list[str] | None,
+        actor: Actor,
+    ) -> tuple[TenantRecord, str]:
+        """A new tenant and its API key; the key is returned here and never again."""
+        api_key = new_api_key()
+        at = iso(now())
+        record = TenantRecord(
+            tenant_id="t-" + uuid.uuid4().hex,
+            name=name,
+            api_key_hash=hash_api_key(api_key),
+            api_key_prefix=api_key[:VISIBLE_PREFIX_CHARS],
+            max_running=max_running,
+            max_queued=max_queued,
+            allowed_agents=allowed_agents,
+            created_at=at,
+            updated_at=at,
+        )
+        self._client.put_item(
+            TableName=self._table,
+            Item=encode_item(asdict(record)),
+            ConditionExpression="attribute_not_exists(tenant_id)",
+        )
+        self._audit.record(
+            actor=actor,
+            action="tenant.create",
+            tenant_id=record.tenant_id,
+            target=record.tenant_id,
+            details={"name": name, "key_prefix": record.api_key_prefix},
+        )
+        return record, api_key
+
+    def get(self, *, tenant_id: str) -> TenantRecord | None:
+        reply = self._client.get_item(
+            TableName=self._table, Key={"tenant_id": encode(tenant_id)}, ConsistentRead=True
+        )
+        return TenantRecord.from_item(decode_item(reply["Item"])) if "Item" in reply else None
+
+    def by_api_key(self, *, api_key: str) -> TenantRecord | None:
+        """The tenant holding this key, or None.
+
+        The index finds the candidate; the consistent read of the item then confirms the hash,
+        so a key rotated out stops working at once even while the index still lags.
+        """
+        if not api_key.startswith(KEY_PREFIX):
+            return None
+        digest = hash_api_key(api_key)
+        reply = self._client.query(
+            TableName=self._table,
+            IndexName="by-key-hash",
+            KeyConditionExpression="api_key_hash = :h",
+            ExpressionAttributeValues={":h": encode(digest)},
+            Limit=1,
+        )
+        for item in reply.get("Items", []):
+            tenant = self.get(tenant_id=decode_item(item)["tenant_id"])
+            if tenant is not None and hmac.compare_digest(tenant.api_key_hash, digest):
+                return tenant
+        return None
+
+    def rotate_key(self, *, tenant_id: str, actor: Actor) -> tuple[TenantRecord, str]:
+        """Replace the tenant's key; the old one stops working. Returns the new key once."""
+        api_key = new_api_key()
+        record = self._update(
+            tenant_id=tenant_id,
+            fields={"api_key_hash": hash_api_key(api_key), "api_key_prefix": api_key[:VISIBLE_PREFIX_CHARS]},
+            expected_version=None,
+        )
+        self._audit.record(
+            actor=actor,
+            action="tenant.rotate_key",
+            tenant_id=tenant_id,
+            target=tenant_id,
+            details={"key_prefix": record.api_key_prefix, "version": record.version},
+        )
+        return record, api_key
+
+    def update(
+        self, *, tenant_id: str, fields: dict[str, Any], actor: Actor, expected_version: int | None = None
+    ) -> TenantRecord:
+        """Change quotas, allowed agents or name, conditional on the version."""
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        record = self._update(tenant_id=tenant_id, fields=fields, expected_version=expected_version)
+        self._audit.record(
+            actor=actor,
+            action="tenant.update",
+            tenant_id=tenant_id,
+            target=tenant_id,
+            details={**fields, "version": record.version},
+        )
+        return record
+
+    def _update(
+        self, *, tenant_id: str, fields: dict[str, Any], expected_version: int | None
+    ) -> TenantRecord:
+        current = self.get(tenant_id=tenant_id)
+        if current is None:
+            raise NotFoundError("tenant", tenant_id)
+        version = current.version if expected_version is None else expected_version
+        updates = {**fields, "updated_at": iso(now()), "version": version + 1}
+        names = {"#ver": "version"}
+        values: dict[str, Any] = {":expected": encode(version)}
+        sets, removes = [], []
+        for i, (name, value) in enumerate(updates.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                sets.append(f"#f{i} = :v{i}")
+                values[f":v{i}"] = encode(value)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"tenant_id": encode(tenant_id)},
+                UpdateExpression="SET "
+                + ", ".join(sets)
+                + (" REMOVE " + ", ".join(removes) if removes else ""),
+                ConditionExpression="#ver = :expected",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                raise VersionConflictError("tenant", tenant_id, version) from error
+            raise
+        return replace(current, **updates)
