@@ -1,0 +1,1 @@
+"""Outpost's deployment units: one Stage per environment, composed of stacks."""

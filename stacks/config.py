@@ -1,0 +1,182 @@
+"""Typed, frozen per-environment configuration.
+
+The raw settings live in cdk.json under the context key ``outpost:environments`` (override
+one value with ``-c``), and are checked here once. Stacks receive an ``EnvironmentConfig``;
+constructs receive only the values they need. Environment variables are read only in app.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+from agents.registry import AGENTS
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+CONTEXT_KEY = "outpost:environments"
+
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+# Fargate control-plane sizes we allow (cpu units -> memory MiB).
+CONTROL_PLANE_SIZES = {256: (512, 1024, 2048), 512: (1024, 2048, 3072, 4096), 1024: (2048, 3072, 4096, 8192)}
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message is one line naming the environment, field and value."""
+
+    def __init__(self, env: str, field_name: str, value: Any, problem: str) -> None:
+        super().__init__(f"config: environment '{env}', field '{field_name}' = {value!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    region: str
+    availability_zones: tuple[str, ...]
+    nat_gateways: int
+    log_retention_days: int
+    retain_data: bool  # RETAIN stateful resources and protect the stacks from deletion
+    immutable_tags: bool
+    customer_managed_table_key: bool
+    interface_endpoints: bool
+    agents: tuple[str, ...]
+    account: str | None = None  # None: environment-agnostic (dev without CDK_DEFAULT_ACCOUNT)
+    alarm_email: str | None = None
+    control_plane_cpu: int = 512
+    control_plane_memory: int = 1024
+    control_plane_desired_count: int = 1
+    control_plane_max_count: int = 1  # autoscaling is on when max > desired
+    ingress_cidrs: tuple[str, ...] = ("10.0.0.0/8",)
+    certificate_arn: str | None = None
+    image_tag: str = "latest"
+
+    @property
+    def stage_name(self) -> str:
+        return self.name.capitalize()
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.control_plane_max_count > self.control_plane_desired_count
+
+
+def _check(cfg: EnvironmentConfig) -> None:
+    def fail(field_name: str, problem: str) -> None:
+        raise ConfigError(cfg.name, field_name, getattr(cfg, field_name), problem)
+
+    if cfg.account is not None and not re.fullmatch(r"\d{12}", cfg.account):
+        fail("account", "an AWS account id is 12 digits")
+    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", cfg.region):
+        fail("region", "not an AWS region name")
+    if len(cfg.availability_zones) != 2 or not all(
+        az.startswith(cfg.region) for az in cfg.availability_zones
+    ):
+        fail("availability_zones", f"two zones of {cfg.region} are required")
+    # Agents need egress (git hosts, model APIs), so at least one NAT gateway.
+    if not 1 <= cfg.nat_gateways <= len(cfg.availability_zones):
+        fail("nat_gateways", f"must be between 1 and {len(cfg.availability_zones)}")
+    if cfg.log_retention_days not in LOG_RETENTION_DAYS:
+        fail("log_retention_days", "CloudWatch Logs does not accept this retention")
+    unknown = sorted(set(cfg.agents) - set(AGENTS))
+    if unknown or not cfg.agents:
+        fail("agents", f"unknown agents {unknown}" if unknown else "at least one agent is required")
+    if cfg.alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", cfg.alarm_email):
+        fail("alarm_email", "not an e-mail address")
+    if cfg.control_plane_memory not in CONTROL_PLANE_SIZES.get(cfg.control_plane_cpu, ()):
+        fail("control_plane_memory", f"not a Fargate size with control_plane_cpu {cfg.control_plane_cpu}")
+    if not 1 <= cfg.control_plane_desired_count <= cfg.control_plane_max_count:
+        fail("control_plane_max_count", "need 1 <= control_plane_desired_count <= control_plane_max_count")
+    for cidr in cfg.ingress_cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            fail("ingress_cidrs", f"{cidr!r} is not a CIDR block")
+    if cfg.certificate_arn is not None and not cfg.certificate_arn.startswith("arn:aws:acm:"):
+        fail("certificate_arn", "not an ACM certificate ARN")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", cfg.image_tag):
+        fail("image_tag", "not a valid image tag")
+
+
+def _coerce(env: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
+    known = {f.name: f for f in fields(EnvironmentConfig)}
+    for key in raw:
+        if key not in known or key == "name":
+            raise ConfigError(env, key, raw[key], "unknown setting")
+    values: dict[str, Any] = {"name": env}
+    for name, spec in known.items():
+        if name == "name":
+            continue
+        if name not in raw:
+            if spec.default is MISSING:
+                raise ConfigError(env, name, None, "required setting is missing")
+            continue
+        value = raw[name]
+        expected = str(spec.type)
+        if "tuple" in expected:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(env, name, value, "must be a list of strings")
+            value = tuple(value)
+        elif expected.startswith("int"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(env, name, value, "must be an integer")
+        elif expected.startswith("bool"):
+            if not isinstance(value, bool):
+                raise ConfigError(env, name, value, "must be true or false")
+        elif value is not None and not isinstance(value, str):
+            raise ConfigError(env, name, value, "must be a string")
+        values[name] = value
+    cfg = EnvironmentConfig(**values)
+    _check(cfg)
+    return cfg
+
+
+def load_environments(
+    raw: Mapping[str, Any],
+    *,
+    selected: str | None = None,
+    default_account: str | None = None,
+    default_region: str | None = None,
+) -> list[EnvironmentConfig]:
+    """Checks the raw settings and returns the selected environments (all when none)."""
+    names: Sequence[str] = ENVIRONMENTS
+    if selected:
+        names = [n.strip() for n in selected.split(",")]
+        for name in names:
+            if name not in ENVIRONMENTS:
+                raise ConfigError(name, "env", name, f"unknown environment; known: {', '.join(ENVIRONMENTS)}")
+    configs = []
+    for name in names:
+        settings = dict(raw.get(name) or {})
+        if not settings:
+            raise ConfigError(name, CONTEXT_KEY, None, "no settings for this environment in cdk.json")
+        if name == "dev":  # only dev may fall back to the CLI's account and region
+            if settings.get("account") is None:
+                settings["account"] = default_account
+            settings.setdefault("region", default_region)
+        configs.append(_coerce(name, settings))
+    return configs

@@ -1,0 +1,51 @@
+"""Network stack: the VPC and the key that encrypts the platform's log groups."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from constructs import Construct
+from constructs.keys import customer_key
+from constructs.network import Network
+from stacks.config import EnvironmentConfig
+from stacks.policies import acknowledge, log_retention, removal_policy
+
+
+class NetworkStack(cdk.Stack):
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: object) -> None:
+        self._zones = list(config.availability_zones)
+        super().__init__(scope, id, **kwargs)
+        self.logs_key = customer_key(
+            self,
+            "LogsKey",
+            description="Outpost CloudWatch log groups",
+            removal_policy=removal_policy(config),
+            service_principals=[f"logs.{self.region}.amazonaws.com"],
+        )
+        self.network = Network(
+            self,
+            "Network",
+            availability_zones=self._zones,
+            nat_gateways=config.nat_gateways,
+            interface_endpoints=config.interface_endpoints,
+            log_retention=log_retention(config),
+            logs_key=self.logs_key,
+            removal_policy=removal_policy(config),
+        )
+        self.vpc = self.network.vpc
+        self._acknowledge()
+
+    @property
+    def availability_zones(self) -> list[str]:
+        # The zones come from config, so synth never looks them up in an AWS account.
+        return self._zones
+
+    def _acknowledge(self) -> None:
+        """Every cdk-nag finding this stack accepts, with the reason it is safe."""
+        for subnet in self.vpc.public_subnets:
+            acknowledge(
+                subnet,
+                "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW",
+                "Public subnets hold only the load balancer and the NAT gateways, which need a route to the "
+                "internet gateway; tasks run in private subnets and reach the internet only through NAT.",
+            )

@@ -1,0 +1,18 @@
+"""Registry stack: the seven ECR repositories the images are published to."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from constructs import Construct
+from constructs.image_repositories import ImageRepositories
+from stacks.config import EnvironmentConfig
+from stacks.policies import removal_policy
+
+
+class RegistryStack(cdk.Stack):
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: object) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.repositories = ImageRepositories(
+            self, "Repositories", immutable_tags=config.immutable_tags, removal_policy=removal_policy(config)
+        ).repositories

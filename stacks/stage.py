@@ -1,0 +1,36 @@
+"""One Stage per environment: the stacks of Outpost, wired together."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from constructs import Construct
+from stacks.audit import AuditStack
+from stacks.config import EnvironmentConfig
+from stacks.data import DataStack
+from stacks.network import NetworkStack
+from stacks.registry import RegistryStack
+
+
+class OutpostStage(cdk.Stage):
+    def __init__(self, scope: Construct, *, config: EnvironmentConfig) -> None:
+        super().__init__(
+            scope, config.stage_name, env=cdk.Environment(account=config.account, region=config.region)
+        )
+        common = {
+            "config": config,
+            "termination_protection": config.retain_data,
+            "tags": {"outpost:environment": config.name},
+        }
+        self.network = NetworkStack(self, "Network", description="Outpost network", **common)
+        self.data = DataStack(
+            self, "Data", vpc=self.network.vpc, description="Outpost stateful resources", **common
+        )
+        self.registry = RegistryStack(self, "Registry", description="Outpost image repositories", **common)
+        self.audit = AuditStack(
+            self,
+            "Audit",
+            access_logs_bucket=self.data.access_logs.bucket,
+            description="Outpost audit trail",
+            **common,
+        )
