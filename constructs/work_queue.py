@@ -18,7 +18,7 @@ class WorkQueue(Construct):
         encryption_key: kms.IKey,
         dead_letter_queue: sqs.IQueue,
         max_receive_count: int = 5,
-        visibility_timeout: Duration = Duration.seconds(60),
+        visibility_timeout_s: int = 60,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -29,7 +29,7 @@ class WorkQueue(Construct):
             encryption_master_key=encryption_key,
             enforce_ssl=True,
             retention_period=Duration.days(4),
-            visibility_timeout=visibility_timeout,
+            visibility_timeout=Duration.seconds(visibility_timeout_s),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=dead_letter_queue, max_receive_count=max_receive_count
             ),
