@@ -1,0 +1,128 @@
+"""What an agent adapter is, and the parsing helpers the adapters share.
+
+An adapter turns a task into the agent CLI's non-interactive command line (the registry's
+``command`` is the executable, the adapter adds the flags) and reads the CLI's combined
+output back into an :class:`AgentOutput`: the final message, token usage and cost where the
+CLI reports them. Parsers never raise on unexpected output: they return what they found.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.registry import AGENTS
+
+FINAL_MESSAGE_MAX_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class AgentOutput:
+    """What an adapter read from the agent's output; None where the CLI does not say.
+
+    ``input_tokens`` counts every prompt token, cached ones included; ``cached_input_tokens``
+    is the part served from the provider's prompt cache.
+    """
+
+    final_message: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    # Arguments after the registry's command: (task, scratch directory) -> argv tail.
+    arguments: Callable[[str, Path], list[str]]
+    parse: Callable[[str], AgentOutput]
+    # Environment variable the CLI reads -> other names the provider key may arrive under.
+    key_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def command(self, task: str, *, scratch: Path) -> list[str]:
+        return [*AGENTS[self.name].command, *self.arguments(task, scratch)]
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The agent's environment: ``env`` plus the key under the name the CLI reads."""
+        result = dict(env)
+        for target, sources in self.key_aliases.items():
+            if result.get(target):
+                continue
+            for source in sources:
+                if result.get(source):
+                    result[target] = result[source]
+                    break
+        return result
+
+
+def json_objects(output: str) -> Iterator[dict[str, Any]]:
+    """Every JSON object in ``output``: the whole text if it is one object, else one per line.
+
+    Lines that are not JSON objects (stderr noise, progress text) are skipped.
+    """
+    text = output.strip()
+    if text.startswith("{"):
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            if isinstance(whole, dict):
+                yield whole
+                return
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def add_optional(*values: int | None) -> int | None:
+    """Sum of the values that are known; None when none is."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def clip(message: str | None) -> str | None:
+    if message is None:
+        return None
+    message = message.strip()
+    if not message:
+        return None
+    if len(message) > FINAL_MESSAGE_MAX_CHARS:
+        return message[: FINAL_MESSAGE_MAX_CHARS - 1] + "…"
+    return message
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)

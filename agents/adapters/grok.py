@@ -1,0 +1,54 @@
+"""Grok CLI (npm ``@vibe-kit/grok-cli``, executable ``grok``).
+
+Command line::
+
+    grok --prompt=<task>
+
+What the source says (superagent-ai/grok-cli ``src/index.ts`` and README, the npm package
+``@vibe-kit/grok-cli``; looked up 2026-11-25):
+
+- ``-p``/``--prompt <prompt>`` "process a single prompt and exit (headless mode)". Headless
+  mode auto-approves every operation (``confirmationService.setSessionFlag("allOperations",
+  true)``), works in the current directory (``-d`` changes it) and, when done, prints the
+  conversation as OpenAI-style chat messages, one JSON object per line:
+  ``{"role": "user"|"assistant"|"tool", "content": ..., "tool_calls"?, "tool_call_id"?}``.
+  On failure it prints ``{"role": "assistant", "content": "Error: ..."}`` and exits 1.
+  The final answer is the last assistant message with content. It prints no token counts
+  or cost.
+- The key comes from ``GROK_API_KEY`` (or ``--api-key``, which would put it on the command
+  line; Outpost never does that). Outpost's ``xai`` secret arrives as ``XAI_API_KEY`` and is
+  copied under that name.
+
+xAI also ships its own "Grok Build" CLI, also called ``grok`` (``grok -p <prompt>
+--output-format json --always-approve``, https://docs.x.ai/build/cli/headless-scripting).
+The agent image installs ``@vibe-kit/grok-cli``; switching to xAI's CLI means changing this
+module (flags and parser) together with the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.adapters.base import Adapter, AgentOutput, clip, json_objects
+
+
+def arguments(task: str, scratch: Path) -> list[str]:
+    return [f"--prompt={task}"]
+
+
+def parse(output: str) -> AgentOutput:
+    final: str | None = None
+    for message in json_objects(output):
+        content = message.get("content")
+        if message.get("role") == "assistant" and isinstance(content, str) and content.strip():
+            final = content
+    error = final if final is not None and final.startswith("Error: ") else None
+    return AgentOutput(final_message=clip(final), error=clip(error))
+
+
+ADAPTER = Adapter(
+    name="grok",
+    arguments=arguments,
+    parse=parse,
+    key_aliases={"GROK_API_KEY": ("XAI_API_KEY",)},
+)

@@ -1,0 +1,3 @@
+from agents.runner.main import main
+
+raise SystemExit(main())

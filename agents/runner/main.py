@@ -1,0 +1,398 @@
+"""The runner's flow: claim → checkout → agent → bundle → upload → report → exit.
+
+Whatever happens after a job is claimed, the runner reports an outcome for it: COMPLETED
+(agent exit code 0), FAILED (non-zero exit code, checkout or runner error), TIMED_OUT (the
+job's ``timeout_s`` passed; the agent's process group is stopped) or INTERRUPTED (SIGTERM:
+Spot interruption or cancel; reported within OUTPOST_STOP_BUDGET_S, inside ECS's 120 s).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from agents.adapters import AgentOutput, adapter_for
+from agents.runner import VERSION
+from agents.runner.bundle import FILES, PATCH, SUMMARY, TRANSCRIPT, write_json, write_manifest
+from agents.runner.config import (
+    EXIT_CLAIM_REFUSED,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    ConfigError,
+    RunnerConfig,
+    parse_args,
+)
+from agents.runner.logship import LogShipper
+from agents.runner.process import DeadlineError, StoppedError, harden_runner, run_agent
+from agents.runner.protocol import ControlPlane, Job, ProtocolError, upload
+from agents.runner.redact import Redactor, child_environment, secret_values, url_password, without_credentials
+from agents.runner.workspace import CheckoutError, Git, Patch
+
+MIN_CLAIM_INTERVAL_S = 0.5  # a control plane that answers 204 at once is not hammered
+TRANSCRIPT_PARSE_MAX_BYTES = 32 * 1024 * 1024
+UPLOAD_TIMEOUT_S = 120.0
+
+
+class StopSignal:
+    """Set by SIGTERM/SIGINT; remembers when, for the stop budget."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.at: float | None = None
+        self.name: str | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.event.is_set():
+            self.at = time.monotonic()
+            self.name = signal.Signals(signum).name
+            self.event.set()
+
+    def deadline(self, budget_s: float) -> float | None:
+        return None if self.at is None else self.at + budget_s
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str
+    exit_code: int | None = None
+    error: str | None = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)
+    try:
+        config = RunnerConfig.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"outpost runner: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # No process the runner starts may inherit the claim token.
+    os.environ.pop("OUTPOST_CLAIM_TOKEN", None)
+    harden_runner()
+    stop = StopSignal()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return Runner(config, stop).run()
+
+
+class Runner:
+    def __init__(self, config: RunnerConfig, stop: StopSignal) -> None:
+        self.config = config
+        self.stop = stop
+        self.control_plane = ControlPlane(config.control_plane_url)
+        self.base_env = {k: v for k, v in os.environ.items() if k != "OUTPOST_CLAIM_TOKEN"}
+
+    def run(self) -> int:
+        started = time.monotonic()
+        claimed = self.claim(started)
+        if isinstance(claimed, int):
+            return claimed
+        return JobRun(self, claimed, claim_s=time.monotonic() - started).run()
+
+    def claim(self, started: float) -> Job | int:
+        idle_deadline = started + self.config.idle_timeout_s
+        backoff = 0.5
+        while not self.stop.event.is_set():
+            asked = time.monotonic()
+            try:
+                job = self.control_plane.claim(self.config.claim_token, self.config.task_id)
+            except ProtocolError as exc:
+                if exc.status in (401, 403):
+                    _note(f"claim refused ({exc.status}): the claim token is unknown or spent; nothing run")
+                    return EXIT_CLAIM_REFUSED
+                if not exc.retryable:
+                    _note(f"claim failed: {exc}")
+                    return EXIT_ERROR
+                if time.monotonic() >= idle_deadline:
+                    _note(f"control plane unreachable until the idle deadline: {exc}")
+                    return EXIT_UNREACHABLE
+                self.stop.event.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if job is not None:
+                return job
+            backoff = 0.5
+            if time.monotonic() >= idle_deadline:
+                _note(f"no job within {self.config.idle_timeout_s:g} s; exiting")
+                return EXIT_OK
+            self.stop.event.wait(max(0.0, asked + MIN_CLAIM_INTERVAL_S - time.monotonic()))
+        _note(f"stopped by {self.stop.name} before a job was claimed")
+        return EXIT_OK
+
+
+class JobRun:
+    """One claimed job, from checkout to the reported outcome."""
+
+    def __init__(self, runner: Runner, job: Job, *, claim_s: float) -> None:
+        self.runner = runner
+        self.config = runner.config
+        self.stop = runner.stop
+        self.job = job
+        self.claimed_at = time.monotonic()
+        self.durations: dict[str, float | None] = {
+            "claim": round(claim_s, 3),
+            "checkout": None,
+            "agent": None,
+            "bundle": None,
+        }
+        workspace = self.config.workspace
+        self.repo_dir = workspace / "repo"
+        self.bundle_dir = workspace / "bundle"
+        self.scratch = workspace / "scratch"
+        self.redact = Redactor(
+            [
+                job.job_token,
+                self.config.claim_token,
+                url_password(job.repo.url) if job.repo else None,
+                *secret_values(runner.base_env),
+            ]
+        )
+        self.logs = LogShipper(lambda lines: runner.control_plane.send_logs(job, lines))
+        self.base: str | None = None
+        self.command: list[str] | None = None
+
+    def say(self, message: str) -> None:
+        line = self.redact(f"[outpost] {message}")
+        self.logs.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+    def run(self) -> int:
+        self.logs.start()
+        job = self.job
+        self.say(
+            f"claimed dispatch {job.dispatch_id} (agent {job.agent}, attempt {job.attempt}, timeout {job.timeout_s:g} s)"
+        )
+        try:
+            outcome, summary = self.execute()
+        except Exception as exc:  # noqa: BLE001 - whatever breaks, the dispatch gets an outcome
+            outcome = Outcome("FAILED", None, self.redact(f"runner error: {type(exc).__name__}: {exc}"))
+            summary = self.summary(outcome, AgentOutput(), Patch(b"", 0))
+        self.say(f"outcome {outcome.outcome}" + (f": {outcome.error}" if outcome.error else ""))
+        self.logs.close(timeout=self.time_left(default=5.0, reserve=10.0, cap=5.0))
+        return self.report(outcome, summary)
+
+    def execute(self) -> tuple[Outcome, dict[str, Any]]:
+        for directory in (self.bundle_dir, self.scratch):
+            directory.mkdir(parents=True, exist_ok=True)
+        (self.bundle_dir / TRANSCRIPT).write_bytes(b"")
+        env = child_environment(self.runner.base_env, scratch=self.scratch)
+        deadline = self.claimed_at + self.job.timeout_s
+
+        outcome = self.checkout(env, deadline)
+        if outcome is None:
+            outcome = self.run_agent(env, deadline)
+
+        started = time.monotonic()
+        patch, outcome = self.collect_patch(env, outcome)
+        parsed = self.parse_transcript()
+        if outcome.outcome == "FAILED" and outcome.exit_code is not None and parsed.error:
+            outcome = Outcome(outcome.outcome, outcome.exit_code, f"{outcome.error}: {parsed.error}")
+        self.durations["bundle"] = round(time.monotonic() - started, 3)
+        summary = self.summary(outcome, parsed, patch)
+        (self.bundle_dir / PATCH).write_bytes(patch.diff)
+        write_json(self.bundle_dir / SUMMARY, summary)
+        write_manifest(self.bundle_dir, self.job.dispatch_id)
+        failed = self.upload_bundle()
+        if failed and outcome.outcome == "COMPLETED":
+            outcome = Outcome("FAILED", 0, f"upload of the result bundle failed: {', '.join(failed)}")
+        return outcome, summary
+
+    # -- phases ------------------------------------------------------------------------
+
+    def checkout(self, env: dict[str, str], deadline: float) -> Outcome | None:
+        if self.stop.event.is_set():
+            return self.interrupted()
+        started = time.monotonic()
+        git = Git(self.repo_dir, env=env, deadline=deadline, stop=self.stop.event, redact=self.redact)
+        repo = self.job.repo
+        try:
+            if repo is None:
+                self.say("no repository: starting from an empty git repository")
+                self.base = git.init_empty()
+            else:
+                at = f" at {repo.ref}" if repo.ref else ""
+                self.say(f"cloning {without_credentials(repo.url)}{at}")
+                self.base = git.clone(repo.url, repo.ref)
+            self.say(f"base commit {self.base}")
+            return None
+        except CheckoutError as exc:
+            return Outcome("FAILED", None, f"checkout failed: {exc}")
+        except StoppedError:
+            return self.interrupted()
+        except DeadlineError:
+            return Outcome("TIMED_OUT", None, f"timed out after {self.job.timeout_s:g} s during checkout")
+        finally:
+            self.durations["checkout"] = round(time.monotonic() - started, 3)
+
+    def run_agent(self, env: dict[str, str], deadline: float) -> Outcome:
+        if self.job.agent != self.config.agent:
+            return Outcome(
+                "FAILED", None, f"job is for agent {self.job.agent!r}; this task runs {self.config.agent!r}"
+            )
+        if self.stop.event.is_set():
+            return self.interrupted()
+        adapter = adapter_for(self.config.agent)
+        argv = adapter.command(self.job.task, scratch=self.scratch)
+        self.command = [arg.replace(self.job.task, "<task>") if self.job.task else arg for arg in argv]
+        self.say(f"running {shlex.join(self.command)}")
+        started = time.monotonic()
+        with (self.bundle_dir / TRANSCRIPT).open("w", encoding="utf-8", errors="replace") as transcript:
+
+            def on_line(line: str) -> None:
+                line = self.redact(line)
+                transcript.write(line + "\n")
+                self.logs.add(line)
+
+            result = run_agent(
+                argv,
+                cwd=self.repo_dir,
+                env=adapter.environment(env),
+                deadline=deadline,
+                stop=self.stop.event,
+                kill_grace_s=self.config.kill_grace_s,
+                on_line=on_line,
+            )
+        elapsed = time.monotonic() - started
+        self.durations["agent"] = round(elapsed, 3)
+        if result.start_error:
+            return Outcome("FAILED", None, result.start_error)
+        if result.interrupted:
+            return self.interrupted()
+        if result.timed_out:
+            self.say(f"agent timed out after {elapsed:.1f} s; its processes were stopped")
+            return Outcome("TIMED_OUT", None, f"timed out after {self.job.timeout_s:g} s")
+        self.say(f"agent exited with code {result.exit_code} after {elapsed:.1f} s")
+        if result.exit_code == 0:
+            return Outcome("COMPLETED", 0)
+        if result.killed_by:
+            return Outcome("FAILED", result.exit_code, f"agent killed by {result.killed_by}")
+        return Outcome("FAILED", result.exit_code, f"agent exited with code {result.exit_code}")
+
+    def collect_patch(self, env: dict[str, str], outcome: Outcome) -> tuple[Patch, Outcome]:
+        if self.base is None:
+            return Patch(b"", 0), outcome
+        # A fresh stop event: the patch is still wanted after SIGTERM, within the budget.
+        deadline = self.stop.deadline(self.config.stop_budget_s - 30) or time.monotonic() + 600
+        git = Git(self.repo_dir, env=env, deadline=deadline, stop=threading.Event(), redact=self.redact)
+        try:
+            patch = git.patch(self.base)
+        except (CheckoutError, DeadlineError) as exc:
+            self.say(f"could not build the patch: {exc or 'deadline passed'}")
+            if outcome.outcome == "COMPLETED":
+                outcome = Outcome("FAILED", 0, f"could not build the patch: {exc or 'deadline passed'}")
+            return Patch(b"", 0), outcome
+        self.say(f"patch: {patch.files_changed} files changed, {len(patch.diff)} bytes")
+        return patch, outcome
+
+    def parse_transcript(self) -> AgentOutput:
+        path = self.bundle_dir / TRANSCRIPT
+        with path.open("rb") as handle:
+            size = path.stat().st_size
+            handle.seek(max(0, size - TRANSCRIPT_PARSE_MAX_BYTES))
+            text = handle.read().decode("utf-8", "replace")
+        try:
+            return adapter_for(self.config.agent).parse(text)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the job's result
+            self.say(f"could not parse the agent's output: {type(exc).__name__}: {exc}")
+            return AgentOutput()
+
+    def upload_bundle(self) -> list[str]:
+        failed = []
+        for name in FILES:
+            url = self.job.uploads.get(name)
+            if not url:
+                self.say(f"no upload URL for {name}; not uploaded")
+                failed.append(name)
+                continue
+            data = (self.bundle_dir / name).read_bytes()
+            for attempt in range(3):
+                timeout = self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S)
+                if timeout < 1:
+                    error: Exception | str = "no time left after SIGTERM"
+                    break
+                try:
+                    upload(url, data, timeout=timeout)
+                    error = ""
+                    break
+                except ProtocolError as exc:
+                    error = exc
+                    if not exc.retryable:
+                        break
+                time.sleep(0.5 * (attempt + 1))
+            if error:
+                self.say(f"upload of {name} failed: {error}")
+                failed.append(name)
+        if not failed:
+            self.say(f"uploaded {', '.join(FILES)}")
+        return failed
+
+    def report(self, outcome: Outcome, summary: dict[str, Any]) -> int:
+        body = {
+            "outcome": outcome.outcome,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "summary": summary,
+        }
+        give_up = self.stop.deadline(self.config.stop_budget_s) or time.monotonic() + 120
+        delay = 0.5
+        while True:
+            timeout = max(1.0, min(15.0, give_up - time.monotonic()))
+            try:
+                self.runner.control_plane.send_result(self.job, body, timeout=timeout)
+                return EXIT_OK
+            except ProtocolError as exc:
+                if not exc.retryable or time.monotonic() + delay >= give_up:
+                    _note(self.redact(f"could not report the outcome: {exc}"))
+                    return EXIT_ERROR
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def interrupted(self) -> Outcome:
+        return Outcome("INTERRUPTED", None, f"stopped by {self.stop.name or 'a signal'}")
+
+    def time_left(self, *, default: float, reserve: float, cap: float) -> float:
+        """Seconds for the next step: ``default`` normally, less once SIGTERM started the clock."""
+        deadline = self.stop.deadline(self.config.stop_budget_s)
+        if deadline is None:
+            return default
+        return max(0.0, min(cap, deadline - reserve - time.monotonic()))
+
+    def summary(self, outcome: Outcome, parsed: AgentOutput, patch: Patch) -> dict[str, Any]:
+        repo = self.job.repo
+        return {
+            "dispatch_id": self.job.dispatch_id,
+            "agent": self.job.agent,
+            "attempt": self.job.attempt,
+            "outcome": outcome.outcome,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "repo": {"url": without_credentials(repo.url), "ref": repo.ref} if repo else None,
+            "base_commit": self.base,
+            "command": self.command,
+            "durations_s": dict(self.durations),
+            "tokens": {
+                "input": parsed.input_tokens,
+                "output": parsed.output_tokens,
+                "cached_input": parsed.cached_input_tokens,
+            },
+            "cost_usd": parsed.cost_usd,
+            "final_message": self.redact(parsed.final_message) if parsed.final_message else None,
+            "agent_error": self.redact(parsed.error) if parsed.error else None,
+            "patch": {"files_changed": patch.files_changed, "bytes": len(patch.diff)},
+            "runner_version": VERSION,
+        }
+
+
+def _note(message: str) -> None:
+    print(f"[outpost] {message}", file=sys.stderr, flush=True)
+

@@ -1,0 +1,164 @@
+"""The runner's side of the claim protocol (docs/design.md), over urllib.
+
+``POST /internal/claim`` (claim token), ``POST /internal/dispatches/{id}/logs`` and
+``POST /internal/dispatches/{id}/result`` (job token), and HTTP PUT of the bundle files to
+the presigned URLs of the claim answer.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+CLAIM_TIMEOUT_S = 30.0  # the control plane long-polls up to 20 s
+USER_AGENT = "outpost-runner"
+
+
+class ProtocolError(Exception):
+    """A request that failed: ``status`` is the HTTP status, or None for a network error."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Repo:
+    url: str
+    ref: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    dispatch_id: str
+    agent: str
+    task: str
+    repo: Repo | None
+    timeout_s: float
+    attempt: int
+    job_token: str
+    uploads: dict[str, str]
+
+    @classmethod
+    def from_claim(cls, body: Any) -> Job:
+        """Validates the claim answer; raises ValueError naming the first bad field."""
+        if not isinstance(body, dict):
+            raise ValueError("claim answer is not a JSON object")
+
+        def field(name: str, kind: type | tuple[type, ...]) -> Any:
+            value = body.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"claim answer: field {name!r} is missing or has the wrong type")
+            return value
+
+        repo = body.get("repo")
+        if repo is not None:
+            if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not repo["url"]:
+                raise ValueError("claim answer: field 'repo' must be null or {url, ref}")
+            ref = repo.get("ref")
+            if ref is not None and not isinstance(ref, str):
+                raise ValueError("claim answer: field 'repo.ref' must be a string or null")
+            repo = Repo(url=repo["url"], ref=ref or None)
+        uploads = body.get("uploads") or {}
+        if not isinstance(uploads, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in uploads.items()
+        ):
+            raise ValueError("claim answer: field 'uploads' must map file names to URLs")
+        timeout_s = float(field("timeout_s", (int, float)))
+        if timeout_s <= 0:
+            raise ValueError("claim answer: field 'timeout_s' must be positive")
+        return cls(
+            dispatch_id=field("dispatch_id", str),
+            agent=field("agent", str),
+            task=field("task", str),
+            repo=repo,
+            timeout_s=timeout_s,
+            attempt=int(body.get("attempt") or 1),
+            job_token=field("job_token", str),
+            uploads=dict(uploads),
+        )
+
+
+class ControlPlane:
+    def __init__(self, base_url: str) -> None:
+        self._base = base_url.rstrip("/")
+
+    def claim(self, claim_token: str, task_id: str) -> Job | None:
+        """The job, or None when there is none yet (204). Raises ProtocolError otherwise."""
+        status, body = _send(
+            "POST",
+            f"{self._base}/internal/claim",
+            token=claim_token,
+            payload={"task_id": task_id},
+            timeout=CLAIM_TIMEOUT_S,
+        )
+        if status == 204:
+            return None
+        try:
+            return Job.from_claim(json.loads(body or b"null"))
+        except ValueError as exc:
+            raise ProtocolError(str(exc), status) from None
+
+    def send_logs(self, job: Job, lines: list[str], *, timeout: float = 10.0) -> None:
+        _send(
+            "POST",
+            self._dispatch_url(job, "logs"),
+            token=job.job_token,
+            payload={"lines": lines},
+            timeout=timeout,
+        )
+
+    def send_result(self, job: Job, result: dict[str, Any], *, timeout: float = 15.0) -> None:
+        _send("POST", self._dispatch_url(job, "result"), token=job.job_token, payload=result, timeout=timeout)
+
+    def _dispatch_url(self, job: Job, what: str) -> str:
+        return f"{self._base}/internal/dispatches/{quote(job.dispatch_id, safe='')}/{what}"
+
+
+def upload(url: str, data: bytes, *, timeout: float) -> None:
+    """PUT ``data`` to a presigned URL (no Authorization header: the URL is the credential)."""
+    _send("PUT", url, data=data, content_type="application/octet-stream", timeout=timeout)
+
+
+def _send(
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    payload: Any = None,
+    data: bytes | None = None,
+    content_type: str = "application/json",
+    timeout: float,
+) -> tuple[int, bytes]:
+    if not url.startswith(("http://", "https://")):
+        raise ProtocolError(f"refusing a non-HTTP URL for {method}")
+    if payload is not None:
+        data = json.dumps(payload).encode()
+    headers = {"User-Agent": USER_AGENT, "Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    body = data if data is not None else b""
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
+
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(500).decode("utf-8", "replace").strip()
+        raise ProtocolError(f"{method} {_path(url)}: HTTP {exc.code} {detail}".strip(), exc.code) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ProtocolError(f"{method} {_path(url)}: {reason}") from None
+
+
+def _path(url: str) -> str:
+    """The URL without its query string: presigned URLs carry signatures there."""
+    return url.split("?", 1)[0]
