@@ -1,9 +1,10 @@
-"""What the API needs from the runtime (ECS Fargate or local processes), as a protocol.
+"""What the API needs from the dispatch engine's runtime, as a protocol.
 
-The dispatch engine implements `Runtime` (control_plane/runtime/) and hands it to
-`create_app(settings, runtime=...)`, or sets `app.state.runtime` later. Until one is attached,
-`NoRuntime` answers: cancelling a running dispatch then fails loudly with 503 instead of
-pretending the task was stopped.
+The dispatch engine implements `TaskControl` (on top of its runtime, control_plane/runtime/,
+which maps Outpost task ids to ECS task ARNs or local processes) and hands it to
+`create_app(settings, task_control=...)`, or sets `app.state.task_control`. Until one is
+attached, `NoTaskControl` answers: cancelling a running dispatch then fails loudly with 503
+instead of pretending the task was stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class RuntimeUnavailableError(RuntimeError):
 
 
 @runtime_checkable
-class Runtime(Protocol):
+class TaskControl(Protocol):
     def stop_task(self, task_id: str, *, reason: str) -> None:
         """Stop the task running a dispatch; returns once the stop was requested.
 
@@ -40,8 +41,8 @@ class Runtime(Protocol):
         ...
 
 
-class NoRuntime:
-    """Stands in until the engine attaches its runtime."""
+class NoTaskControl:
+    """Stands in until the engine attaches its task control."""
 
     def stop_task(self, task_id: str, *, reason: str) -> None:
         raise RuntimeUnavailableError("no runtime is attached to this control plane")

@@ -36,7 +36,9 @@ from control_plane.store.errors import NotFoundError, VersionConflictError
 from control_plane.store.stats import FleetStats
 
 # Fields a transition may set besides the status (what the engine learns about a run).
-TRANSITION_FIELDS = frozenset({"task_id", "exit_code", "error", "artifacts", "cost", "summary"})
+TRANSITION_FIELDS = frozenset(
+    {"task_id", "runtime_ref", "exit_code", "error", "artifacts", "cost", "summary"}
+)
 
 
 def new_dispatch_id() -> str:
@@ -60,7 +62,8 @@ class DispatchRecord:
     attempt: int = 1
     version: int = 1
     enqueued: bool = False  # becomes true once the queue accepted the job (see DispatchStore.unenqueued)
-    task_id: str | None = None
+    task_id: str | None = None  # Outpost's id of the task running this attempt
+    runtime_ref: str | None = None  # the runtime's handle for it (ECS task ARN, local id)
     exit_code: int | None = None
     error: str | None = None
     artifacts: list[str] = field(default_factory=list)
@@ -311,7 +314,7 @@ class DispatchStore:
             "version": current.version + 1,
         }
         if lifecycle.is_requeue(current.status, to):
-            updates.update(attempt=current.attempt + 1, enqueued=False, task_id=None)
+            updates.update(attempt=current.attempt + 1, enqueued=False, task_id=None, runtime_ref=None)
         names = {"#ts": "timestamps", "#st": str(to), "#ver": "version", "#status": "status"}
         values = {
             ":at": encode(at),

@@ -1,0 +1,82 @@
+"""Tenant administration (admin key only): create, read, change quotas and agents, rotate keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from control_plane.api.deps import AdminDep, SettingsDep, StoreDep, actor_of
+from control_plane.models import TenantCreate, TenantPublic, TenantUpdate, TenantWithKey
+from control_plane.problems import Problem, not_found
+from control_plane.store import NotFoundError, VersionConflictError
+
+router = APIRouter(prefix="/tenants", tags=["tenants"])
+TenantId = Annotated[str, Path(max_length=64)]
+
+
+def _with_key(record: Any, api_key: str) -> TenantWithKey:
+    return TenantWithKey(**TenantPublic.of(record).model_dump(), api_key=api_key)
+
+
+@router.post("", status_code=201, response_model=TenantWithKey)
+def create_tenant(
+    body: TenantCreate, admin: AdminDep, stores: StoreDep, settings: SettingsDep
+) -> TenantWithKey:
+    """A new tenant; the answer carries its API key, shown this once."""
+    record, api_key = stores.tenants.create(
+        name=body.name,
+        allowed_agents=body.allowed_agents,
+        max_running=settings.default_max_running if body.max_running is None else body.max_running,
+        max_queued=settings.default_max_queued if body.max_queued is None else body.max_queued,
+        actor=actor_of(admin),
+    )
+    return _with_key(record, api_key)
+
+
+@router.get("/{tenant_id}", response_model=TenantPublic)
+def get_tenant(tenant_id: TenantId, admin: AdminDep, stores: StoreDep) -> TenantPublic:
+    record = stores.tenants.get(tenant_id=tenant_id)
+    if record is None:
+        raise not_found("tenant", tenant_id)
+    return TenantPublic.of(record)
+
+
+@router.patch("/{tenant_id}", response_model=TenantPublic)
+def update_tenant(tenant_id: TenantId, body: TenantUpdate, admin: AdminDep, stores: StoreDep) -> TenantPublic:
+    """Change quotas, allowed agents or the name; fields left out stay as they are."""
+    fields = {name: getattr(body, name) for name in body.model_fields_set}
+    for name in ("name", "max_running", "max_queued"):
+        if name in fields and fields[name] is None:
+            raise Problem(422, "Invalid Request", f"{name}: must not be null", field=name)
+    if not fields:
+        raise Problem(422, "Invalid Request", "body: name at least one field to change", field="body")
+    try:
+        record = stores.tenants.update(tenant_id=tenant_id, fields=fields, actor=actor_of(admin))
+    except NotFoundError:
+        raise not_found("tenant", tenant_id) from None
+    except VersionConflictError:
+        raise Problem(409, "Conflict", "the tenant changed meanwhile; read it and try again") from None
+    return TenantPublic.of(record)
+
+
+@router.post("/{tenant_id}/api-key", response_model=TenantWithKey)
+def rotate_api_key(tenant_id: TenantId, admin: AdminDep, stores: StoreDep) -> TenantWithKey:
+    """Issue a new API key; the old one stops working at once. The new key is shown this once."""
+    try:
+        record, api_key = stores.tenants.rotate_key(tenant_id=tenant_id, actor=actor_of(admin))
+    except NotFoundError:
+        raise not_found("tenant", tenant_id) from None
+    except VersionConflictError:
+        raise Problem(409, "Conflict", "the tenant changed meanwhile; try again") from None
+    return _with_key(record, api_key)
+
+
+@router.get("/{tenant_id}/audit")
+def get_audit(
+    tenant_id: TenantId, admin: AdminDep, stores: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> dict[str, list[dict[str, Any]]]:
+    """The tenant's audit trail, newest first."""
+    if stores.tenants.get(tenant_id=tenant_id) is None:
+        raise not_found("tenant", tenant_id)
+    return {"items": stores.audit.list(tenant_id=tenant_id, limit=limit)}
