@@ -154,7 +154,8 @@ class DispatchStore:
             "ScanIndexForward": False,
         }
         if agent is not None:
-            kwargs["FilterExpression"] = "agent = :a"
+            kwargs["FilterExpression"] = "#agent = :a"
+            kwargs["ExpressionAttributeNames"] = {"#agent": "agent"}
             kwargs["ExpressionAttributeValues"][":a"] = encode(agent)
         if start_key:
             kwargs["ExclusiveStartKey"] = {k: encode(v) for k, v in start_key.items()}
@@ -200,8 +201,8 @@ class DispatchStore:
             "TableName": self._table,
             "IndexName": "by-status",
             "KeyConditionExpression": "#s = :s AND created_at < :c",
-            "FilterExpression": "enqueued = :f AND updated_at < :c",
-            "ExpressionAttributeNames": {"#s": "status"},
+            "FilterExpression": "#e = :f AND #u < :c",
+            "ExpressionAttributeNames": {"#s": "status", "#e": "enqueued", "#u": "updated_at"},
             "ExpressionAttributeValues": {
                 ":s": encode(str(Status.PENDING)),
                 ":c": encode(cutoff),
@@ -259,9 +260,14 @@ class DispatchStore:
             self._client.update_item(
                 TableName=self._table,
                 Key={"dispatch_id": encode(dispatch_id)},
-                UpdateExpression="SET enqueued = :t, enqueued_at = :at",
-                ConditionExpression="#s = :p AND attempt = :n",
-                ExpressionAttributeNames={"#s": "status"},
+                UpdateExpression="SET #e = :t, #ea = :at",
+                ConditionExpression="#s = :p AND #n = :n",
+                ExpressionAttributeNames={
+                    "#s": "status",
+                    "#e": "enqueued",
+                    "#ea": "enqueued_at",
+                    "#n": "attempt",
+                },
                 ExpressionAttributeValues={
                     ":t": encode(True),
                     ":at": encode(iso(now())),

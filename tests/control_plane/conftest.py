@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from control_plane.aws import AwsClients, make_clients
 from control_plane.bootstrap import Resources, ensure_resources
 from control_plane.hooks import PoolStatus
 from control_plane.main import create_app
@@ -69,9 +70,15 @@ def settings(moto_endpoint: str, shared_resources: Resources) -> Settings:
     return settings_for(moto_endpoint, shared_resources)
 
 
+@pytest.fixture(scope="session")
+def aws_clients(moto_endpoint: str, shared_resources: Resources) -> AwsClients:
+    # boto3 clients take ~0.1 s each to build; every app of the session shares one set
+    return make_clients(settings_for(moto_endpoint, shared_resources))
+
+
 @pytest.fixture
-def app(settings: Settings, task_control: RecordingTaskControl) -> Any:
-    return create_app(settings, task_control=task_control)
+def app(settings: Settings, task_control: RecordingTaskControl, aws_clients: AwsClients) -> Any:
+    return create_app(settings, task_control=task_control, clients=aws_clients)
 
 
 @pytest.fixture
