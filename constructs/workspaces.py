@@ -51,6 +51,7 @@ class Workspaces(Construct):
             posix_user=efs.PosixUser(uid=str(WORKSPACE_UID), gid=str(WORKSPACE_UID)),
             create_acl=efs.Acl(owner_uid=str(WORKSPACE_UID), owner_gid=str(WORKSPACE_UID), permissions="750"),
         )
+        self.access_point.apply_removal_policy(removal_policy)
         # Only TLS clients, and only through an access point. (A file-system policy applies to
         # its own file system, so the statements name no resource.)
         for condition in (

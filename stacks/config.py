@@ -1,7 +1,8 @@
 """Typed, frozen per-environment configuration.
 
-The raw settings live in cdk.json under the context key ``outpost:environments`` (override
-one value with ``-c``), and are checked here once. Stacks receive an ``EnvironmentConfig``;
+The raw settings live in cdk.json under the context key ``outpost:environments`` and are
+checked here once; ``-c env=NAME`` selects environments and ``-c image_tag=SHA`` picks the
+image tag the task definitions use. Stacks receive an ``EnvironmentConfig``;
 constructs receive only the values they need. Environment variables are read only in app.py.
 """
 
@@ -14,6 +15,8 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from agents.registry import AGENTS
+
+AZ_COUNT = 2  # the VPC spans two availability zones
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 CONTEXT_KEY = "outpost:environments"
@@ -58,7 +61,6 @@ class ConfigError(ValueError):
 class EnvironmentConfig:
     name: str
     region: str
-    availability_zones: tuple[str, ...]
     nat_gateways: int
     log_retention_days: int
     retain_data: bool  # RETAIN stateful resources and protect the stacks from deletion
@@ -93,13 +95,9 @@ def _check(cfg: EnvironmentConfig) -> None:
         fail("account", "an AWS account id is 12 digits")
     if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", cfg.region):
         fail("region", "not an AWS region name")
-    if len(cfg.availability_zones) != 2 or not all(
-        az.startswith(cfg.region) for az in cfg.availability_zones
-    ):
-        fail("availability_zones", f"two zones of {cfg.region} are required")
     # Agents need egress (git hosts, model APIs), so at least one NAT gateway.
-    if not 1 <= cfg.nat_gateways <= len(cfg.availability_zones):
-        fail("nat_gateways", f"must be between 1 and {len(cfg.availability_zones)}")
+    if not 1 <= cfg.nat_gateways <= AZ_COUNT:
+        fail("nat_gateways", f"must be between 1 and {AZ_COUNT} (one per availability zone)")
     if cfg.log_retention_days not in LOG_RETENTION_DAYS:
         fail("log_retention_days", "CloudWatch Logs does not accept this retention")
     unknown = sorted(set(cfg.agents) - set(AGENTS))

@@ -110,7 +110,7 @@ class DataStack(cdk.Stack):
             acknowledge(
                 bucket,
                 "NIST.800.53.R5-S3BucketReplicationEnabled",
-                "Versioning, PITR-style object versions and the lifecycle protect these objects; cross-region "
+                "Versioning keeps every overwritten or deleted object recoverable; cross-region "
                 "replication needs a second region, an operator's choice outside this stack.",
             )
         acknowledge(

@@ -7,13 +7,12 @@ import aws_cdk as cdk
 from constructs import Construct
 from constructs.keys import customer_key
 from constructs.network import Network
-from stacks.config import EnvironmentConfig
+from stacks.config import AZ_COUNT, EnvironmentConfig
 from stacks.policies import acknowledge, log_retention, removal_policy
 
 
 class NetworkStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: object) -> None:
-        self._zones = list(config.availability_zones)
         super().__init__(scope, id, **kwargs)
         self.logs_key = customer_key(
             self,
@@ -25,7 +24,7 @@ class NetworkStack(cdk.Stack):
         self.network = Network(
             self,
             "Network",
-            availability_zones=self._zones,
+            availability_zones=self.availability_zones,
             nat_gateways=config.nat_gateways,
             interface_endpoints=config.interface_endpoints,
             log_retention=log_retention(config),
@@ -37,8 +36,9 @@ class NetworkStack(cdk.Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        # The zones come from config, so synth never looks them up in an AWS account.
-        return self._zones
+        # The region's first two zones, resolved by CloudFormation at deploy time: synth never
+        # looks zones up in an account, and no zone name is hard-coded.
+        return [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(AZ_COUNT)]
 
     def _acknowledge(self) -> None:
         """Every cdk-nag finding this stack accepts, with the reason it is safe."""

@@ -164,6 +164,8 @@ class LocalRuntime:
 
     def close(self, *, stop_tasks: bool = True, timeout_s: float | None = None) -> None:
         """Stop watching; on a clean shutdown also stop every task and wait for them."""
+        if self._closed.is_set():
+            return
         if stop_tasks:
             for task in list(self._tasks.values()):
                 self.stop(task.task_id, "Outpost: control plane shut down")
