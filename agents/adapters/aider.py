@@ -93,6 +93,30 @@ def _count(text: str | None) -> int | None:
         return None
 
 
+def _prose(lines: list[str]) -> list[str]:
+    """The model's words without aider's status lines and without the edit blocks."""
+    kept: list[str] = []
+    in_fence = in_edit = False
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            in_fence = not in_fence
+            continue
+        if stripped.startswith("<<<<<<< SEARCH"):
+            in_edit = True
+            continue
+        if stripped.startswith(">>>>>>> REPLACE"):
+            in_edit = False
+            continue
+        if in_fence or in_edit or line.startswith(_STATUS_PREFIXES):
+            continue
+        following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+        if stripped and " " not in stripped and following.startswith(("```", "<<<<<<< SEARCH")):
+            continue  # the file name aider prints above an edit block
+        kept.append(line)
+    return kept
+
+
 def parse(output: str) -> AgentOutput:
     lines = strip_ansi(output).splitlines()
     sent = received = cache_hit = None
@@ -113,12 +137,7 @@ def parse(output: str) -> AgentOutput:
     if report_lines:
         # The answer is what the model printed between the previous usage report and the last.
         start = report_lines[-2] + 1 if len(report_lines) > 1 else 0
-        answer = [
-            line
-            for line in lines[start : report_lines[-1]]
-            if not line.startswith(_STATUS_PREFIXES) and not line.startswith("Tokens:")
-        ]
-        final = "\n".join(answer)
+        final = "\n".join(_prose(lines[start : report_lines[-1]]))
     return AgentOutput(
         final_message=clip(final),
         # aider's "sent" excludes cache hits (Anthropic semantics); Outpost counts them in.

@@ -395,4 +395,3 @@ class JobRun:
 
 def _note(message: str) -> None:
     print(f"[outpost] {message}", file=sys.stderr, flush=True)
-

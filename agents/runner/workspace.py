@@ -71,8 +71,9 @@ class Git:
             stop=self._stop,
         )
         if check and done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip() or f"exit code {done.returncode}"
-            raise CheckoutError(self._redact(f"git {args[0]}: {message}"))
+            lines = done.stderr.decode("utf-8", "replace").split("\n")
+            message = " ".join(line.strip() for line in lines if line.strip())[:500]
+            raise CheckoutError(self._redact(f"git {_subcommand(args)}: {message or done.returncode}"))
         return done
 
     def out(self, *args: str) -> str:
@@ -157,6 +158,14 @@ class Git:
         diff = self.run("diff", *diff_flags, base).stdout
         names = self.run("diff", "--cached", "--name-only", "-z", "--no-renames", base).stdout
         return Patch(diff=diff, files_changed=len([n for n in names.split(b"\0") if n]))
+
+
+def _subcommand(args: tuple[str, ...]) -> str:
+    """``clone`` for ``("-c", "protocol.allow=never", "clone", ...)``."""
+    rest = list(args)
+    while rest[:1] == ["-c"]:
+        rest = rest[2:]
+    return rest[0] if rest else "?"
 
 
 def _scheme_of(url: str) -> str:

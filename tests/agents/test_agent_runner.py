@@ -1,0 +1,317 @@
+"""The runner as a real subprocess against a real HTTP control plane on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.agents.runner_harness import (
+    BUNDLE_FILES,
+    CLAIM_TOKEN,
+    JOB_TOKEN,
+    FakeControlPlane,
+    git,
+    make_job,
+    process_gone,
+    run_runner,
+    runner_env,
+    start_runner,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()]
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_run_shell_job_completed_with_patch_and_manifest(plane: FakeControlPlane, workspace: Path) -> None:
+    plane.job = make_job("mkdir -p src && printf 'hello outpost\\n' > src/hello.txt && echo done editing")
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    result = plane.result
+    assert (result["outcome"], result["exit_code"], result["error"]) == ("COMPLETED", 0, None)
+    assert set(plane.uploads) == set(BUNDLE_FILES)
+    patch = plane.uploads["patch.diff"].decode()
+    assert "b/src/hello.txt" in patch and "+hello outpost" in patch
+    manifest = json.loads(plane.uploads["manifest.json"])
+    assert manifest["dispatch_id"] == "d-0001"
+    for name in ("patch.diff", "transcript.txt", "summary.json"):
+        data = plane.uploads[name]
+        assert manifest["files"][name] == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    summary = json.loads(plane.uploads["summary.json"])
+    assert summary == result["summary"]
+    assert summary["exit_code"] == 0 and summary["final_message"] == "done editing"
+    assert summary["patch"]["files_changed"] == 1
+    assert all(
+        isinstance(summary["durations_s"][phase], float) for phase in ("claim", "checkout", "agent", "bundle")
+    )
+    assert "done editing" in plane.uploads["transcript.txt"].decode()
+    assert "done editing" in plane.log_lines
+    # The patch applies to the base the runner started from (an empty repository).
+    target = workspace.parent / "apply"
+    target.mkdir()
+    (target / "patch.diff").write_bytes(plane.uploads["patch.diff"])
+    git("apply", "patch.diff", cwd=target)
+    assert (target / "src" / "hello.txt").read_text() == "hello outpost\n"
+
+
+def test_run_shell_job_failed_with_exit_code(plane: FakeControlPlane, workspace: Path) -> None:
+    plane.job = make_job("echo about to fail; exit 7")
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "FAILED"
+    assert plane.result["exit_code"] == 7
+    assert "code 7" in plane.result["error"]
+    assert set(plane.uploads) == set(BUNDLE_FILES)
+
+
+def test_time_out_job_and_stop_its_process_group(
+    plane: FakeControlPlane, workspace: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    # The agent ignores SIGTERM and leaves a background child: only SIGKILL of the group ends both.
+    plane.job = make_job(
+        f"trap '' TERM; sleep 300 & echo $! > {pids}; echo $$ >> {pids}; sleep 300", timeout_s=1
+    )
+
+    started = time.monotonic()
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 15
+    result = plane.result
+    assert (result["outcome"], result["exit_code"]) == ("TIMED_OUT", None)
+    assert "timed out after 1 s" in result["error"]
+    assert len(read_pids(pids)) == 2
+    assert all(process_gone(pid) for pid in read_pids(pids))
+
+
+def test_report_interrupted_on_sigterm(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    plane.job = make_job(
+        f"echo $$ > {pids}; echo agent-started; trap '' TERM; sleep 300 & wait", timeout_s=60
+    )
+    runner = start_runner(runner_env(plane, workspace))
+    try:
+        assert wait_until(lambda: "agent-started" in plane.log_lines), "the agent never started"
+        runner.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        runner.wait(timeout=30)
+    finally:
+        runner.kill()
+        runner.communicate()
+
+    assert runner.returncode == 0
+    assert time.monotonic() - signalled < 15
+    result = plane.result
+    assert (result["outcome"], result["exit_code"]) == ("INTERRUPTED", None)
+    assert result["error"] == "stopped by SIGTERM"
+    assert "agent-started" in plane.uploads["transcript.txt"].decode()
+    assert all(process_gone(pid) for pid in read_pids(pids))
+
+
+def test_keep_tokens_out_of_agent_environment(
+    plane: FakeControlPlane, workspace: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "agent.env"
+    provider_key = "sk-ant-test-provider-key-0123456789"
+    plane.job = make_job(f"env > {env_file}; env")
+
+    done = run_runner(runner_env(plane, workspace, ANTHROPIC_API_KEY=provider_key))
+
+    assert done.returncode == 0, done.stderr
+    agent_env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    assert not [name for name in agent_env if name.startswith("OUTPOST_")]
+    assert CLAIM_TOKEN not in env_file.read_text() and JOB_TOKEN not in env_file.read_text()
+    assert agent_env["ANTHROPIC_API_KEY"] == provider_key
+    # What leaves the task (transcript, log lines, summary) never carries a token or the key.
+    sent = plane.uploads["transcript.txt"].decode() + "\n".join(plane.log_lines) + json.dumps(plane.result)
+    for secret in (CLAIM_TOKEN, JOB_TOKEN, provider_key):
+        assert secret not in sent
+    assert "ANTHROPIC_API_KEY=[redacted]" in plane.log_lines
+
+
+@pytest.fixture
+def bare_repo(tmp_path: Path) -> dict[str, str]:
+    """A bare repository with main (tagged v1) and a feature branch one commit ahead."""
+    work = tmp_path / "seed"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    git("config", "user.email", "seed@example.com", cwd=work)
+    git("config", "user.name", "Seed", cwd=work)
+    (work / "README").write_text("seed\n")
+    git("add", "README", cwd=work)
+    git("commit", "-q", "-m", "seed", cwd=work)
+    git("tag", "v1", cwd=work)
+    main = git("rev-parse", "HEAD", cwd=work)
+    git("checkout", "-q", "-b", "feature", cwd=work)
+    (work / "feature.txt").write_text("on the feature branch\n")
+    git("add", "feature.txt", cwd=work)
+    git("commit", "-q", "-m", "feature work", cwd=work)
+    feature = git("rev-parse", "HEAD", cwd=work)
+    git("checkout", "-q", "main", cwd=work)  # the bare copy's HEAD (default branch) is main
+    bare = tmp_path / "origin.git"
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    return {"url": f"file://{bare}", "main": main, "feature": feature}
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [(None, "main"), ("feature", "feature"), ("v1", "main"), ("<feature sha>", "feature")],
+)
+def test_clone_local_bare_repo_at_ref(
+    plane: FakeControlPlane, workspace: Path, bare_repo: dict[str, str], ref: str | None, expected: str
+) -> None:
+    if ref == "<feature sha>":
+        ref = bare_repo["feature"]
+    plane.job = make_job("echo changed >> README && ls", repo={"url": bare_repo["url"], "ref": ref})
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    result = plane.result
+    assert result["outcome"] == "COMPLETED", result
+    assert result["summary"]["base_commit"] == bare_repo[expected]
+    patch = plane.uploads["patch.diff"].decode()
+    assert "+changed" in patch and "feature.txt" not in patch
+    listing = plane.uploads["transcript.txt"].decode().split()
+    assert ("feature.txt" in listing) == (expected == "feature")
+
+
+def test_fail_checkout_of_missing_repository(
+    plane: FakeControlPlane, workspace: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "agent-ran"
+    plane.job = make_job(f"touch {marker}", repo={"url": f"file://{tmp_path}/missing.git", "ref": None})
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "FAILED"
+    assert plane.result["exit_code"] is None
+    assert plane.result["error"].startswith("checkout failed: git clone:")
+    assert not marker.exists()
+
+
+def test_claim_job_after_empty_answers(plane: FakeControlPlane, workspace: Path) -> None:
+    plane.job = make_job("echo claimed")
+    plane.empty_claims = 2
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert len(plane.claims) == 3
+    assert plane.claims[0] == {"task_id": "task-0001"}
+    assert plane.result["outcome"] == "COMPLETED"
+
+
+def test_exit_nonzero_on_spent_claim_token(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "agent-ran"
+    plane.job = make_job(f"touch {marker}")
+    plane.spent = True  # a runner already claimed with this token
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 3
+    assert "claim refused (401)" in done.stderr
+    assert not marker.exists()
+    assert not plane.results and not plane.log_lines and not plane.uploads
+    assert list(workspace.iterdir()) == []
+
+
+def test_exit_when_no_job_before_idle_deadline(plane: FakeControlPlane, workspace: Path) -> None:
+    started = time.monotonic()
+    done = run_runner(runner_env(plane, workspace, OUTPOST_IDLE_TIMEOUT_S="1"))
+
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 10
+    assert len(plane.claims) >= 2
+    assert not plane.results
+
+
+def test_stream_logs_while_agent_runs(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    # The agent waits for a file that the control plane creates when it sees the agent's first line.
+    plane.on_logs = lambda lines: go.touch() if "waiting-for-go" in lines else None
+    plane.job = make_job(
+        f"echo waiting-for-go; while [ ! -e {go} ]; do sleep 0.05; done; echo got-go", timeout_s=10
+    )
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "COMPLETED"
+    assert plane.log_lines.index("waiting-for-go") < plane.log_lines.index("got-go")
+
+
+def test_parse_agent_output_into_summary(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
+    # A stand-in `claude` executable that prints Claude Code's documented stream-json output.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "claude"
+    fake.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\ncat {FIXTURES}/claude_stream.jsonl\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    plane.job = make_job("add a name parameter", agent="claude")
+    env = runner_env(plane, workspace, agent="claude", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    done = run_runner(env)
+
+    assert done.returncode == 0, done.stderr
+    summary = plane.result["summary"]
+    assert plane.result["outcome"] == "COMPLETED"
+    assert summary["tokens"] == {"input": 22195, "output": 418, "cached_input": 15872}
+    assert summary["cost_usd"] == 0.0421635
+    assert summary["final_message"].startswith("Added a `name` parameter")
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv == [
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--dangerously-skip-permissions",
+        "--",
+    ] + ["add a name parameter"]
+
+
+def test_show_runner_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.runner", "--help"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0
+    for name in (
+        "OUTPOST_CONTROL_PLANE_URL",
+        "OUTPOST_CLAIM_TOKEN",
+        "OUTPOST_WORKSPACE",
+        "OUTPOST_IDLE_TIMEOUT_S",
+    ):
+        assert name in done.stdout
