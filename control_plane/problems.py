@@ -97,7 +97,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field_path(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
+            {
+                # a body that is not JSON at all has no field; the loc is a character offset then
+                "field": "body" if e.get("type") == "json_invalid" else _field_path(tuple(e.get("loc", ()))),
+                "message": str(e.get("msg", "invalid")),
+            }
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}

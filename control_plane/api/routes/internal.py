@@ -1,0 +1,149 @@
+"""The internal endpoints runners call (the claim protocol of docs/design.md).
+
+In AWS only the agent security group reaches them: the public load balancer refuses
+``/internal/*`` and the control-plane security group admits the agents' group on the service
+port. Authentication is the one-time claim token (claim) or the job token (logs, result), both
+as ``Authorization: Bearer``; an unknown, spent or foreign token is 401.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane.engine.claims import ClaimRefusedError, ClaimService, stored_bundle
+from control_plane.engine.outcomes import Outcomes
+from control_plane.lifecycle import TERMINAL, Status
+from control_plane.problems import Problem
+
+log = logging.getLogger("outpost.internal")
+router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
+
+MAX_LOG_LINES = 1000
+MAX_LOG_LINE_CHARS = 16 * 1024
+DispatchId = Annotated[str, Path(max_length=64)]
+
+
+class ClaimBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task_id: str = Field(min_length=1, max_length=256)
+
+
+class LogsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[Annotated[str, Field(max_length=MAX_LOG_LINE_CHARS)]] = Field(max_length=MAX_LOG_LINES)
+
+
+class ResultBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["COMPLETED", "FAILED", "TIMED_OUT", "INTERRUPTED"]
+    exit_code: int | None = None
+    error: Annotated[str, Field(max_length=4096)] | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+def _engine(request: Request) -> Any:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise Problem(
+            503, "Service Unavailable", "the dispatch engine is not running here", type_="no-engine"
+        )
+    return engine
+
+
+def _bearer(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(
+            401,
+            "Unauthorized",
+            "a bearer token is required",
+            type_="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()
+
+
+def _refused(error: ClaimRefusedError) -> Problem:
+    return Problem(
+        401, "Unauthorized", str(error), type_="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+@router.post("/claim", response_model=None)
+def claim(
+    body: ClaimBody, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> dict[str, Any] | Response:
+    """Long-polls for a job: 200 with the job, 204 when none came (call again), 401 if refused."""
+    token = _bearer(authorization)
+    claims: ClaimService = _engine(request).claims
+    try:
+        job = claims.claim(token, body.task_id)
+    except ClaimRefusedError as error:
+        raise _refused(error) from None
+    if job is None:
+        return Response(status_code=204)
+    return job
+
+
+@router.post("/dispatches/{dispatch_id}/logs", status_code=202)
+def append_logs(
+    dispatch_id: DispatchId,
+    body: LogsBody,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, int]:
+    engine = _engine(request)
+    try:
+        _, record = engine.claims.authenticate_job(_bearer(authorization), dispatch_id)
+    except ClaimRefusedError as error:
+        raise _refused(error) from None
+    if not body.lines:
+        return {"chunk": 0}
+    chunk = engine.stores.logs.append(tenant_id=record.tenant_id, dispatch_id=dispatch_id, lines=body.lines)
+    return {"chunk": chunk}
+
+
+@router.post("/dispatches/{dispatch_id}/result")
+def report_result(
+    dispatch_id: DispatchId,
+    body: ResultBody,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    engine = _engine(request)
+    try:
+        task, record = engine.claims.authenticate_job(_bearer(authorization), dispatch_id)
+    except ClaimRefusedError as error:
+        raise _refused(error) from None
+    outcomes: Outcomes = engine.outcomes
+    if record.status in TERMINAL:
+        if body.outcome == str(record.status):
+            return {"dispatch_id": dispatch_id, "status": str(record.status)}  # a repeated report
+        raise Problem(409, "Conflict", f"the dispatch already ended {record.status}", type_="already-final")
+    if record.task_id != task.task_id or record.status is not Status.RUNNING:
+        raise Problem(409, "Conflict", "the dispatch is no longer running on this task", type_="not-running")
+    if body.outcome == "INTERRUPTED":
+        moved = outcomes.requeue_or_fail(
+            record,
+            reason=body.error or "the task was interrupted",
+            component="runner",
+            expect_task=task.task_id,
+        )
+    else:
+        changes: dict[str, Any] = {"summary": body.summary or None, "error": body.error}
+        if body.exit_code is not None:
+            changes["exit_code"] = body.exit_code
+        changes["artifacts"] = stored_bundle(record, engine.clients.s3, engine.settings.artifacts_bucket)
+        moved = outcomes.finish(
+            record, Status(body.outcome), component="runner", changes=changes, expect_task=task.task_id
+        )
+    if moved is None:
+        current = engine.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
+        raise Problem(
+            409, "Conflict", f"the dispatch is {current.status if current else 'gone'}", type_="not-running"
+        )
+    return {"dispatch_id": dispatch_id, "status": str(moved.status), "attempt": moved.attempt}
