@@ -175,7 +175,8 @@ class TaskStore:
         self._client.update_item(
             TableName=self._table,
             Key={"dispatch_id": encode(f"task#{task.task_id}")},
-            UpdateExpression="SET runtime_ref = :r, capacity = :c",
+            UpdateExpression="SET #r = :r, #c = :c",
+            ExpressionAttributeNames={"#r": "runtime_ref", "#c": "capacity"},
             ExpressionAttributeValues={":r": encode(runtime_ref), ":c": encode(capacity)},
         )
         if runtime_ref != task.task_id:

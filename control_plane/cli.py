@@ -1,0 +1,203 @@
+"""The ``outpost`` command: ``outpost dev`` runs Outpost locally; the rest talk to a control plane.
+
+Client commands read ``OUTPOST_URL`` and ``OUTPOST_API_KEY`` (what ``outpost dev`` prints) or
+take ``--url`` / ``--api-key``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+app = typer.Typer(help="Outpost: run AI coding agents as one-job sandboxes.", no_args_is_help=True)
+artifacts_app = typer.Typer(help="A dispatch's result bundle.", no_args_is_help=True)
+app.add_typer(artifacts_app, name="artifacts")
+
+TERMINAL = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
+EXIT_BY_STATUS = {"COMPLETED": 0, "FAILED": 1, "TIMED_OUT": 2, "CANCELLED": 3}
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="OUTPOST_URL", help="the control plane's URL")]
+KeyOpt = Annotated[str, typer.Option("--api-key", envvar="OUTPOST_API_KEY", help="a tenant API key")]
+
+
+def _client(url: str, api_key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=30.0
+    )
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+            detail = body.get("detail") or body.get("title") or response.text
+        except ValueError:
+            detail = response.text
+        typer.echo(f"error {response.status_code}: {detail}", err=True)
+        raise typer.Exit(1)
+    return response.json() if response.content else None
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _wait(client: httpx.Client, dispatch_id: str, timeout_s: float | None) -> dict[str, Any]:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        record = _check(client.get(f"/dispatch/{dispatch_id}"))
+        if record["status"] in TERMINAL:
+            return record
+        if deadline is not None and time.monotonic() > deadline:
+            typer.echo(f"still {record['status']} after {timeout_s:g} s", err=True)
+            raise typer.Exit(4)
+        time.sleep(0.5)
+
+
+@app.command()
+def dev(
+    port: Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: a free one)")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="keep local state here (default: a temp dir)")
+    ] = None,
+) -> None:
+    """Run Outpost locally: AWS emulator, control plane and local runtime, on loopback."""
+    from control_plane.dev import run_dev
+
+    raise typer.Exit(run_dev(port=port, state_dir=state_dir))
+
+
+@app.command()
+def dispatch(
+    task: Annotated[str, typer.Argument(help="the prompt (for the shell agent: the command)")],
+    url: UrlOpt,
+    api_key: KeyOpt,
+    agent: Annotated[str, typer.Option(help="which agent runs it")] = "shell",
+    repo: Annotated[str | None, typer.Option(help="repository URL to check out")] = None,
+    ref: Annotated[str | None, typer.Option(help="branch, tag or commit")] = None,
+    timeout: Annotated[int | None, typer.Option("--timeout", help="job timeout in seconds")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the final status")] = False,
+    wait_timeout: Annotated[float | None, typer.Option(help="give up waiting after this long")] = None,
+) -> None:
+    """Dispatch a job; prints the dispatch (with --wait: its final state; exit code by status)."""
+    body: dict[str, Any] = {"agent": agent, "task": task}
+    if repo:
+        body["repo"] = {"url": repo, "ref": ref}
+    if timeout:
+        body["timeout_s"] = timeout
+    with _client(url, api_key) as client:
+        record = _check(client.post("/dispatch", json=body))
+        if not wait:
+            _print(record)
+            return
+        final = _wait(client, record["dispatch_id"], wait_timeout)
+        _print(final)
+        raise typer.Exit(EXIT_BY_STATUS.get(final["status"], 1))
+
+
+@app.command()
+def status(dispatch_id: str, url: UrlOpt, api_key: KeyOpt) -> None:
+    """Show a dispatch."""
+    with _client(url, api_key) as client:
+        _print(_check(client.get(f"/dispatch/{dispatch_id}")))
+
+
+@app.command()
+def cancel(dispatch_id: str, url: UrlOpt, api_key: KeyOpt) -> None:
+    """Cancel a dispatch (a running one is stopped first)."""
+    with _client(url, api_key) as client:
+        _print(_check(client.delete(f"/dispatch/{dispatch_id}")))
+
+
+@app.command("list")
+def list_dispatches(
+    url: UrlOpt,
+    api_key: KeyOpt,
+    status_filter: Annotated[str | None, typer.Option("--status")] = None,
+    agent: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+) -> None:
+    """List your dispatches, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if status_filter:
+        params["status"] = status_filter
+    if agent:
+        params["agent"] = agent
+    with _client(url, api_key) as client:
+        page = _check(client.get("/dispatches", params=params))
+    for item in page["items"]:
+        typer.echo(f"{item['dispatch_id']}  {item['status']:<10} {item['agent']:<7} {item['created_at']}")
+
+
+@app.command()
+def logs(
+    dispatch_id: str,
+    url: UrlOpt,
+    api_key: KeyOpt,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream until the dispatch ends")] = False,
+) -> None:
+    """Print a dispatch's log lines."""
+    with _client(url, api_key) as client:
+        if not follow:
+            page = _check(client.get(f"/dispatch/{dispatch_id}/logs"))
+            for line in page["lines"]:
+                typer.echo(line)
+            return
+        with client.stream(
+            "GET", f"/dispatch/{dispatch_id}/logs", params={"follow": "true"}, timeout=None
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                _check(response)
+            for raw in response.iter_lines():
+                if raw.strip():
+                    for line in json.loads(raw)["lines"]:
+                        typer.echo(line)
+
+
+@artifacts_app.command("list")
+def artifacts_list(dispatch_id: str, url: UrlOpt, api_key: KeyOpt) -> None:
+    """List a dispatch's artifacts."""
+    with _client(url, api_key) as client:
+        for item in _check(client.get(f"/dispatch/{dispatch_id}/artifacts"))["items"]:
+            typer.echo(f"{item['name']}  {item['size']}")
+
+
+@artifacts_app.command("download")
+def artifacts_download(
+    dispatch_id: str,
+    url: UrlOpt,
+    api_key: KeyOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory to write into")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="only this file")] = None,
+) -> None:
+    """Download a dispatch's artifacts (the result bundle) into a directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    with _client(url, api_key) as client:
+        items = _check(client.get(f"/dispatch/{dispatch_id}/artifacts"))["items"]
+        wanted = [i for i in items if name is None or i["name"] == name]
+        if not wanted:
+            typer.echo("no such artifact" if name else "no artifacts", err=True)
+            raise typer.Exit(1)
+        for item in wanted:
+            target = out / Path(item["name"]).name
+            with httpx.stream("GET", item["url"], timeout=60.0) as response:
+                response.raise_for_status()
+                with target.open("wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+            typer.echo(str(target))
+
+
+def main() -> None:
+    app(prog_name="outpost")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""``outpost dev``: the whole of Outpost on one machine, with no AWS account.
+
+The command (a supervisor process) starts, on loopback:
+
+1. the embedded AWS emulator (moto server) and, in it, the tables, queues and bucket of
+   control_plane/schema.py (control_plane.bootstrap);
+2. a default tenant;
+3. the control plane with the dispatch engine and the local runtime, as a child process.
+
+Then it prints ``OUTPOST_URL=...``, ``OUTPOST_API_KEY=...`` and ``OUTPOST_ADMIN_KEY=...`` on
+stdout (nothing else goes to stdout; logs go to stderr) and serves until Ctrl-C or SIGTERM,
+which stop the control plane (and with it every local task) and the emulator.
+
+The emulator lives in the supervisor, so a control plane that dies is restarted on the same
+port with all state intact; agent tasks run in their own sessions, outlive it, and are
+adopted by the new one (the local runtime's state directory). The control plane's pid is in
+``<state dir>/control-plane.pid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+# Engine timings for local mode: short, so a laptop (and the end-to-end tests) see results fast.
+LOCAL_DEFAULTS = {
+    "OUTPOST_SCALE_INTERVAL_S": "0.5",
+    "OUTPOST_RECONCILE_INTERVAL_S": "2",
+    "OUTPOST_CLAIM_LONG_POLL_S": "10",
+    "OUTPOST_TIMEOUT_GRACE_S": "5",
+    "OUTPOST_LAUNCH_GRACE_S": "15",
+    "OUTPOST_LEASE_S": "10",
+}
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "outpost-local",
+    "AWS_SECRET_ACCESS_KEY": "outpost-local",  # noqa: S105 - the emulator accepts any credentials
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _say(message: str) -> None:
+    print(f"outpost dev: {message}", file=sys.stderr, flush=True)
+
+
+class DevSupervisor:
+    def __init__(self, *, port: int | None, state_dir: Path | None) -> None:
+        self.port = port or _free_port()
+        self._own_state = state_dir is None
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="outpost-dev-"))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stopping = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._moto = None
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start_emulator(self) -> str:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulator request
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def prepare(self) -> dict[str, str]:
+        """Emulator, resources, admin key, default tenant; returns the control plane's env."""
+        for key, value in DUMMY_AWS.items():
+            os.environ.setdefault(key, value)
+        endpoint = self.start_emulator()
+        from control_plane.bootstrap import ensure_resources
+
+        resources = ensure_resources(endpoint_url=endpoint)
+        admin_key = os.environ.get("OUTPOST_ADMIN_KEY") or "op_admin_" + secrets.token_urlsafe(32)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OUTPOST_")},
+            **{k: os.environ[k] for k in LOCAL_DEFAULTS if k in os.environ},
+            **{k: v for k, v in os.environ.items() if k.startswith("OUTPOST_") and k != "OUTPOST_URL"},
+            **resources.as_env(),
+            "OUTPOST_ENV": "local",
+            "OUTPOST_RUNTIME": "local",
+            "OUTPOST_AWS_ENDPOINT_URL": endpoint,
+            "OUTPOST_ADMIN_KEY": admin_key,
+            "OUTPOST_INTERNAL_URL": self.url,
+            "OUTPOST_LOCAL_STATE_DIR": str(self.state_dir / "runtime"),
+        }
+        for key, value in LOCAL_DEFAULTS.items():
+            env.setdefault(key, value)
+        env.pop("OUTPOST_API_KEY", None)
+        self.env = env
+        self.admin_key = admin_key
+        self.api_key = self._default_tenant(env)
+        return env
+
+    def _default_tenant(self, env: dict[str, str]) -> str:
+        from control_plane.aws import make_clients
+        from control_plane.settings import Settings
+        from control_plane.store import Actor, Stores
+
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            settings = Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        stores = Stores.from_settings(settings, make_clients(settings))
+        _, api_key = stores.tenants.create(
+            name="default",
+            max_running=settings.default_max_running,
+            max_queued=settings.default_max_queued,
+            allowed_agents=None,
+            actor=Actor.system("outpost-dev"),
+        )
+        return api_key
+
+    def spawn(self) -> None:
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "control_plane.dev", "--serve", str(self.port)],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(),  # stdout stays for the three lines (and EMF goes to stderr)
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops it in order
+        )
+        (self.state_dir / "control-plane.pid").write_text(str(self._child.pid))
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._child is not None and self._child.poll() is not None:
+                raise RuntimeError(f"the control plane exited with {self._child.returncode} while starting")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the control plane did not become ready")
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.prepare()
+        self.spawn()
+        self.wait_ready()
+        sys.stdout.write(
+            f"OUTPOST_URL={self.url}\nOUTPOST_API_KEY={self.api_key}\nOUTPOST_ADMIN_KEY={self.admin_key}\n"
+        )
+        sys.stdout.flush()
+        _say(f"serving on {self.url} (state in {self.state_dir}); Ctrl-C stops")
+        while not self._stopping.wait(0.2):
+            child = self._child
+            if child is not None and child.poll() is not None and not self._stopping.is_set():
+                _say(f"the control plane exited ({child.returncode}); restarting it")
+                self.spawn()
+                try:
+                    self.wait_ready()
+                except RuntimeError as error:
+                    _say(str(error))
+        self.shutdown()
+        return 0
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping.set()
+
+    def shutdown(self) -> None:
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self._moto is not None:
+            self._moto.stop()
+        if self._own_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        _say("stopped")
+
+
+def run_dev(port: int | None = None, state_dir: Path | None = None) -> int:
+    supervisor = DevSupervisor(port=port, state_dir=state_dir)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    try:
+        return supervisor.run()
+    except Exception as error:
+        _say(f"failed: {error}")
+        supervisor.shutdown()
+        return 1
+
+
+def serve(port: int) -> None:
+    """The control-plane child: API + engine + local runtime on loopback."""
+    import uvicorn
+
+    from control_plane.engine.app import create_engine_app
+    from control_plane.observability import configure_logging
+
+    configure_logging()
+    app = create_engine_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(int(sys.argv[2]))
+    else:
+        sys.exit(run_dev())

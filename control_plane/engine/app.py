@@ -1,0 +1,58 @@
+"""The control-plane application with the dispatch engine attached.
+
+    uvicorn --factory control_plane.engine.app:create_engine_app
+
+builds the API (control_plane.main.create_app), attaches the engine's TaskControl, mounts the
+internal endpoints and runs the engine's loops for the application's lifetime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from control_plane.api.routes import internal
+from control_plane.aws import make_clients
+from control_plane.engine.config import EngineSettings
+from control_plane.engine.service import Engine
+from control_plane.main import create_app
+from control_plane.runtime.base import Runtime
+from control_plane.settings import Settings
+
+
+def create_engine_app(
+    settings: Settings | None = None,
+    *,
+    engine_settings: EngineSettings | None = None,
+    runtime: Runtime | None = None,
+    stop_tasks_on_shutdown: bool = True,
+) -> FastAPI:
+    settings = settings or Settings()
+    clients = make_clients(settings)
+    app = create_app(settings, clients=clients)
+    engine = Engine(
+        settings=settings,
+        clients=clients,
+        stores=app.state.stores,
+        engine_settings=engine_settings,
+        runtime=runtime,
+    )
+    app.state.engine = engine
+    app.state.task_control = engine.task_control
+    if not any(getattr(route, "path", "") == "/internal/claim" for route in app.routes):
+        app.include_router(internal.router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI) -> AsyncIterator[object]:
+        async with inner(application) as state:
+            engine.start()
+            try:
+                yield state
+            finally:
+                engine.stop(stop_tasks=stop_tasks_on_shutdown)
+
+    app.router.lifespan_context = lifespan
+    return app

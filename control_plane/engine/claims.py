@@ -1,0 +1,226 @@
+"""The control plane's side of the claim protocol (docs/design.md).
+
+A runner presents the one-time claim token that the control plane put into its task's launch
+(RunTask overrides, or the local process's environment). The claim long-polls the agent's
+queue; for a queued dispatch it
+
+1. reserves the task (``unclaimed`` → ``claiming``, conditional on the task item): a token
+   works once, a task claims at most one job, two concurrent claims with one token cannot
+   both proceed;
+2. moves the dispatch PENDING → RUNNING with the task id in one conditional write (the store's
+   ``transition``, conditional on status and version): a dispatch cancelled in the meantime
+   fails the condition and is never started, and two tasks cannot both start one dispatch;
+3. finishes the task (``claiming`` → ``claimed``) with the hash of a fresh job token, and
+   answers with the job and presigned upload URLs for that dispatch's artifact prefix only.
+
+A crash between the steps leaves the task ``claiming``; the runner's retry finds it there and
+either completes the claim (the dispatch is RUNNING on this task) or undoes the reservation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from control_plane.engine import tasks as t
+from control_plane.engine.metrics import StartMetrics
+from control_plane.lifecycle import IllegalTransitionError, Status
+from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
+from control_plane.store.codec import iso, now, parse_iso
+
+log = logging.getLogger("outpost.claims")
+
+BUNDLE_FILES = ("patch.diff", "transcript.txt", "summary.json", "manifest.json")
+ACTOR = "engine.claims"
+
+
+class ClaimRefusedError(Exception):
+    """The token is unknown, spent, or does not belong to this task: answer 401."""
+
+
+@dataclass
+class ClaimService:
+    stores: Stores
+    tasks: t.TaskStore
+    sqs: Any
+    queue_urls: Mapping[str, str]
+    s3: Any
+    bucket: str
+    long_poll_s: float = 20.0
+    visibility_timeout_s: int = 30
+    upload_url_slack_s: int = 900  # upload URLs outlive the job's timeout by this much
+    metrics: StartMetrics = field(default_factory=StartMetrics)
+    clock: Callable[[], float] = time.monotonic
+
+    # -- claim -------------------------------------------------------------------------------
+
+    def authenticate(self, token: str, task_id: str | None) -> t.TaskRecord:
+        parts = t.split_token(token)
+        if parts is None or (task_id is not None and task_id != parts[0]):
+            raise ClaimRefusedError("unknown claim token")
+        task = self.tasks.get(parts[0])
+        if task is None or not t.token_matches(parts[1], task.token_hash):
+            raise ClaimRefusedError("unknown claim token")
+        return task
+
+    def claim(self, token: str, task_id: str | None) -> dict[str, Any] | None:
+        """The job for this task, or None if none came within the long poll."""
+        task = self.authenticate(token, task_id)
+        if task.state == t.CLAIMING:
+            task, job = self._recover(task)
+            if job is not None:
+                return job
+        if task.state != t.UNCLAIMED:
+            raise ClaimRefusedError("the claim token is spent")
+        queue_url = self.queue_urls.get(task.agent)
+        if queue_url is None:
+            raise ClaimRefusedError(f"no queue for agent {task.agent}")
+        deadline = self.clock() + self.long_poll_s
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return None
+            reply = self.sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=max(0, min(20, int(remaining))),
+                VisibilityTimeout=self.visibility_timeout_s,
+            )
+            for message in reply.get("Messages", []):
+                job = self._try(task, message, queue_url)
+                if job is not None:
+                    return job
+                fresh = self.tasks.get(task.task_id)
+                if fresh is None or fresh.state != t.UNCLAIMED:
+                    raise ClaimRefusedError("the claim token is spent")
+                task = fresh
+            if not reply.get("Messages") and remaining < 1:
+                return None
+
+    def _try(self, task: t.TaskRecord, message: dict[str, Any], queue_url: str) -> dict[str, Any] | None:
+        handle = message["ReceiptHandle"]
+        try:
+            dispatch_id = str(json.loads(message["Body"])["dispatch_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping a malformed queue message: %r", message.get("Body"))
+            self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
+            return None
+        record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
+        if record is None or record.status is not Status.PENDING or record.agent != task.agent:
+            # cancelled, already started, or a duplicate message: nothing to run
+            self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
+            return None
+        reserved = self.tasks.move(
+            task, t.CLAIMING, fields={"job": dispatch_id, "job_attempt": record.attempt}
+        )
+        if reserved is None:  # the same token in a concurrent claim got there first
+            self.sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+            raise ClaimRefusedError("the claim token is spent")
+        try:
+            started = self.stores.dispatches.transition(
+                dispatch_id=dispatch_id,
+                to=Status.RUNNING,
+                actor=Actor.system(ACTOR),
+                expected_version=record.version,
+                changes={"task_id": task.task_id},
+            )
+        except (VersionConflictError, IllegalTransitionError):
+            self.tasks.move(reserved, t.UNCLAIMED, remove=("job", "job_attempt"))
+            current = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
+            if current is None or current.status is not Status.PENDING:
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
+            else:
+                self.sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+                )
+            return None
+        except Exception:
+            self.tasks.move(reserved, t.UNCLAIMED, remove=("job", "job_attempt"))
+            raise
+        job = self._finish(reserved, started)
+        self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
+        return job
+
+    def _finish(self, task: t.TaskRecord, record: DispatchRecord) -> dict[str, Any]:
+        job_token, job_hash = t.make_token(task.task_id)
+        claimed = self.tasks.move(
+            task,
+            t.CLAIMED,
+            expect=(t.CLAIMING,),
+            fields={"job_token_hash": job_hash, "claimed_at": iso(now()), "job": record.dispatch_id},
+        )
+        if claimed is None:
+            raise ClaimRefusedError("the task changed during its claim")
+        warm = parse_iso(task.created_at) < parse_iso(record.created_at)
+        self.metrics.record_start(
+            agent=record.agent,
+            warm=warm,
+            queue_wait_s=(now() - parse_iso(record.created_at)).total_seconds(),
+        )
+        log.info(
+            "task %s claimed dispatch %s (%s start)",
+            task.task_id,
+            record.dispatch_id,
+            "warm" if warm else "cold",
+        )
+        return self.job_answer(record, job_token)
+
+    def _recover(self, task: t.TaskRecord) -> tuple[t.TaskRecord, dict[str, Any] | None]:
+        """A task left ``claiming`` by a crash: complete the claim or undo the reservation."""
+        record = self.stores.dispatches.get(dispatch_id=task.job or "", tenant_id=None)
+        if record is not None and record.status is Status.RUNNING and record.task_id == task.task_id:
+            return task, self._finish(task, record)
+        undone = self.tasks.move(task, t.UNCLAIMED, expect=(t.CLAIMING,), remove=("job", "job_attempt"))
+        if undone is None:
+            raise ClaimRefusedError("the claim token is spent")
+        return undone, None
+
+    def job_answer(self, record: DispatchRecord, job_token: str) -> dict[str, Any]:
+        from control_plane.store.artifacts import artifact_prefix
+
+        ttl = int(record.timeout_s) + self.upload_url_slack_s
+        prefix = artifact_prefix(record.tenant_id, record.dispatch_id)
+        uploads = {
+            name: self.s3.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": prefix + name}, ExpiresIn=ttl
+            )
+            for name in BUNDLE_FILES
+        }
+        repo = {"url": record.repo_url, "ref": record.repo_ref} if record.repo_url else None
+        return {
+            "dispatch_id": record.dispatch_id,
+            "agent": record.agent,
+            "task": record.task,
+            "repo": repo,
+            "timeout_s": record.timeout_s,
+            "attempt": record.attempt,
+            "job_token": job_token,
+            "uploads": uploads,
+        }
+
+    # -- job-token calls (logs, result) -------------------------------------------------------
+
+    def authenticate_job(self, token: str, dispatch_id: str) -> tuple[t.TaskRecord, DispatchRecord]:
+        parts = t.split_token(token)
+        if parts is None:
+            raise ClaimRefusedError("unknown job token")
+        task = self.tasks.get(parts[0])
+        if task is None or task.job != dispatch_id or not t.token_matches(parts[1], task.job_token_hash):
+            raise ClaimRefusedError("unknown job token")
+        record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
+        if record is None:
+            raise ClaimRefusedError("unknown job token")
+        return task, record
+
+
+def stored_bundle(record: DispatchRecord, s3: Any, bucket: str) -> list[str]:
+    """The bundle files present under the dispatch's artifact prefix."""
+    from control_plane.store.artifacts import artifact_prefix
+
+    prefix = artifact_prefix(record.tenant_id, record.dispatch_id)
+    reply = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(entry["Key"][len(prefix) :] for entry in reply.get("Contents", []))

@@ -1,0 +1,43 @@
+"""The dispatch engine's settings (OUTPOST_* variables, beside control_plane.settings.Settings).
+
+Intervals are variables so that local mode and the end-to-end tests can run the same engine
+with short periods; the defaults suit AWS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.registry import AGENTS, ENVIRONMENTS
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTPOST_", frozen=True, extra="ignore")
+
+    env: str = "local"
+    scale_interval_s: float = Field(default=2.0, gt=0)
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    claim_long_poll_s: float = Field(default=20.0, ge=0, le=20)
+    timeout_grace_s: float = Field(default=60.0, ge=0)  # after a job's timeout, before TIMED_OUT
+    launch_grace_s: float = Field(default=120.0, gt=0)  # a launched task must show up by then
+    max_attempts: int = Field(default=3, ge=1, le=10)  # Spot interruptions requeue up to this
+    max_pending_s: float = Field(default=6 * 3600.0, gt=0)  # a job nobody claims fails after this
+    max_tasks_per_agent: int = Field(default=50, ge=1)
+    max_launches_per_tick: int = Field(default=20, ge=1)
+    idle_scale_down_s: float = Field(default=600.0, gt=0)  # idle tasks above the target stop after
+    lease_s: float = Field(default=15.0, gt=0)
+    warm_pool: dict[str, int] = Field(default_factory=dict)  # agent -> size; overrides the registry
+    engine_enabled: bool = True
+    local_state_dir: Path | None = None
+    runner_idle_timeout_s: float = Field(default=600.0, gt=0)
+    agent_container: str = "agent"
+
+    def warm_pool_sizes(self) -> dict[str, int]:
+        """Per agent, the warm-pool target for this environment (local mode uses the dev sizes)."""
+        env = self.env if self.env in ENVIRONMENTS else "dev"
+        sizes = {name: int(agent.warm_pool.get(env, 0)) for name, agent in AGENTS.items()}
+        sizes.update({k: v for k, v in self.warm_pool.items() if k in AGENTS and v >= 0})
+        return sizes

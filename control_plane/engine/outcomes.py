@@ -1,0 +1,93 @@
+"""Ending or requeueing a dispatch on behalf of the engine (tracker, reconciler, result reports)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.engine.metrics import DISPATCHES_REQUEUED, StartMetrics
+from control_plane.lifecycle import TERMINAL, IllegalTransitionError, Status
+from control_plane.queueing import enqueue_dispatch
+from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
+
+log = logging.getLogger("outpost.engine")
+
+
+@dataclass
+class Outcomes:
+    stores: Stores
+    sqs: Any
+    queue_urls: Mapping[str, str]
+    max_attempts: int = 3
+    metrics: StartMetrics | None = None
+
+    def finish(
+        self,
+        record: DispatchRecord,
+        to: Status,
+        *,
+        component: str,
+        changes: dict[str, Any] | None = None,
+        expect_task: str | None = None,
+    ) -> DispatchRecord | None:
+        """Move a non-terminal dispatch to a final status; None if it already ended or moved on
+        to another task (the newest state wins; nothing is overwritten)."""
+        for _ in range(5):
+            if record.status in TERMINAL:
+                return None
+            if expect_task is not None and record.task_id != expect_task:
+                return None
+            try:
+                return self.stores.dispatches.transition(
+                    dispatch_id=record.dispatch_id,
+                    to=to,
+                    actor=Actor.system(component),
+                    expected_version=record.version,
+                    changes=changes,
+                )
+            except (VersionConflictError, IllegalTransitionError):
+                fresh = self.stores.dispatches.get(dispatch_id=record.dispatch_id, tenant_id=None)
+                if fresh is None:
+                    return None
+                record = fresh
+        return None
+
+    def requeue_or_fail(
+        self, record: DispatchRecord, *, reason: str, component: str, expect_task: str | None = None
+    ) -> DispatchRecord | None:
+        """Requeue (attempt + 1) while attempts remain, else fail with ``reason``."""
+        if record.attempt >= self.max_attempts:
+            return self.finish(
+                record,
+                Status.FAILED,
+                component=component,
+                changes={"error": f"{reason}; gave up after {record.attempt} attempts"},
+                expect_task=expect_task,
+            )
+        for _ in range(5):
+            if record.status not in (Status.RUNNING, Status.ASSIGNED):
+                return None
+            if expect_task is not None and record.task_id != expect_task:
+                return None
+            try:
+                requeued = self.stores.dispatches.transition(
+                    dispatch_id=record.dispatch_id,
+                    to=Status.PENDING,
+                    actor=Actor.system(component),
+                    expected_version=record.version,
+                )
+            except (VersionConflictError, IllegalTransitionError):
+                fresh = self.stores.dispatches.get(dispatch_id=record.dispatch_id, tenant_id=None)
+                if fresh is None:
+                    return None
+                record = fresh
+                continue
+            log.info("requeued dispatch %s as attempt %s: %s", record.dispatch_id, requeued.attempt, reason)
+            if self.metrics is not None:
+                self.metrics.record(DISPATCHES_REQUEUED, record.agent)
+            # if the send fails, the reconciler finds the record (enqueued=false) and retries
+            enqueue_dispatch(requeued, sqs=self.sqs, queue_urls=self.queue_urls, store=self.stores.dispatches)
+            return requeued
+        return None

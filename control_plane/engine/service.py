@@ -1,0 +1,224 @@
+"""The dispatch engine as one object: runtime, claims, scaler, tracker, reconciler, loops.
+
+``Engine.start`` runs the background loops in daemon threads of the control-plane process:
+the scaler and the reconciler every few seconds (each under its lease, so every replica may run
+them), and the task-event consumer. ``create_engine_app`` (control_plane.engine.app) builds the
+API with the engine attached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agents.registry import AGENTS
+from control_plane.aws import AwsClients
+from control_plane.engine import tasks as t
+from control_plane.engine.claims import ClaimService
+from control_plane.engine.config import EngineSettings
+from control_plane.engine.control import EngineTaskControl
+from control_plane.engine.metrics import StartMetrics
+from control_plane.engine.outcomes import Outcomes
+from control_plane.engine.reconciler import Reconciler
+from control_plane.engine.scaler import Scaler
+from control_plane.engine.tracker import Tracker, event_detail
+from control_plane.runtime.base import Runtime, TaskEvent
+from control_plane.settings import Settings
+from control_plane.store import Stores
+
+log = logging.getLogger("outpost.engine")
+
+
+def build_runtime(
+    settings: Settings, engine: EngineSettings, event_sink: Callable[[TaskEvent], None]
+) -> Runtime:
+    if settings.runtime == "ecs":
+        from control_plane.runtime.ecs import EcsConfig, EcsRuntime, ecs_client
+
+        return EcsRuntime(
+            client=ecs_client(settings.region, settings.aws_endpoint_url),
+            config=EcsConfig(
+                cluster=settings.cluster_arn or "",
+                task_definitions=dict(settings.task_definitions),
+                subnets=tuple(settings.subnets),
+                security_groups=(settings.agent_security_group,) if settings.agent_security_group else (),
+                container_name=engine.agent_container,
+            ),
+        )
+    from control_plane.runtime.local import LocalRuntime
+
+    state_dir = engine.local_state_dir or Path(os.environ.get("TMPDIR", "/tmp")) / "outpost-local"  # noqa: S108
+    return LocalRuntime(
+        state_dir=state_dir,
+        control_plane_url=settings.internal_url or "",
+        event_sink=event_sink,
+        extra_env={"OUTPOST_IDLE_TIMEOUT_S": str(engine.runner_idle_timeout_s)},
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        clients: AwsClients,
+        stores: Stores,
+        engine_settings: EngineSettings | None = None,
+        runtime: Runtime | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = engine_settings or EngineSettings()
+        self.clients = clients
+        self.stores = stores
+        self.owner = owner or f"cp-{uuid.uuid4().hex[:12]}"
+        self.agents = list(AGENTS)
+        ddb, table = clients.dynamodb, settings.dispatches_table
+        queue_urls = dict(settings.dispatch_queue_urls)
+        self.metrics = StartMetrics()
+        self.tasks = t.TaskStore(client=ddb, table=table)
+        self.runtime = runtime or build_runtime(settings, self.config, self.deliver_event)
+        self.outcomes = Outcomes(
+            stores=stores,
+            sqs=clients.sqs,
+            queue_urls=queue_urls,
+            max_attempts=self.config.max_attempts,
+            metrics=self.metrics,
+        )
+        self.claims = ClaimService(
+            stores=stores,
+            tasks=self.tasks,
+            sqs=clients.sqs,
+            queue_urls=queue_urls,
+            s3=clients.s3,
+            bucket=settings.artifacts_bucket,
+            long_poll_s=self.config.claim_long_poll_s,
+            metrics=self.metrics,
+        )
+        self.task_control = EngineTaskControl(tasks=self.tasks, runtime=self.runtime, agents=self.agents)
+        self.tracker = Tracker(
+            stores=stores,
+            tasks=self.tasks,
+            outcomes=self.outcomes,
+            container_name=self.config.agent_container,
+        )
+        self.scaler = Scaler(
+            client=ddb,
+            table=table,
+            tasks=self.tasks,
+            runtime=self.runtime,
+            lease=t.Lease(
+                client=ddb, table=table, name="scaler", owner=self.owner, duration_s=self.config.lease_s
+            ),
+            warm_pool=self.config.warm_pool_sizes(),
+            spot={name: agent.spot for name, agent in AGENTS.items()},
+            runner_env=self.runner_env,
+            max_tasks_per_agent=self.config.max_tasks_per_agent,
+            max_launches_per_tick=self.config.max_launches_per_tick,
+            idle_scale_down_s=self.config.idle_scale_down_s,
+            metrics=self.metrics,
+        )
+        self.reconciler = Reconciler(
+            client=ddb,
+            table=table,
+            stores=stores,
+            tasks=self.tasks,
+            runtime=self.runtime,
+            lease=t.Lease(
+                client=ddb, table=table, name="reconciler", owner=self.owner, duration_s=self.config.lease_s
+            ),
+            outcomes=self.outcomes,
+            tracker=self.tracker,
+            sqs=clients.sqs,
+            queue_urls=queue_urls,
+            agents=self.agents,
+            timeout_grace_s=self.config.timeout_grace_s,
+            launch_grace_s=self.config.launch_grace_s,
+            max_pending_s=self.config.max_pending_s,
+            enqueue_after_s=max(2 * self.config.reconcile_interval_s, 2.0),
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def runner_env(self, agent: str) -> dict[str, str]:
+        env = {}
+        if self.settings.internal_url:
+            env["OUTPOST_CONTROL_PLANE_URL"] = self.settings.internal_url
+        return env
+
+    # -- events ------------------------------------------------------------------------------
+
+    def deliver_event(self, event: TaskEvent) -> None:
+        """Where the local runtime's task events go: the task-events queue when there is one
+        (the path EventBridge takes in AWS), else straight to the tracker."""
+        url = self.settings.task_events_queue_url
+        if url:
+            self.clients.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+        else:
+            self.tracker.handle_batch([event["detail"]])
+
+    def consume_events(self, wait_s: int = 1) -> int:
+        url = self.settings.task_events_queue_url
+        if not url:
+            return 0
+        reply = self.clients.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s, VisibilityTimeout=30
+        )
+        messages = reply.get("Messages", [])
+        details = []
+        for message in messages:
+            detail = event_detail(message["Body"])
+            if detail is not None:
+                details.append(detail)
+        if details:
+            self.tracker.handle_batch(details)
+        for message in messages:  # applied (or not ours): done with them
+            self.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return len(details)
+
+    # -- loops -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.config.engine_enabled or self._threads:
+            return
+        self._stop.clear()
+        self._loop("scaler", self.config.scale_interval_s, self.scaler.tick)
+        self._loop("reconciler", self.config.reconcile_interval_s, self.reconciler.tick)
+        if self.settings.task_events_queue_url:
+            self._loop("events", 0.0, self.consume_events)
+
+    def _loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    step()
+                except Exception:
+                    log.exception("engine loop %s failed; continuing", name)
+                    self._stop.wait(1.0)
+                if interval:
+                    self._stop.wait(interval)
+
+        thread = threading.Thread(target=run, name=f"outpost-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, *, stop_tasks: bool = True) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=25)
+        self._threads.clear()
+        self.scaler.lease.release()
+        self.reconciler.lease.release()
+        self.runtime.close(stop_tasks=stop_tasks) if _takes_stop_tasks(self.runtime) else self.runtime.close()
+
+
+def _takes_stop_tasks(runtime: Runtime) -> bool:
+    import inspect
+
+    return "stop_tasks" in inspect.signature(runtime.close).parameters

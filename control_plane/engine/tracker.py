@@ -1,0 +1,154 @@
+"""The status tracker: task-state events in, dispatch outcomes out.
+
+Events (EventBridge "ECS Task State Change" → SQS, or the local runtime's events of the same
+shape) arrive at least once and out of order. Within a batch they are ordered by
+``detail.version`` per task and duplicates dropped (``order_events``); across batches and
+replicas a conditional write of the newest applied version on the task record drops every
+duplicate or stale event (``TaskStore.note_event_version``).
+
+A task that stopped while its dispatch is still running never reported: the dispatch fails,
+or, when the stop was a Spot interruption, is requeued (attempt + 1, at most ``max_attempts``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.engine import tasks as t
+from control_plane.engine.outcomes import Outcomes
+from control_plane.lifecycle import TERMINAL, Status
+from control_plane.runtime.ecs import task_env
+from control_plane.store import Stores
+
+log = logging.getLogger("outpost.tracker")
+COMPONENT = "engine.tracker"
+
+
+# -- pure functions -------------------------------------------------------------------------
+
+
+def event_detail(body: str | dict[str, Any]) -> dict[str, Any] | None:
+    """The ``detail`` of a task-state event (an SQS body), or None for anything else."""
+    try:
+        event = json.loads(body) if isinstance(body, str) else body
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("detail-type") != "ECS Task State Change":
+        return None
+    detail = event.get("detail")
+    if not isinstance(detail, dict) or not detail.get("taskArn"):
+        return None
+    try:
+        detail["version"] = int(detail.get("version", 0))
+    except (TypeError, ValueError):
+        return None
+    return detail
+
+
+def order_events(details: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task, by ``version`` ascending, each (task, version) once. Tasks keep the order in
+    which they first appear, so one task's events never wait behind another's."""
+    by_task: dict[str, dict[int, dict[str, Any]]] = {}
+    for detail in details:
+        by_task.setdefault(detail["taskArn"], {}).setdefault(detail["version"], detail)
+    ordered: list[dict[str, Any]] = []
+    for versions in by_task.values():
+        ordered.extend(versions[v] for v in sorted(versions))
+    return ordered
+
+
+def newer_than(details: Iterable[dict[str, Any]], applied: dict[str, int]) -> list[dict[str, Any]]:
+    """The events not yet applied, given the newest applied version per task."""
+    return [d for d in order_events(details) if d["version"] > applied.get(d["taskArn"], 0)]
+
+
+def is_spot_interruption(detail: dict[str, Any]) -> bool:
+    reason = str(detail.get("stoppedReason") or "").lower()
+    return detail.get("stopCode") == "SpotInterruption" or "spot" in reason and "interrupt" in reason
+
+
+def exit_code_of(detail: dict[str, Any]) -> int | None:
+    for container in detail.get("containers") or []:
+        if container.get("exitCode") is not None:
+            return int(container["exitCode"])
+    return None
+
+
+# -- the tracker ----------------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    stores: Stores
+    tasks: t.TaskStore
+    outcomes: Outcomes
+    container_name: str = "agent"
+
+    def handle_batch(self, details: Iterable[dict[str, Any]]) -> int:
+        applied = 0
+        for detail in order_events(details):
+            try:
+                applied += self.handle(detail)
+            except Exception:
+                log.exception("task event for %s not applied", detail.get("taskArn"))
+                raise
+        return applied
+
+    def handle(self, detail: dict[str, Any]) -> bool:
+        """Apply one event; False when it is unknown, a duplicate or stale."""
+        task = self.tasks.by_ref(detail["taskArn"])
+        if task is None:
+            task_id = task_env(detail, self.container_name).get("OUTPOST_TASK_ID")
+            task = self.tasks.get(task_id) if task_id else None
+        if task is None:
+            return False  # not an Outpost task, or not recorded yet: the reconciler decides
+        if not self.tasks.note_event_version(task, detail["version"]):
+            return False
+        if detail.get("lastStatus") == "STOPPED":
+            self.task_stopped(task, detail)
+        return True
+
+    def task_stopped(self, task: t.TaskRecord, detail: dict[str, Any]) -> None:
+        reason = str(detail.get("stoppedReason") or "the task stopped")
+        for _ in range(5):
+            if task.state == t.STOPPED:
+                break
+            moved = self.tasks.move(
+                task, t.STOPPED, expect=t.LIVE_STATES, fields={"stop_reason": reason[:500]}
+            )
+            if moved is not None:
+                break
+            fresh = self.tasks.get(task.task_id)
+            if fresh is None:
+                return
+            task = fresh
+        if task.job:
+            self.fail_or_requeue(
+                task.task_id,
+                task.job,
+                reason=reason,
+                spot=is_spot_interruption(detail),
+                exit_code=exit_code_of(detail),
+            )
+
+    def fail_or_requeue(
+        self, task_id: str, dispatch_id: str, *, reason: str, spot: bool, exit_code: int | None = None
+    ) -> None:
+        record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
+        if record is None or record.status in TERMINAL or record.task_id != task_id:
+            return  # reported, cancelled, or requeued to another task already
+        if record.status is Status.PENDING:
+            return
+        if spot:
+            self.outcomes.requeue_or_fail(
+                record, reason=f"Spot interruption: {reason}", component=COMPONENT, expect_task=task_id
+            )
+            return
+        changes: dict[str, Any] = {"error": f"the task stopped without reporting a result: {reason}"}
+        if exit_code is not None:
+            changes["exit_code"] = exit_code
+        self.outcomes.finish(record, Status.FAILED, component=COMPONENT, changes=changes, expect_task=task_id)
