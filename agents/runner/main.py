@@ -9,7 +9,9 @@ Spot interruption or cancel; reported within OUTPOST_STOP_BUDGET_S, inside ECS's
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -40,6 +42,7 @@ from agents.runner.workspace import CheckoutError, Git, Patch
 MIN_CLAIM_INTERVAL_S = 0.5  # a control plane that answers 204 at once is not hammered
 TRANSCRIPT_PARSE_MAX_BYTES = 32 * 1024 * 1024
 UPLOAD_TIMEOUT_S = 120.0
+ERROR_MAX_CHARS = 2000  # the control plane refuses longer errors (and the summary has the rest)
 
 
 class StopSignal:
@@ -143,10 +146,13 @@ class JobRun:
             "agent": None,
             "bundle": None,
         }
-        workspace = self.config.workspace
-        self.repo_dir = workspace / "repo"
-        self.bundle_dir = workspace / "bundle"
-        self.scratch = workspace / "scratch"
+        # The workspace volume may be shared: each job works in its own directory, removed
+        # once the outcome is reported.
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{job.dispatch_id}-{job.attempt}")
+        self.job_dir = self.config.workspace / f"job-{name}"
+        self.repo_dir = self.job_dir / "repo"
+        self.bundle_dir = self.job_dir / "bundle"
+        self.scratch = self.job_dir / "scratch"
         self.redact = Redactor(
             [
                 job.job_token,
@@ -177,9 +183,13 @@ class JobRun:
             summary = self.summary(outcome, AgentOutput(), Patch(b"", 0))
         self.say(f"outcome {outcome.outcome}" + (f": {outcome.error}" if outcome.error else ""))
         self.logs.close(timeout=self.time_left(default=5.0, reserve=10.0, cap=5.0))
-        return self.report(outcome, summary)
+        try:
+            return self.report(outcome, summary)
+        finally:
+            shutil.rmtree(self.job_dir, ignore_errors=True)
 
     def execute(self) -> tuple[Outcome, dict[str, Any]]:
+        shutil.rmtree(self.job_dir, ignore_errors=True)
         for directory in (self.bundle_dir, self.scratch):
             directory.mkdir(parents=True, exist_ok=True)
         (self.bundle_dir / TRANSCRIPT).write_bytes(b"")
@@ -338,7 +348,7 @@ class JobRun:
         body = {
             "outcome": outcome.outcome,
             "exit_code": outcome.exit_code,
-            "error": outcome.error,
+            "error": outcome.error[:ERROR_MAX_CHARS] if outcome.error else None,
             "summary": summary,
         }
         give_up = self.stop.deadline(self.config.stop_budget_s) or time.monotonic() + 120
@@ -375,7 +385,7 @@ class JobRun:
             "attempt": self.job.attempt,
             "outcome": outcome.outcome,
             "exit_code": outcome.exit_code,
-            "error": outcome.error,
+            "error": outcome.error[:ERROR_MAX_CHARS] if outcome.error else None,
             "repo": {"url": without_credentials(repo.url), "ref": repo.ref} if repo else None,
             "base_commit": self.base,
             "command": self.command,

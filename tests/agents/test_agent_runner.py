@@ -74,6 +74,8 @@ def test_run_shell_job_completed_with_patch_and_manifest(plane: FakeControlPlane
     (target / "patch.diff").write_bytes(plane.uploads["patch.diff"])
     git("apply", "patch.diff", cwd=target)
     assert (target / "src" / "hello.txt").read_text() == "hello outpost\n"
+    # Nothing of the job stays in the (possibly shared) workspace volume.
+    assert list(workspace.iterdir()) == []
 
 
 def test_run_shell_job_failed_with_exit_code(plane: FakeControlPlane, workspace: Path) -> None:
@@ -249,6 +251,20 @@ def test_exit_when_no_job_before_idle_deadline(plane: FakeControlPlane, workspac
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 10
     assert len(plane.claims) >= 2
+    assert not plane.results
+
+
+def test_exit_on_sigterm_before_a_job(plane: FakeControlPlane, workspace: Path) -> None:
+    runner = start_runner(runner_env(plane, workspace, OUTPOST_IDLE_TIMEOUT_S="60"))
+    try:
+        assert wait_until(lambda: len(plane.claims) >= 1)
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=10)
+    finally:
+        runner.kill()
+        runner.communicate()
+
+    assert runner.returncode == 0
     assert not plane.results
 
 
