@@ -55,7 +55,7 @@ dev: setup
 lock:
 	rm -rf /tmp/outpost-lock && $(PYTHON) -m venv /tmp/outpost-lock
 	/tmp/outpost-lock/bin/pip install --quiet -r requirements.in
-	/tmp/outpost-lock/bin/pip freeze --exclude-editable > requirements.lock
+	/tmp/outpost-lock/bin/pip freeze --all --exclude-editable | grep -v "^pip==" > requirements.lock
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info
