@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,6 @@ from control_plane.main import create_app
 from control_plane.settings import Settings
 
 ADMIN_KEY = "op_admin_" + "k" * 40
-_prefixes = itertools.count()
 
 
 @dataclass
@@ -39,7 +38,7 @@ class RecordingTaskControl:
 
 def fresh_resources(endpoint: str) -> Resources:
     """A new set of tables, queues and bucket, so that counters and listings start empty."""
-    return ensure_resources(endpoint_url=endpoint, prefix=f"t{next(_prefixes)}")
+    return ensure_resources(endpoint_url=endpoint, prefix=f"t{uuid.uuid4().hex[:10]}")
 
 
 def settings_for(endpoint: str, resources: Resources, **overrides: Any) -> Settings:
