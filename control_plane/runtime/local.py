@@ -63,8 +63,7 @@ def _proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _descendants(root: int) -> list[int]:
-    """Every live descendant of ``root`` (by parent pid), including those in other sessions."""
+def _children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -75,6 +74,28 @@ def _descendants(root: int) -> list[int]:
             continue
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _working_in(directory: str) -> list[int]:
+    """Processes whose working directory is ``directory`` or below (a task's workspace)."""
+    found: list[int] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == directory or cwd.startswith(directory + "/"):
+            found.append(int(entry.name))
+    return found
+
+
+def _descendants(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """Every live descendant of ``root`` (by parent pid), including those in other sessions."""
+    children = _children_map() if children is None else children
     found: list[int] = []
     stack = [root]
     while stack:
@@ -97,6 +118,9 @@ class _Task:
     stop_reason: str | None = None
     stop_requested_at: float | None = None
     log_file: IO[bytes] | None = None
+    # descendants seen so far (pid -> start ticks): after the runner dies its orphans are
+    # re-parented away, so they are remembered while the runner lives
+    known: dict[int, int] = field(default_factory=dict)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -274,8 +298,29 @@ class LocalRuntime:
             return task.process.poll() is None
         return _proc_start_ticks(task.pid) == task.start_ticks
 
+    def _remember_descendants(self) -> None:
+        children = _children_map()
+        for task in list(self._tasks.values()):
+            if not self._alive(task):
+                continue
+            for pid in _descendants(task.pid, children):
+                ticks = _proc_start_ticks(pid)
+                if ticks is not None:
+                    task.known[pid] = ticks
+
     def _signal(self, task: _Task, signum: int) -> None:
-        targets = _descendants(task.pid)
+        # the runner's tree, what it left behind (re-parented orphans it started in their own
+        # sessions), and anything still working inside the task's workspace
+        targets = _descendants(task.pid) + _working_in(task.workspace)
+        for pid, ticks in list(task.known.items()):
+            if _proc_start_ticks(pid) != ticks:
+                task.known.pop(pid, None)
+                continue
+            targets.append(pid)
+            targets.extend(_descendants(pid))
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signum)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             # The session leader's pid is its group id, and stays reserved while any member of
             # the group lives; an adopted task's pid is trusted only while it is the same process.
@@ -287,6 +332,11 @@ class LocalRuntime:
 
     def _watch(self) -> None:
         while not self._closed.wait(self.poll_interval_s):
+            if self._tasks:
+                try:
+                    self._remember_descendants()
+                except Exception:
+                    log.exception("listing the processes of local tasks failed")
             for task in list(self._tasks.values()):
                 try:
                     self._check(task)

@@ -1,0 +1,119 @@
+"""End to end over `outpost dev`: the HTTP API, the engine, the local runtime and the real runner.
+
+Each test dispatches a `shell` job through the public API and watches what a user sees: the
+dispatch's status, exit code, artifacts, and (for cancel and crash) the processes on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+
+from tests.e2e.helpers import Dev, alive, parent_of, wait_for
+
+
+def _download(dev: Dev, dispatch_id: str, name: str) -> str:
+    with dev.client() as client:
+        items = client.get(f"/dispatch/{dispatch_id}/artifacts").json()["items"]
+    urls = {item["name"]: item["url"] for item in items}
+    assert name in urls, f"{name} not among {sorted(urls)}"
+    reply = httpx.get(urls[name], timeout=30)
+    assert reply.status_code == 200
+    return reply.text
+
+
+def _runner_pid_of(dev: Dev, pid: int) -> int:
+    """The local task (runner process) that ``pid`` descends from."""
+    tasks = dev.task_pids()
+    current: int | None = pid
+    while current and current > 1:
+        if current in tasks:
+            return current
+        current = parent_of(current)
+    raise AssertionError(f"process {pid} does not belong to a local task ({tasks})")
+
+
+def test_shell_job_that_changes_a_file_completes_with_a_downloadable_patch(dev: Dev):
+    created = dev.dispatch("echo 'hello from outpost' > greeting.txt && echo wrote greeting")
+    assert created["status"] == "PENDING"
+    final = dev.wait_status(created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
+    assert final["status"] == "COMPLETED", final
+    assert final["exit_code"] == 0
+    assert "patch.diff" in final["artifacts"]
+    patch = _download(dev, created["dispatch_id"], "patch.diff")
+    assert "greeting.txt" in patch
+    assert "+hello from outpost" in patch
+    with dev.client() as client:
+        logs = client.get(f"/dispatch/{created['dispatch_id']}/logs").json()
+    assert any("wrote greeting" in line for line in logs["lines"])
+
+
+def test_failing_command_fails_with_its_exit_code(dev: Dev):
+    created = dev.dispatch("echo about to fail; exit 3")
+    final = dev.wait_status(created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
+    assert final["status"] == "FAILED", final
+    assert final["exit_code"] == 3
+
+
+def test_job_over_its_timeout_is_timed_out(dev: Dev):
+    created = dev.dispatch("sleep 60", timeout_s=2)
+    final = dev.wait_status(
+        created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}, timeout=30
+    )
+    assert final["status"] == "TIMED_OUT", final
+
+
+def test_cancelling_a_running_job_cancels_it_and_ends_its_processes(dev: Dev, tmp_path):
+    pid_file = tmp_path / "agent.pid"
+    created = dev.dispatch(f"echo $$ > {pid_file}; exec sleep 300")
+    dispatch_id = created["dispatch_id"]
+    dev.wait_status(dispatch_id, {"RUNNING"})
+    agent_pid = int(
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent pid")
+    )
+    runner_pid = _runner_pid_of(dev, agent_pid)
+    with dev.client() as client:
+        reply = client.delete(f"/dispatch/{dispatch_id}")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "CANCELLED"
+    wait_for(
+        lambda: not alive(agent_pid) and not alive(runner_pid), 20, what="cancelled job's processes gone"
+    )
+    assert dev.get(dispatch_id)["status"] == "CANCELLED"
+
+
+def test_a_runner_killed_mid_job_fails_its_dispatch(dev: Dev, tmp_path):
+    pid_file = tmp_path / "agent.pid"
+    created = dev.dispatch(f"echo $$ > {pid_file}; exec sleep 300")
+    dispatch_id = created["dispatch_id"]
+    dev.wait_status(dispatch_id, {"RUNNING"})
+    agent_pid = int(
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent pid")
+    )
+    runner_pid = _runner_pid_of(dev, agent_pid)
+    os.kill(runner_pid, signal.SIGKILL)
+    # within a few reconcile intervals (1 s here): FAILED, or requeued and then run again
+    final = dev.wait_status(dispatch_id, {"FAILED", "PENDING"}, timeout=20)
+    assert final["status"] == "FAILED", final
+    assert "without reporting" in (final["error"] or "")
+    wait_for(lambda: not alive(agent_pid), 20, what="the killed runner's agent process gone")
+
+
+def test_control_plane_restarted_while_a_job_runs_loses_nothing(dev: Dev, tmp_path):
+    marker = tmp_path / "started"
+    created = dev.dispatch(f"touch {marker}; sleep 4; echo survived > survivor.txt")
+    dispatch_id = created["dispatch_id"]
+    dev.wait_status(dispatch_id, {"RUNNING"})
+    wait_for(marker.exists, 20, what="job started")
+    old_pid = dev.control_plane_pid()
+    os.kill(old_pid, signal.SIGKILL)  # a crash: no shutdown code runs
+    wait_for(lambda: not alive(old_pid), 10, what="control plane gone")
+    final = dev.wait_status(dispatch_id, {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert dev.control_plane_pid() != old_pid
+    assert "+survived" in _download(dev, dispatch_id, "patch.diff")
+    # and the restarted control plane still serves new jobs
+    again = dev.dispatch("echo after restart")
+    assert dev.wait_status(again["dispatch_id"], {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
