@@ -8,6 +8,7 @@ Spot interruption or cancel; reported within OUTPOST_STOP_BUDGET_S, inside ECS's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -258,7 +259,8 @@ class JobRun:
 
             def on_line(line: str) -> None:
                 line = self.redact(line)
-                transcript.write(line + "\n")
+                with contextlib.suppress(ValueError):  # closed: a process escaped the group
+                    transcript.write(line + "\n")
                 self.logs.add(line)
 
             result = run_agent(

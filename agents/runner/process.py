@@ -21,7 +21,8 @@ from typing import IO
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
-_LINE_LIMIT = 64 * 1024
+_READ_BYTES = 64 * 1024
+_LINE_MAX_BYTES = 4 * 1024 * 1024
 
 
 def harden_runner() -> None:
@@ -184,6 +185,13 @@ def _reap_group(pgid: int) -> None:
 
 
 def _pump(stream: IO[bytes], on_line: Callable[[str], None]) -> None:
+    """Whole lines (a JSON event stays one line) up to _LINE_MAX_BYTES, then split."""
+    pending = b""
     with stream:
-        for raw in iter(lambda: stream.readline(_LINE_LIMIT), b""):
-            on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        for chunk in iter(lambda: stream.readline(_READ_BYTES), b""):
+            pending += chunk
+            if chunk.endswith(b"\n") or len(pending) >= _LINE_MAX_BYTES:
+                on_line(pending.decode("utf-8", "replace").rstrip("\r\n"))
+                pending = b""
+        if pending:
+            on_line(pending.decode("utf-8", "replace"))

@@ -20,7 +20,8 @@ MASK = "[redacted]"
 _MIN_SECRET_LEN = 8
 _DROPPED_PREFIXES = ("OUTPOST_", "AWS_CONTAINER_CREDENTIALS_", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 _SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# Bounded repetitions: this runs on every output line, some of them megabytes long.
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)[^/@\s]{1,512}@")
 
 
 class Redactor:
@@ -33,6 +34,8 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        if "://" not in text:
+            return text
         return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
 
 

@@ -254,6 +254,17 @@ def test_exit_when_no_job_before_idle_deadline(plane: FakeControlPlane, workspac
     assert not plane.results
 
 
+def test_keep_long_output_lines_whole(plane: FakeControlPlane, workspace: Path) -> None:
+    # One 300 KB line, as a JSON event of an agent CLI can be: it must stay one line to parse.
+    plane.job = make_job("head -c 300000 /dev/zero | tr '\\0' x; echo; echo after")
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.uploads["transcript.txt"].decode().split("\n") == ["x" * 300000, "after", ""]
+    assert max(len(line) for line in plane.log_lines) <= 8192
+
+
 def test_exit_on_sigterm_before_a_job(plane: FakeControlPlane, workspace: Path) -> None:
     runner = start_runner(runner_env(plane, workspace, OUTPOST_IDLE_TIMEOUT_S="60"))
     try:
