@@ -1,0 +1,214 @@
+"""The claim protocol's control-plane side, through the internal endpoints (docs/design.md)."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+import httpx
+
+from control_plane.engine import tasks as t
+from control_plane.lifecycle import Status
+from tests.engine.conftest import World
+
+FORGED_TOKEN = "t-forged.secret"  # noqa: S105 - a token the control plane never issued
+
+
+def test_claim_starts_the_job_and_answers_with_uploads_scoped_to_its_prefix(world: World):
+    record = world.dispatch("echo hi > out.txt", timeout_s=120)
+    task, token = world.new_task()
+    reply = world.claim(token, task.task_id)
+    assert reply.status_code == 200, reply.text
+    job = reply.json()
+    assert job["dispatch_id"] == record.dispatch_id
+    assert (job["agent"], job["task"], job["timeout_s"], job["attempt"], job["repo"]) == (
+        "shell",
+        "echo hi > out.txt",
+        120,
+        1,
+        None,
+    )
+    assert job["job_token"] and job["job_token"] != token
+    assert set(job["uploads"]) == {"patch.diff", "transcript.txt", "summary.json", "manifest.json"}
+    prefix = f"/{world.settings.artifacts_bucket}/tenants/{world.tenant_id}/dispatches/{record.dispatch_id}/"
+    for name, url in job["uploads"].items():
+        assert urlsplit(url).path == prefix + name
+    # the dispatch is RUNNING on this task, in one write
+    started = world.get(record.dispatch_id)
+    assert started.status is Status.RUNNING and started.task_id == task.task_id
+    # and an upload URL works
+    assert httpx.put(job["uploads"]["patch.diff"], content=b"diff --git a/x b/x\n").status_code == 200
+    listed = world.client.get(
+        f"/dispatch/{record.dispatch_id}/artifacts", headers={"Authorization": f"Bearer {world.api_key}"}
+    ).json()
+    assert [a["name"] for a in listed["items"]] == ["patch.diff"]
+
+
+def test_a_claim_token_works_once_and_a_task_claims_at_most_one_job(world: World):
+    first, second = world.dispatch(), world.dispatch()
+    task, token = world.new_task()
+    assert world.claim(token, task.task_id).status_code == 200
+    again = world.claim(token, task.task_id)
+    assert again.status_code == 401
+    assert {world.get(first.dispatch_id).status, world.get(second.dispatch_id).status} == {
+        Status.RUNNING,
+        Status.PENDING,
+    }
+
+
+def test_concurrent_claims_with_one_token_start_exactly_one_job(world: World):
+    jobs = [world.dispatch() for _ in range(3)]
+    task, token = world.new_task()
+    answers: list[int] = []
+    barrier = threading.Barrier(3)
+
+    def claim() -> None:
+        barrier.wait()
+        answers.append(world.claim(token, task.task_id).status_code)
+
+    threads = [threading.Thread(target=claim) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [200, 401, 401]
+    statuses = [world.get(j.dispatch_id).status for j in jobs]
+    assert statuses.count(Status.RUNNING) == 1 and statuses.count(Status.PENDING) == 2
+
+
+def test_two_tasks_never_start_the_same_job(world: World):
+    job = world.dispatch()
+    (task_a, token_a), (task_b, token_b) = world.new_task(), world.new_task()
+    answers: dict[str, int] = {}
+
+    def claim(name: str, token: str, task_id: str) -> None:
+        answers[name] = world.claim(token, task_id).status_code
+
+    threads = [
+        threading.Thread(target=claim, args=("a", token_a, task_a.task_id)),
+        threading.Thread(target=claim, args=("b", token_b, task_b.task_id)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers.values()) == [200, 204]
+    assert world.get(job.dispatch_id).status is Status.RUNNING
+
+
+def test_a_cancelled_job_is_never_started(world: World):
+    job = world.dispatch("echo never")
+    cancelled = world.client.delete(
+        f"/dispatch/{job.dispatch_id}", headers={"Authorization": f"Bearer {world.api_key}"}
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    task, token = world.new_task()
+    assert world.claim(token, task.task_id).status_code == 204
+    assert world.get(job.dispatch_id).status is Status.CANCELLED
+    assert world.queue_depth() == 0  # the cancelled job's message is gone
+    assert world.tasks.get(task.task_id).state == t.UNCLAIMED  # the token is still good for a job
+
+
+def test_no_job_means_204_and_the_token_stays_valid(world: World):
+    task, token = world.new_task()
+    assert world.claim(token, task.task_id).status_code == 204
+    job = world.dispatch()
+    reply = world.claim(token, task.task_id)
+    assert reply.status_code == 200 and reply.json()["dispatch_id"] == job.dispatch_id
+
+
+def test_claims_without_a_valid_token_are_refused(world: World):
+    world.dispatch()
+    task, token = world.new_task()
+    other, other_token = world.new_task()
+    assert world.claim("t-unknown.secret", task.task_id).status_code == 401
+    assert world.claim(token + "x", task.task_id).status_code == 401
+    assert world.claim(other_token, task.task_id).status_code == 401  # another task's token
+    no_auth = world.client.post("/internal/claim", json={"task_id": task.task_id})
+    assert no_auth.status_code == 401
+    bad_body = world.client.post(
+        "/internal/claim", json={"task": task.task_id}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert bad_body.status_code == 422
+
+
+def test_a_stopping_task_cannot_claim(world: World):
+    world.dispatch()
+    task, token = world.new_task()
+    world.engine.task_control.stop_task(task.task_id, reason="scaled down")
+    assert world.claim(token, task.task_id).status_code == 401
+
+
+def _job(world: World) -> tuple[dict, str]:
+    record = world.dispatch("true")
+    task, token = world.new_task()
+    job = world.claim(token, task.task_id).json()
+    assert job["dispatch_id"] == record.dispatch_id
+    return job, task.task_id
+
+
+def _post(world: World, job: dict, what: str, body: dict, token: str | None = None):
+    return world.client.post(
+        f"/internal/dispatches/{job['dispatch_id']}/{what}",
+        json=body,
+        headers={"Authorization": f"Bearer {token or job['job_token']}"},
+    )
+
+
+def test_result_completes_the_dispatch_with_exit_code_and_artifacts(world: World):
+    job, _ = _job(world)
+    httpx.put(job["uploads"]["patch.diff"], content=b"patch")
+    reply = _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0, "summary": {"files": 1}})
+    assert reply.status_code == 200, reply.text
+    record = world.get(job["dispatch_id"])
+    assert record.status is Status.COMPLETED and record.exit_code == 0
+    assert record.artifacts == ["patch.diff"] and record.summary == {"files": 1}
+    # a repeated report is accepted; a contradicting one is a conflict
+    assert _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0}).status_code == 200
+    assert _post(world, job, "result", {"outcome": "FAILED", "exit_code": 1}).status_code == 409
+
+
+def test_result_needs_the_job_token_of_that_dispatch(world: World):
+    job, _ = _job(world)
+    other, _ = _job(world)
+    assert _post(world, job, "result", {"outcome": "COMPLETED"}, token=other["job_token"]).status_code == 401
+    assert _post(world, job, "result", {"outcome": "COMPLETED"}, token=FORGED_TOKEN).status_code == 401
+    assert _post(world, job, "result", {"outcome": "DONE"}).status_code == 422
+    assert world.get(job["dispatch_id"]).status is Status.RUNNING
+
+
+def test_failed_result_records_the_exit_code(world: World):
+    job, _ = _job(world)
+    assert (
+        _post(world, job, "result", {"outcome": "FAILED", "exit_code": 3, "error": "exit 3"}).status_code
+        == 200
+    )
+    record = world.get(job["dispatch_id"])
+    assert (record.status, record.exit_code, record.error) == (Status.FAILED, 3, "exit 3")
+
+
+def test_interrupted_result_requeues_until_attempts_run_out(world: World):
+    job, _ = _job(world)
+    reply = _post(world, job, "result", {"outcome": "INTERRUPTED", "error": "SIGTERM"})
+    assert reply.status_code == 200 and reply.json()["status"] == "PENDING"
+    record = world.get(job["dispatch_id"])
+    assert record.attempt == 2 and record.enqueued and record.task_id is None
+    for attempt in (2, 3):
+        task, token = world.new_task()
+        again = world.claim(token, task.task_id).json()
+        assert (again["dispatch_id"], again["attempt"]) == (job["dispatch_id"], attempt)
+        reply = _post(world, again, "result", {"outcome": "INTERRUPTED", "error": "SIGTERM"})
+    assert reply.json()["status"] == "FAILED"
+    assert "gave up after 3 attempts" in world.get(job["dispatch_id"]).error
+
+
+def test_logs_are_appended_and_readable_through_the_api(world: World):
+    job, _ = _job(world)
+    assert _post(world, job, "logs", {"lines": ["one", "two"]}).status_code == 202
+    assert _post(world, job, "logs", {"lines": ["three"]}).status_code == 202
+    page = world.client.get(
+        f"/dispatch/{job['dispatch_id']}/logs", headers={"Authorization": f"Bearer {world.api_key}"}
+    ).json()
+    assert page["lines"] == ["one", "two", "three"]
+    assert _post(world, job, "logs", {"lines": ["x"] * 1001}).status_code == 422
+    assert _post(world, job, "logs", {"lines": ["x"]}, token=FORGED_TOKEN).status_code == 401
