@@ -80,7 +80,7 @@ class Scaler:
         queued = queued_jobs(self.client, self.table)
         launched: dict[str, int] = {}
         for agent in self.warm_pool:
-            if not self.lease.held(margin_s=1.0):
+            if not self.lease.held(margin_s=min(1.0, self.lease.duration_s / 4)):
                 break
             try:
                 launched[agent] = self._scale(agent, queued.get(agent, []))

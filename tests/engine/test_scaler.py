@@ -1,0 +1,161 @@
+"""The scaler and warm pool over the emulator, launching real (sleep) processes.
+
+The two-replica test runs two scalers (two owners, two runtimes, one table) at the same time
+and checks that together they launch exactly what one would.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+
+from control_plane.engine import tasks as t
+from control_plane.engine.metrics import LAUNCH_FAILURES
+from control_plane.engine.scaler import Scaler
+from control_plane.runtime.base import client_token
+from control_plane.runtime.local import LocalRuntime
+from tests.engine.conftest import World
+
+
+def scaler_for(
+    world: World, *, warm: int, owner: str | None = None, runtime=None, lease_s: float = 5.0, **kw
+):
+    engine = world.engine
+    return Scaler(
+        client=world.clients.dynamodb,
+        table=world.settings.dispatches_table,
+        tasks=engine.tasks,
+        runtime=runtime or world.runtime,
+        lease=t.Lease(
+            client=world.clients.dynamodb,
+            table=world.settings.dispatches_table,
+            name="scaler",
+            owner=owner or f"replica-{uuid.uuid4().hex[:6]}",
+            duration_s=lease_s,
+        ),
+        warm_pool={"shell": warm},
+        spot={"shell": False},
+        runner_env=lambda agent: {"OUTPOST_CONTROL_PLANE_URL": "http://127.0.0.1:9"},
+        **kw,
+    )
+
+
+def live(world: World) -> list[t.TaskRecord]:
+    return world.tasks.live(["shell"])
+
+
+def test_warm_pool_is_filled_to_its_target_and_no_further(world: World):
+    scaler = scaler_for(world, warm=2)
+    assert scaler.tick() == {"shell": 2}
+    assert scaler.tick() == {"shell": 0}
+    tasks = live(world)
+    assert len(tasks) == 2 and all(
+        task.state == t.UNCLAIMED and task.launched_for == "warm" for task in tasks
+    )
+    assert len(world.runtime.list_tasks()) == 2
+
+
+def test_queued_jobs_add_tasks_launched_with_deterministic_client_tokens(world: World):
+    jobs = [world.dispatch() for _ in range(3)]
+    scaler = scaler_for(world, warm=1)
+    assert scaler.tick() == {"shell": 4}
+    tasks = live(world)
+    assert len(tasks) == 4
+    for_jobs = {task.launched_for: task for task in tasks if task.launched_for != "warm"}
+    assert set(for_jobs) == {f"{job.dispatch_id}#1" for job in jobs}
+    for job in jobs:
+        task = for_jobs[f"{job.dispatch_id}#1"]
+        assert task.client_token == client_token(job.dispatch_id, 1)
+        assert task.task_id == t.new_task_id(task.client_token)
+
+
+def test_a_claimed_task_is_replaced_to_keep_the_pool_warm(world: World):
+    scaler = scaler_for(world, warm=1)
+    scaler.tick()
+    [task] = live(world)
+    world.tasks.move(task, t.CLAIMED, fields={"job": "d-x"})
+    assert scaler.tick() == {"shell": 1}
+    assert len([x for x in live(world) if x.state == t.UNCLAIMED]) == 1
+
+
+def test_launches_stay_within_the_per_agent_limit(world: World):
+    for _ in range(6):
+        world.dispatch()
+    scaler = scaler_for(world, warm=0, max_tasks_per_agent=4)
+    scaler.tick()
+    scaler.tick()
+    assert len(live(world)) == 4
+
+
+def test_idle_tasks_above_the_target_are_scaled_down(world: World):
+    scaler = scaler_for(world, warm=3, idle_scale_down_s=0.0)
+    scaler.tick()
+    scaler.warm_pool["shell"] = 1
+    scaler.tick()
+    states = sorted(task.state for task in live(world))
+    assert states == [t.STOPPING, t.STOPPING, t.UNCLAIMED]
+
+
+def test_a_failed_launch_is_recorded_and_retried_on_the_next_pass(world: World, tmp_path):
+    broken = LocalRuntime(state_dir=tmp_path / "broken", command=("/nonexistent/outpost-runner",))
+    try:
+        scaler = scaler_for(world, warm=1, runtime=broken)
+        assert scaler.tick() == {"shell": 0}
+        assert live(world) == []
+        assert scaler.metrics.snapshot()["shell"][LAUNCH_FAILURES] == 1
+        scaler.runtime = world.runtime
+        assert scaler.tick() == {"shell": 1}
+    finally:
+        broken.close()
+
+
+def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(world: World, tmp_path):
+    for _ in range(3):
+        world.dispatch()
+    runtimes = [
+        LocalRuntime(state_dir=tmp_path / f"replica-{n}", command=("sleep", "300"), stop_grace_s=1.0)
+        for n in range(2)
+    ]
+    scalers = [scaler_for(world, warm=2, owner=f"replica-{n}", runtime=runtimes[n]) for n in range(2)]
+    results: list[list] = [[], []]
+    start = threading.Barrier(2)
+
+    def run(n: int) -> None:
+        start.wait()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            results[n].append(scalers[n].tick())
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        processes = sum(len(r.list_tasks()) for r in runtimes)
+        assert processes == 2 + 3, results
+        assert len(live(world)) == 5
+        # exactly one replica held the lease throughout; the other never scaled
+        leaders = [n for n in range(2) if any(r is not None for r in results[n])]
+        assert len(leaders) == 1, results
+        follower = 1 - leaders[0]
+        assert all(r is None for r in results[follower])
+    finally:
+        for runtime in runtimes:
+            runtime.close(stop_tasks=True, timeout_s=5)
+
+
+def test_a_replica_takes_over_when_the_leader_stops_renewing(world: World):
+    leader = scaler_for(world, warm=1, owner="leader", lease_s=0.5)
+    follower = scaler_for(world, warm=2, owner="follower", lease_s=0.5)
+    assert leader.tick() == {"shell": 1}
+    assert follower.tick() is None
+    time.sleep(0.6)  # the leader crashed: its lease runs out
+    assert follower.tick() == {"shell": 1}
+    assert leader.tick() is None
+
+
+def test_scaler_runs_the_real_runner_command_by_default():
+    assert LocalRuntime.__dataclass_fields__["command"].default == (sys.executable, "-m", "agents.runner")
