@@ -12,6 +12,7 @@ exactly as for a missing one, so no caller can tell the two apart.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import json
@@ -183,7 +184,7 @@ class DispatchStore:
             key["tenant_status"] = f"{record.tenant_id}#{record.status}"
         return key
 
-    def unenqueued(self, *, older_than_s: float, limit: int = 100) -> list[DispatchRecord]:
+    def unenqueued(self, *, older_than_s: float, limit: int = 100) -> builtins.list[DispatchRecord]:
         """PENDING dispatches whose queue message was never confirmed sent, idle for `older_than_s`.
 
         Creating a dispatch writes the record with enqueued=false, sends the queue message, then
@@ -209,7 +210,7 @@ class DispatchStore:
                 ":f": encode(False),
             },
         }
-        records: list[DispatchRecord] = []
+        records: builtins.list[DispatchRecord] = []
         while len(records) < limit:
             reply = self._client.query(**kwargs)
             records.extend(DispatchRecord.from_item(decode_item(i)) for i in reply.get("Items", []))

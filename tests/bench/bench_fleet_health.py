@@ -134,14 +134,16 @@ def main() -> None:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         resources = ensure_resources(endpoint_url=endpoint, prefix="bench")
-        app_settings = Settings(
-            env="local",
-            aws_endpoint_url=endpoint,
-            admin_key=ADMIN_KEY,
-            dispatch_queue_urls=resources.dispatch_queue_urls,
-            artifacts_bucket=resources.artifacts_bucket,
-            fleet_cache_s=0,  # measure the uncached path every time
-            **resources.tables,
+        app_settings = Settings.model_validate(
+            {
+                "env": "local",
+                "aws_endpoint_url": endpoint,
+                "admin_key": ADMIN_KEY,
+                "dispatch_queue_urls": resources.dispatch_queue_urls,
+                "artifacts_bucket": resources.artifacts_bucket,
+                "fleet_cache_s": 0,  # measure the uncached path every time
+                **resources.tables,
+            }
         )
         client = TestClient(create_app(app_settings))
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}

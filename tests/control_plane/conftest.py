@@ -2,56 +2,23 @@
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from control_plane.aws import AwsClients, make_clients
-from control_plane.bootstrap import Resources, ensure_resources
-from control_plane.hooks import PoolStatus
+from control_plane.bootstrap import Resources
 from control_plane.main import create_app
 from control_plane.settings import Settings
-
-ADMIN_KEY = "op_admin_" + "k" * 40
-
-
-@dataclass
-class RecordingTaskControl:
-    """Stands in for the engine: records stop requests, as the real runtime would receive them."""
-
-    stopped: list[tuple[str, str]] = field(default_factory=list)
-    pool: dict[str, PoolStatus] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def stop_task(self, task_id: str, *, reason: str) -> None:
-        with self.lock:
-            self.stopped.append((task_id, reason))
-
-    def pools(self) -> Mapping[str, PoolStatus]:
-        return self.pool
-
-
-def fresh_resources(endpoint: str) -> Resources:
-    """A new set of tables, queues and bucket, so that counters and listings start empty."""
-    return ensure_resources(endpoint_url=endpoint, prefix=f"t{uuid.uuid4().hex[:10]}")
-
-
-def settings_for(endpoint: str, resources: Resources, **overrides: Any) -> Settings:
-    return Settings(
-        env="local",
-        aws_endpoint_url=endpoint,
-        admin_key=ADMIN_KEY,
-        dispatch_queue_urls=resources.dispatch_queue_urls,
-        artifacts_bucket=resources.artifacts_bucket,
-        task_events_queue_url=resources.task_events_queue_url,
-        **resources.tables,
-        **overrides,
-    )
+from tests.control_plane.helpers import (
+    ADMIN_KEY,
+    RecordingTaskControl,
+    fresh_resources,
+    make_tenant,
+    settings_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -89,16 +56,6 @@ def client(app: Any) -> Iterator[TestClient]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def make_tenant(client: TestClient, **body: Any) -> dict[str, Any]:
-    reply = client.post(
-        "/tenants", json={"name": "acme", **body}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
-    )
-    assert reply.status_code == 201, reply.text
-    tenant: dict[str, Any] = reply.json()
-    tenant["headers"] = {"Authorization": f"Bearer {tenant['api_key']}"}
-    return tenant
 
 
 @pytest.fixture

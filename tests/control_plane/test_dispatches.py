@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from control_plane.lifecycle import Status
 from control_plane.store import Actor, Stores
-from tests.control_plane.conftest import RecordingTaskControl, make_tenant
+from tests.control_plane.helpers import RecordingTaskControl, make_tenant
 
 SYSTEM = Actor.system("test")
 

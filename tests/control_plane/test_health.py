@@ -14,7 +14,7 @@ from control_plane.lifecycle import Status
 from control_plane.main import create_app
 from control_plane.settings import Settings
 from control_plane.store import Actor
-from tests.control_plane.conftest import (
+from tests.control_plane.helpers import (
     ADMIN_KEY,
     RecordingTaskControl,
     fresh_resources,

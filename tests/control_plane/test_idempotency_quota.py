@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from control_plane.lifecycle import Status
 from control_plane.store import Actor
-from tests.control_plane.conftest import make_tenant
+from tests.control_plane.helpers import make_tenant
 
 BODY = {"agent": "shell", "task": "echo once"}
 
@@ -81,7 +81,7 @@ def test_create_dispatch_key_survives_an_earlier_crash_before_the_write(
     from control_plane.models import DispatchCreate
 
     canonical = json.dumps(
-        DispatchCreate(**BODY).model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        DispatchCreate.model_validate(BODY).model_dump(mode="json"), sort_keys=True, separators=(",", ":")
     )
     stores.idempotency.bind(
         tenant_id=tenant["tenant_id"],

@@ -17,7 +17,7 @@ from control_plane.lifecycle import TERMINAL, TRANSITIONS, IllegalTransitionErro
 from control_plane.queueing import enqueue_dispatch
 from control_plane.store import Actor, DispatchRecord, NotFoundError, Stores, VersionConflictError
 from control_plane.store.dispatches import new_dispatch_id
-from tests.control_plane.conftest import fresh_resources, settings_for
+from tests.control_plane.helpers import fresh_resources, settings_for
 
 ACTOR = Actor.system("test", request_id="req-test-0001")
 

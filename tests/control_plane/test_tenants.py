@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from control_plane.store.tenants import hash_api_key
-from tests.control_plane.conftest import make_tenant
+from tests.control_plane.helpers import make_tenant
 
 
 def test_create_tenant_answers_key_once_and_stores_only_its_hash(

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from control_plane.validation import UnsafeRepoError, check_repo_url
-from tests.control_plane.conftest import make_tenant
+from tests.control_plane.helpers import make_tenant
 
 SAFE_URLS = [
     "https://github.com/outpost/demo.git",
