@@ -37,12 +37,14 @@ from agents.runner.config import (
 from agents.runner.logship import LogShipper
 from agents.runner.process import DeadlineError, StoppedError, harden_runner, run_agent
 from agents.runner.protocol import ControlPlane, Job, ProtocolError, upload
+from agents.runner.publish import Published, publish
 from agents.runner.redact import Redactor, child_environment, secret_values, url_password, without_credentials
 from agents.runner.workspace import CheckoutError, Git, Patch
 
 MIN_CLAIM_INTERVAL_S = 0.5  # a control plane that answers 204 at once is not hammered
 TRANSCRIPT_PARSE_MAX_BYTES = 32 * 1024 * 1024
 UPLOAD_TIMEOUT_S = 120.0
+PUBLISH_TIMEOUT_S = 300.0
 ERROR_MAX_CHARS = 2000  # the control plane refuses longer errors (and the summary has the rest)
 
 
@@ -159,12 +161,14 @@ class JobRun:
                 job.job_token,
                 self.config.claim_token,
                 url_password(job.repo.url) if job.repo else None,
+                job.publish.token if job.publish else None,
                 *secret_values(runner.base_env),
             ]
         )
         self.logs = LogShipper(lambda lines: runner.control_plane.send_logs(job, lines))
         self.base: str | None = None
         self.command: list[str] | None = None
+        self.published: Published | None = None
 
     def say(self, message: str) -> None:
         line = self.redact(f"[outpost] {message}")
@@ -207,6 +211,8 @@ class JobRun:
         if outcome.outcome == "FAILED" and outcome.exit_code is not None and parsed.error:
             outcome = Outcome(outcome.outcome, outcome.exit_code, f"{outcome.error}: {parsed.error}")
         self.durations["bundle"] = round(time.monotonic() - started, 3)
+        if outcome.outcome == "COMPLETED" and patch.files_changed:
+            self.published = self.publish(env)
         summary = self.summary(outcome, parsed, patch)
         (self.bundle_dir / PATCH).write_bytes(patch.diff)
         write_json(self.bundle_dir / SUMMARY, summary)
@@ -303,6 +309,33 @@ class JobRun:
             return Patch(b"", 0), outcome
         self.say(f"patch: {patch.files_changed} files changed, {len(patch.diff)} bytes")
         return patch, outcome
+
+    def publish(self, env: dict[str, str]) -> Published | None:
+        spec = self.job.publish
+        if spec is None or self.stop.event.is_set() or self.base is None:
+            return None
+        self.say(f"pushing the change to branch {spec.branch}")
+        published = publish(
+            spec,
+            repo_dir=self.repo_dir,
+            remote_url=self.job.repo.url if self.job.repo else None,
+            scratch=self.scratch,
+            env=env,
+            deadline=time.monotonic() + PUBLISH_TIMEOUT_S,
+            stop=self.stop.event,
+            redact=self.redact,
+            message=spec.pull_request.title
+            if spec.pull_request
+            else f"Outpost dispatch {self.job.dispatch_id}",
+        )
+        if published.error:
+            self.say(f"publishing failed: {published.error}")
+        else:
+            self.say(
+                f"pushed {published.commit} to {spec.branch}"
+                + (f"; pull request {published.pull_request_url}" if published.pull_request_url else "")
+            )
+        return published
 
     def parse_transcript(self) -> AgentOutput:
         path = self.bundle_dir / TRANSCRIPT
@@ -401,6 +434,7 @@ class JobRun:
             "final_message": self.redact(parsed.final_message) if parsed.final_message else None,
             "agent_error": self.redact(parsed.error) if parsed.error else None,
             "patch": {"files_changed": patch.files_changed, "bytes": len(patch.diff)},
+            "publish": self.published.to_summary() if self.published else None,
             "runner_version": VERSION,
         }
 

@@ -37,6 +37,52 @@ class Repo:
 
 
 @dataclass(frozen=True)
+class PullRequest:
+    api_url: str  # the repository's API URL, e.g. https://api.github.com/repos/<owner>/<repo>
+    base: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Optional: push the change to ``branch`` (and open a pull request) with ``token``."""
+
+    branch: str
+    token: str
+    remote_url: str | None
+    pull_request: PullRequest | None
+
+    @classmethod
+    def from_claim(cls, value: Any) -> Publish | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), str) and value[k] for k in ("branch", "token")
+        ):
+            raise ValueError(
+                "claim answer: field 'publish' must be null or {branch, token, remote_url, pull_request}"
+            )
+        remote_url = value.get("remote_url")
+        if remote_url is not None and not isinstance(remote_url, str):
+            raise ValueError("claim answer: field 'publish.remote_url' must be a string or null")
+        pr = value.get("pull_request")
+        if pr is not None:
+            if not isinstance(pr, dict) or not all(
+                isinstance(pr.get(k), str) for k in ("api_url", "base", "title")
+            ):
+                raise ValueError(
+                    "claim answer: field 'publish.pull_request' must be null or {api_url, base, title, body}"
+                )
+            pr = PullRequest(
+                api_url=pr["api_url"], base=pr["base"], title=pr["title"], body=str(pr.get("body") or "")
+            )
+        return cls(
+            branch=value["branch"], token=value["token"], remote_url=remote_url or None, pull_request=pr
+        )
+
+
+@dataclass(frozen=True)
 class Job:
     dispatch_id: str
     agent: str
@@ -46,6 +92,7 @@ class Job:
     attempt: int
     job_token: str
     uploads: dict[str, str]
+    publish: Publish | None = None
 
     @classmethod
     def from_claim(cls, body: Any) -> Job:
@@ -84,6 +131,7 @@ class Job:
             attempt=int(body.get("attempt") or 1),
             job_token=field("job_token", str),
             uploads=dict(uploads),
+            publish=Publish.from_claim(body.get("publish")),
         )
 
 
@@ -128,6 +176,14 @@ def upload(url: str, data: bytes, *, timeout: float) -> None:
     _send("PUT", url, data=data, content_type="application/octet-stream", timeout=timeout)
 
 
+def post_json(url: str, payload: Any, *, token: str, timeout: float) -> Any:
+    """POST ``payload`` as JSON with a bearer token; the decoded JSON answer."""
+    _, body = _send(
+        "POST", url, token=token, payload=payload, timeout=timeout, accept="application/vnd.github+json"
+    )
+    return json.loads(body or b"null")
+
+
 def _send(
     method: str,
     url: str,
@@ -136,6 +192,7 @@ def _send(
     payload: Any = None,
     data: bytes | None = None,
     content_type: str = "application/json",
+    accept: str | None = None,
     timeout: float,
 ) -> tuple[int, bytes]:
     if not url.startswith(("http://", "https://")):
@@ -145,6 +202,8 @@ def _send(
     headers = {"User-Agent": USER_AGENT, "Content-Type": content_type}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    if accept is not None:
+        headers["Accept"] = accept
     body = data if data is not None else b""
     request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
 

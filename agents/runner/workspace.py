@@ -84,19 +84,9 @@ class Git:
     def clone(self, url: str, ref: str | None) -> str:
         """Clones ``url`` into the empty ``repo_dir`` and checks out ``ref`` (branch, tag or
         commit; None for the default branch). Returns the base commit."""
-        if ref is not None and (not _REF.match(ref) or ".." in ref):
+        if ref is not None and not valid_ref(ref):
             raise CheckoutError(f"invalid ref {ref!r}")
-        protocols = [
-            "-c",
-            "protocol.allow=never",
-            "-c",
-            "protocol.https.allow=always",
-            "-c",
-            "protocol.ssh.allow=always",
-        ]
-        scheme = _scheme_of(url)
-        if scheme not in ("https", "ssh"):
-            protocols += ["-c", f"protocol.{scheme}.allow=always"]
+        protocols = protocol_options(url)
         self.run(
             *protocols,
             "clone",
@@ -158,6 +148,21 @@ class Git:
         diff = self.run("diff", *diff_flags, base).stdout
         names = self.run("diff", "--cached", "--name-only", "-z", "--no-renames", base).stdout
         return Patch(diff=diff, files_changed=len([n for n in names.split(b"\0") if n]))
+
+
+def valid_ref(ref: str) -> bool:
+    """A branch, tag or commit name that cannot be read as an option or a range."""
+    return bool(_REF.match(ref)) and ".." not in ref
+
+
+def protocol_options(url: str) -> list[str]:
+    """Only https and ssh, plus the scheme of ``url`` itself (the URL the job names)."""
+    options = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always"]
+    options += ["-c", "protocol.ssh.allow=always"]
+    scheme = _scheme_of(url)
+    if scheme not in ("https", "ssh"):
+        options += ["-c", f"protocol.{scheme}.allow=always"]
+    return options
 
 
 def _subcommand(args: tuple[str, ...]) -> str:

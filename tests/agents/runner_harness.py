@@ -49,6 +49,7 @@ class FakeControlPlane:
     results: list[dict[str, Any]] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
     result_received: threading.Event = field(default_factory=threading.Event)
+    pull_requests: list[dict[str, Any]] = field(default_factory=list)  # the fake GitHub API's
     spent: bool = False
 
     def start(self) -> None:
@@ -111,6 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
             if status == 204:
                 time.sleep(0.05)  # a short long-poll
             return self._reply(status, job)
+        if self.path.startswith("/github/repos/") and self.path.endswith("/pulls"):
+            plane.pull_requests.append({"authorization": self.headers.get("Authorization"), "body": body})
+            return self._reply(201, {"number": 7, "html_url": "https://github.example/o/r/pull/7"})
         dispatch = plane.job["dispatch_id"] if plane.job else None
         if self._bearer() != JOB_TOKEN:
             return self._reply(401, {"title": "bad job token"})

@@ -203,6 +203,88 @@ def test_clone_local_bare_repo_at_ref(
     assert ("feature.txt" in listing) == (expected == "feature")
 
 
+PUBLISH_TOKEN = "ghs_publish0123456789abcdef"  # noqa: S105 - test value
+
+
+def publish_spec(plane: FakeControlPlane) -> dict:
+    return {
+        "branch": "outpost/d-0001",
+        "token": PUBLISH_TOKEN,
+        "remote_url": None,
+        "pull_request": {
+            "api_url": f"{plane.url}/github/repos/o/r",
+            "base": "main",
+            "title": "Outpost: add hello.txt",
+            "body": "Dispatched by Outpost.",
+        },
+    }
+
+
+def test_push_branch_and_open_pull_request(
+    plane: FakeControlPlane, workspace: Path, bare_repo: dict[str, str], tmp_path: Path
+) -> None:
+    env_file = tmp_path / "agent.env"
+    decoy = tmp_path / "decoy.git"
+    git("init", "-q", "--bare", str(decoy), cwd=tmp_path)
+    # The agent tries to divert the push through its repository's configuration.
+    divert = f"git config url.file://{decoy}.insteadOf {bare_repo['url']}"
+    plane.job = make_job(
+        f"env > {env_file}; {divert}; echo hello > hello.txt", repo={"url": bare_repo["url"], "ref": "main"}
+    )
+    plane.job["publish"] = publish_spec(plane)
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "COMPLETED"
+    bare = Path(bare_repo["url"].removeprefix("file://"))
+    pushed = git("rev-parse", "refs/heads/outpost/d-0001", cwd=bare)
+    assert git("rev-parse", f"{pushed}^", cwd=bare) == bare_repo["main"]
+    assert git("show", f"{pushed}:hello.txt", cwd=bare) == "hello"
+    assert git("for-each-ref", cwd=decoy) == ""
+    assert (
+        git("log", "-1", "--format=%s <%ae>", pushed, cwd=bare)
+        == "Outpost: add hello.txt <agent@outpost.invalid>"
+    )
+    assert plane.result["summary"]["publish"] == {
+        "branch": "outpost/d-0001",
+        "commit": pushed,
+        "pull_request_url": "https://github.example/o/r/pull/7",
+        "error": None,
+    }
+    assert plane.pull_requests == [
+        {
+            "authorization": f"Bearer {PUBLISH_TOKEN}",
+            "body": {
+                "title": "Outpost: add hello.txt",
+                "head": "outpost/d-0001",
+                "base": "main",
+                "body": "Dispatched by Outpost.",
+            },
+        }
+    ]
+    # The publishing token reaches neither the agent nor anything sent back.
+    assert PUBLISH_TOKEN not in env_file.read_text()
+    sent = plane.uploads["transcript.txt"].decode() + "\n".join(plane.log_lines) + json.dumps(plane.result)
+    assert PUBLISH_TOKEN not in sent
+
+
+def test_skip_publishing_failed_job(
+    plane: FakeControlPlane, workspace: Path, bare_repo: dict[str, str]
+) -> None:
+    plane.job = make_job("echo half done > hello.txt; exit 1", repo={"url": bare_repo["url"], "ref": "main"})
+    plane.job["publish"] = publish_spec(plane)
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "FAILED"
+    assert plane.result["summary"]["publish"] is None
+    assert not plane.pull_requests
+    bare = Path(bare_repo["url"].removeprefix("file://"))
+    assert "outpost/d-0001" not in git("branch", "--list", cwd=bare)
+
+
 def test_fail_checkout_of_missing_repository(
     plane: FakeControlPlane, workspace: Path, tmp_path: Path
 ) -> None:
