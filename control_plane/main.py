@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from control_plane import problems
 from control_plane.api.middleware import BodyLimit, RequestContext
-from control_plane.api.routes import dispatches, health, tenants
+from control_plane.api.routes import dispatches, health, internal, tenants
 from control_plane.aws import AwsClients, make_clients
 from control_plane.hooks import NoTaskControl, TaskControl
 from control_plane.observability import configure_logging
@@ -45,6 +45,7 @@ def create_app(
     app.include_router(dispatches.router)
     app.include_router(tenants.router)
     app.include_router(health.router)
+    app.include_router(internal.router)  # the runners' claim protocol; 503 until an engine is attached
     # Outermost first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
@@ -52,5 +53,8 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
+    """The service as deployed: the API with the dispatch engine (control_plane.engine.app)."""
+    from control_plane.engine.app import create_engine_app
+
     configure_logging()
-    return create_app(Settings())
+    return create_engine_app(Settings())

@@ -35,6 +35,21 @@ def test_create_dispatch_same_key_same_body_returns_same_dispatch(client: TestCl
     assert _listed(client, tenant) == [first.json()["dispatch_id"]]
 
 
+def test_idempotency_key_is_kept_at_least_a_day(client: TestClient, tenant: dict) -> None:
+    import time
+
+    _post(client, tenant, BODY, key="kept")
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    items = client.app.state.clients.dynamodb.scan(  # type: ignore[attr-defined]
+        TableName=settings.dispatches_table,
+        FilterExpression="begins_with(dispatch_id, :p)",
+        ExpressionAttributeValues={":p": {"S": f"idem#{tenant['tenant_id']}#"}},
+    )["Items"]
+    assert len(items) == 1
+    assert int(items[0]["expires_at"]["N"]) >= time.time() + 24 * 3600 - 60
+    assert "kept" not in str(items[0])  # stored hashed
+
+
 def test_create_dispatch_same_key_other_body_answers_422(client: TestClient, tenant: dict) -> None:
     assert _post(client, tenant, BODY, key="k1").status_code == 202
     reply = _post(client, tenant, {**BODY, "task": "echo twice"}, key="k1")
