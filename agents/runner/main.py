@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -191,10 +192,10 @@ class JobRun:
         try:
             return self.report(outcome, summary)
         finally:
-            shutil.rmtree(self.job_dir, ignore_errors=True)
+            _remove_tree(self.job_dir)
 
     def execute(self) -> tuple[Outcome, dict[str, Any]]:
-        shutil.rmtree(self.job_dir, ignore_errors=True)
+        _remove_tree(self.job_dir)
         for directory in (self.bundle_dir, self.scratch):
             directory.mkdir(parents=True, exist_ok=True)
         (self.bundle_dir / TRANSCRIPT).write_bytes(b"")
@@ -297,8 +298,9 @@ class JobRun:
     def collect_patch(self, env: dict[str, str], outcome: Outcome) -> tuple[Patch, Outcome]:
         if self.base is None:
             return Patch(b"", 0), outcome
-        # A fresh stop event: the patch is still wanted after SIGTERM, within the budget.
-        deadline = self.stop.deadline(self.config.stop_budget_s - 30) or time.monotonic() + 600
+        # A fresh stop event: the patch is still wanted after SIGTERM, within the budget (the
+        # last third of it stays for the uploads and the report).
+        deadline = self.stop.deadline(self.config.stop_budget_s * 2 / 3) or time.monotonic() + 600
         git = Git(self.repo_dir, env=env, deadline=deadline, stop=threading.Event(), redact=self.redact)
         try:
             patch = git.patch(self.base)
@@ -437,6 +439,19 @@ class JobRun:
             "publish": self.published.to_summary() if self.published else None,
             "runner_version": VERSION,
         }
+
+
+def _remove_tree(path: Path) -> None:
+    """Removes the job's directory, even where the agent took write permission away."""
+
+    def allow_and_retry(function: Any, failed: str, _: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            os.chmod(failed, 0o700)
+            function(failed)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=allow_and_retry)
 
 
 def _note(message: str) -> None:

@@ -114,7 +114,8 @@ def test_time_out_job_and_stop_its_process_group(
 def test_report_interrupted_on_sigterm(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     plane.job = make_job(
-        f"echo $$ > {pids}; echo agent-started; trap '' TERM; sleep 300 & wait", timeout_s=60
+        f"echo partial > work.txt; chmod -w .; echo $$ > {pids}; echo agent-started; trap '' TERM; sleep 300 & wait",
+        timeout_s=60,
     )
     runner = start_runner(runner_env(plane, workspace))
     try:
@@ -132,7 +133,9 @@ def test_report_interrupted_on_sigterm(plane: FakeControlPlane, workspace: Path,
     assert (result["outcome"], result["exit_code"]) == ("INTERRUPTED", None)
     assert result["error"] == "stopped by SIGTERM"
     assert "agent-started" in plane.uploads["transcript.txt"].decode()
+    assert "+partial" in plane.uploads["patch.diff"].decode()  # the work so far is kept
     assert all(process_gone(pid) for pid in read_pids(pids))
+    assert list(workspace.iterdir()) == []  # removed, though the agent made its directory read-only
 
 
 def test_keep_tokens_out_of_agent_environment(
