@@ -261,3 +261,30 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
                  "/dispatch/{dispatch_id}/artifacts", "/health", "/health/live", "/health/ready",
                  "/health/fleet", "/tenants", "/tenants/{tenant_id}", "/tenants/{tenant_id}/api-key"):  # fmt: skip
         assert path in paths
+
+
+def test_follow_logs_delivers_lines_written_while_following(client: TestClient, tenant: dict) -> None:
+    import threading
+    import time
+
+    created = _create(client, tenant)
+    stores = _stores(client)
+    stores.dispatches.transition(dispatch_id=created["dispatch_id"], to=Status.RUNNING, actor=SYSTEM)
+
+    def runner() -> None:
+        for n in range(3):
+            time.sleep(0.3)
+            stores.logs.append(
+                tenant_id=tenant["tenant_id"], dispatch_id=created["dispatch_id"], lines=[f"step {n}"]
+            )
+        stores.dispatches.transition(dispatch_id=created["dispatch_id"], to=Status.COMPLETED, actor=SYSTEM)
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    with client.stream(
+        "GET", f"/dispatch/{created['dispatch_id']}/logs?follow=true", headers=tenant["headers"]
+    ) as r:
+        events = [json.loads(line) for line in r.iter_lines() if line]
+    thread.join()
+    assert [line for event in events for line in event["lines"]] == ["step 0", "step 1", "step 2"]
+    assert events[-1]["finished"] is True

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from control_plane.api.deps import (
     CallerDep,
@@ -40,7 +42,7 @@ from control_plane.store.tenants import TenantRecord
 router = APIRouter(tags=["dispatches"])
 DispatchId = Annotated[str, Path(max_length=64, description="the id POST /dispatch answered")]
 FOLLOW_POLL_S = 1.0
-FOLLOW_MAX_S = 3600.0
+FOLLOW_MAX_S = 3600.0  # then the client reconnects with ?after=<next_chunk>
 
 
 def _load(stores: StoreDep, tenant: TenantRecord, dispatch_id: str) -> DispatchRecord:
@@ -229,20 +231,23 @@ def get_logs(
         lines, last = stores.logs.read(tenant_id=tenant.tenant_id, dispatch_id=dispatch_id, after_chunk=after)
         return LogPage(lines=lines, next_chunk=last, finished=record.status in TERMINAL)
 
-    def stream() -> Iterator[bytes]:
+    async def stream() -> AsyncIterator[bytes]:
+        # async, so that a follower holds no worker thread while it waits for new lines
         position, deadline = after, time.monotonic() + FOLLOW_MAX_S
         while True:
-            current = stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=tenant.tenant_id)
+            current = await run_in_threadpool(
+                stores.dispatches.get, dispatch_id=dispatch_id, tenant_id=tenant.tenant_id
+            )
             finished = current is None or current.status in TERMINAL
-            lines, position = stores.logs.read(
-                tenant_id=tenant.tenant_id, dispatch_id=dispatch_id, after_chunk=position
+            lines, position = await run_in_threadpool(
+                stores.logs.read, tenant_id=tenant.tenant_id, dispatch_id=dispatch_id, after_chunk=position
             )
             if lines or finished:
                 page = LogPage(lines=lines, next_chunk=position, finished=finished)
                 yield page.model_dump_json().encode() + b"\n"
             if finished or time.monotonic() > deadline:
                 return
-            time.sleep(FOLLOW_POLL_S)
+            await asyncio.sleep(FOLLOW_POLL_S)
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
