@@ -44,13 +44,15 @@ class Adapter:
     parse: Callable[[str], AgentOutput]
     # Environment variable the CLI reads -> other names the provider key may arrive under.
     key_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Variables the CLI should see unless the image or task sets them otherwise.
+    defaults: Mapping[str, str] = field(default_factory=dict)
 
     def command(self, task: str, *, scratch: Path) -> list[str]:
         return [*AGENTS[self.name].command, *self.arguments(task, scratch)]
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """The agent's environment: ``env`` plus the key under the name the CLI reads."""
-        result = dict(env)
+        result = {**self.defaults, **env}
         for target, sources in self.key_aliases.items():
             if result.get(target):
                 continue

@@ -23,7 +23,10 @@ What the documentation says (looked up 2026-11-25):
   Fargate task, not the CLI, is the sandbox (no AWS permissions, no credentials but the key).
   Claude Code refuses it as root; agent containers run as a numeric non-root user.
 - ``--`` ends the options, so a task that starts with ``-`` stays the prompt (commander).
-- The key comes from ``ANTHROPIC_API_KEY``.
+- The key comes from ``ANTHROPIC_API_KEY``; in ``-p`` mode it is always used.
+- ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` turns off the auto-updater, telemetry, error
+  reporting and the bug command (https://code.claude.com/docs/en/env-vars; anthropics/
+  claude-code issue 29134): the task's egress is for the model API, and the image is fixed.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def parse(output: str) -> AgentOutput:
     if result is None:
         return AgentOutput(final_message=clip(last_text))
 
-    usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+    usage: dict[str, Any] = result["usage"] if isinstance(result.get("usage"), dict) else {}
     fresh = as_int(usage.get("input_tokens"))
     cache_write = as_int(usage.get("cache_creation_input_tokens"))
     cache_read = as_int(usage.get("cache_read_input_tokens"))
@@ -90,4 +93,9 @@ def parse(output: str) -> AgentOutput:
     )
 
 
-ADAPTER = Adapter(name="claude", arguments=arguments, parse=parse)
+ADAPTER = Adapter(
+    name="claude",
+    arguments=arguments,
+    parse=parse,
+    defaults={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+)

@@ -49,8 +49,8 @@ def _error_message(error: Any) -> str | None:
 def _single_object(event: dict[str, Any]) -> AgentOutput:
     """The ``--output-format json`` shape: tokens summed over every model used."""
     input_tokens = output_tokens = cached = None
-    stats = event.get("stats") if isinstance(event.get("stats"), dict) else {}
-    models = stats.get("models") if isinstance(stats.get("models"), dict) else {}
+    stats: dict[str, Any] = event["stats"] if isinstance(event.get("stats"), dict) else {}
+    models: dict[str, Any] = stats["models"] if isinstance(stats.get("models"), dict) else {}
     for model in models.values():
         tokens = model.get("tokens") if isinstance(model, dict) else None
         if isinstance(tokens, dict):

@@ -56,6 +56,18 @@ def test_copy_provider_key_to_name_cli_reads(agent: str, variable: str, given: s
     assert adapter_for(agent).environment({given: "a", variable: "b"})[variable] == "b"
 
 
+def test_turn_off_claude_background_traffic_unless_set() -> None:
+    claude = adapter_for("claude")
+
+    assert claude.environment({})["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert (
+        claude.environment({"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "0"})[
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
+        ]
+        == "0"
+    )
+
+
 def test_parse_claude_stream_json() -> None:
     output = parse("claude", "claude_stream.jsonl")
 
