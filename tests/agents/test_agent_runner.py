@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from agents.adapters import adapter_for
+from agents.registry import AGENTS
 from tests.agents.runner_harness import (
     BUNDLE_FILES,
     CLAIM_TOKEN,
@@ -379,35 +381,63 @@ def test_stream_logs_while_agent_runs(plane: FakeControlPlane, workspace: Path, 
     assert plane.log_lines.index("waiting-for-go") < plane.log_lines.index("got-go")
 
 
-def test_parse_agent_output_into_summary(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
-    # A stand-in `claude` executable that prints Claude Code's documented stream-json output.
+@pytest.mark.parametrize(
+    ("agent", "fixture", "key_given", "key_read", "tokens", "cost"),
+    [
+        (
+            "claude",
+            "claude_stream.jsonl",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_API_KEY",
+            (22195, 418, 15872),
+            0.0421635,
+        ),
+        ("codex", "codex.jsonl", "OPENAI_API_KEY", "CODEX_API_KEY", (24763, 122, 24448), None),
+        ("gemini", "gemini_stream.jsonl", "GOOGLE_API_KEY", "GEMINI_API_KEY", (21512, 381, 14336), None),
+        ("aider", "aider.txt", "OPENAI_API_KEY", "OPENAI_API_KEY", (3800, 142, 1200), 0.0064),
+        ("grok", "grok.jsonl", "XAI_API_KEY", "GROK_API_KEY", (None, None, None), None),
+    ],
+)
+def test_run_agent_cli_through_its_adapter(
+    plane: FakeControlPlane,
+    workspace: Path,
+    tmp_path: Path,
+    agent: str,
+    fixture: str,
+    key_given: str,
+    key_read: str,
+    tokens: tuple[int | None, ...],
+    cost: float | None,
+) -> None:
+    # A stand-in for the agent's CLI: records its argv and environment, prints the fixture.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "claude"
+    fake = bin_dir / AGENTS[agent].command[0]
     fake.write_text(
-        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\ncat {FIXTURES}/claude_stream.jsonl\n"
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/argv\nenv > {tmp_path}/env\ncat {FIXTURES / fixture}\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    plane.job = make_job("add a name parameter", agent="claude")
-    env = runner_env(plane, workspace, agent="claude", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    task = "add a name parameter to greet()"
+    plane.job = make_job(task, agent=agent)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    env = runner_env(plane, workspace, agent=agent, PATH=path, **{key_given: "provider-key-0123456789"})
 
     done = run_runner(env)
 
     assert done.returncode == 0, done.stderr
-    summary = plane.result["summary"]
     assert plane.result["outcome"] == "COMPLETED"
-    assert summary["tokens"] == {"input": 22195, "output": 418, "cached_input": 15872}
-    assert summary["cost_usd"] == 0.0421635
-    assert summary["final_message"].startswith("Added a `name` parameter")
-    argv = (tmp_path / "argv").read_text().splitlines()
-    assert argv == [
-        "-p",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--dangerously-skip-permissions",
-        "--",
-    ] + ["add a name parameter"]
+    summary = plane.result["summary"]
+    assert tuple(summary["tokens"].values()) == tokens
+    assert summary["cost_usd"] == cost
+    assert (
+        summary["final_message"] == adapter_for(agent).parse((FIXTURES / fixture).read_text()).final_message
+    )
+    assert summary["final_message"]
+    scratch = workspace / "job-d-0001-1" / "scratch"
+    expected = adapter_for(agent).command(task, scratch=scratch)[1:]
+    assert (tmp_path / "argv").read_text().splitlines() == expected
+    agent_env = (tmp_path / "env").read_text().splitlines()
+    assert f"{key_read}=provider-key-0123456789" in agent_env
 
 
 def test_show_runner_help() -> None:
