@@ -22,10 +22,18 @@ What the documentation and source say (google-gemini/gemini-cli ``docs/cli/headl
   54 fatal tool error, 130 cancelled.
 - ``--approval-mode yolo`` approves every tool call (``--yolo`` is the deprecated spelling;
   combining both is an error). YOLO only removes prompts; the Fargate task is the sandbox.
-  In a folder Gemini CLI does not trust, YOLO falls back to the default mode; the agent
-  image must not enable folder trust (it is off by default).
+  With folder trust enabled, an untrusted folder forces the default mode, and a headless
+  run cannot approve anything: the agent image must leave folder trust off or trust the
+  workspace (dev.to, "Gemini CLI YOLO mode, read from the source", checked against
+  gemini-cli 0.65.0-nightly, October 2026).
 - The key comes from ``GEMINI_API_KEY``; Outpost also accepts the ``google`` secret under
   ``GOOGLE_API_KEY`` and copies it.
+
+Watch: on 2026-06-18 Google ended Gemini CLI's bundled access for free, Pro and Ultra
+accounts and named the Antigravity CLI (``agy``) its successor; ``agy`` authenticates with
+interactive OAuth only (no API-key path), so it cannot run in a headless task. Gemini CLI is
+still maintained for Code Assist Standard/Enterprise; whether a plain Gemini API key keeps
+working with it is not confirmed here: check before relying on this agent.
 """
 
 from __future__ import annotations
