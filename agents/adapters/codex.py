@@ -2,11 +2,14 @@
 
 Command line::
 
-    codex exec --json --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check -- <task>
+    codex exec --json --sandbox danger-full-access --skip-git-repo-check -- <task>
 
-What the documentation says (openai/codex ``docs/exec.md``, looked up 2026-11-25):
+What the documentation says (looked up 2026-11-25: "Non-interactive mode",
+https://developers.openai.com/codex/noninteractive.md, and openai/codex ``docs/exec.md``):
 
-- ``codex exec`` is the non-interactive mode; it never asks for approvals.
+- ``codex exec`` is the non-interactive mode: no approval prompts; progress on stderr, the
+  final message on stdout. With a prompt argument and a piped stdin, stdin is appended as
+  context; the runner gives the agent ``/dev/null``, so nothing is appended and nothing hangs.
 - ``--json`` streams JSON Lines events to stdout: ``thread.started``, ``turn.started``,
   ``turn.completed`` (with ``usage``: ``input_tokens``, ``cached_input_tokens``,
   ``output_tokens``), ``turn.failed`` (with ``error.message``), ``item.started`` /
@@ -14,14 +17,15 @@ What the documentation says (openai/codex ``docs/exec.md``, looked up 2026-11-25
   ``reasoning``, ``command_execution``, ``file_change``, ``mcp_tool_call``, ``web_search``;
   a top-level ``error`` event carries ``message``. The final answer is the last
   ``agent_message``. Codex does not print a cost.
-- By default ``exec`` runs read-only; ``--full-auto`` allows workspace writes inside Codex's
-  own sandbox (Landlock/bubblewrap on Linux), which needs privileges a Fargate task with all
-  capabilities dropped does not have. ``--dangerously-bypass-approvals-and-sandbox`` is meant
-  for "environments that are externally sandboxed" — the one-job Fargate task is that sandbox.
-- ``--skip-git-repo-check``: the workspace is always a git repository, the flag only keeps a
+- ``exec`` runs read-only by default. ``--sandbox workspace-write`` uses Codex's own sandbox
+  (Landlock/bubblewrap on Linux), which needs privileges a Fargate task with every
+  capability dropped does not have; ``--sandbox danger-full-access`` is documented for
+  "controlled environments, such as isolated CI runners or containers" — the one-job task is
+  that container. (``--full-auto`` is deprecated.)
+- ``--skip-git-repo-check``: the workspace is always a git repository; the flag only keeps a
   misdetected repository from aborting the job.
-- ``CODEX_API_KEY`` overrides the key for ``codex exec``; Outpost's ``openai`` secret arrives
-  as ``OPENAI_API_KEY`` and is copied under that name too.
+- The key: ``OPENAI_API_KEY``, or ``CODEX_API_KEY`` for ``codex exec``; Outpost's ``openai``
+  secret arrives as ``OPENAI_API_KEY`` and is copied under the other name too.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def arguments(task: str, scratch: Path) -> list[str]:
     return [
         "exec",
         "--json",
-        "--dangerously-bypass-approvals-and-sandbox",
+        "--sandbox",
+        "danger-full-access",
         "--skip-git-repo-check",
         "--",
         task,
