@@ -19,10 +19,14 @@ What the source says (superagent-ai/grok-cli ``src/index.ts`` and README, the np
   line; Outpost never does that). Outpost's ``xai`` secret arrives as ``XAI_API_KEY`` and is
   copied under that name.
 
-xAI also ships its own "Grok Build" CLI, also called ``grok`` (``grok -p <prompt>
---output-format json --always-approve``, https://docs.x.ai/build/cli/headless-scripting).
-The agent image installs ``@vibe-kit/grok-cli``; switching to xAI's CLI means changing this
-module (flags and parser) together with the image.
+Watch: ``@vibe-kit/grok-cli`` ends at 0.0.34, the version the agent image pins
+(agents/images/grok). The project continues as npm ``grok-dev`` (1.x, same ``grok``
+executable), whose headless mode prints human-readable text, or with ``--format json`` an
+NDJSON stream of step events (``step_start``, ``text``, ``tool_use``, ``step_finish``,
+``error``; superagent-ai/grok-cli README). xAI also ships its own "Grok Build" CLI, also
+``grok`` (``grok -p <prompt> --output-format json --always-approve``,
+https://docs.x.ai/build/cli/headless-scripting). Moving the image to either means changing
+this module's flags and parser in the same change.
 """
 
 from __future__ import annotations
