@@ -42,6 +42,7 @@ LOCAL_DEFAULTS = {
     "OUTPOST_TIMEOUT_GRACE_S": "5",
     "OUTPOST_LAUNCH_GRACE_S": "15",
     "OUTPOST_LEASE_S": "10",
+    "OUTPOST_LOCAL_STOP_GRACE_S": "3",
 }
 DUMMY_AWS = {
     "AWS_ACCESS_KEY_ID": "outpost-local",
@@ -222,7 +223,7 @@ def serve(port: int) -> None:
 
     configure_logging()
     app = create_engine_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 if __name__ == "__main__":

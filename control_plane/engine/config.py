@@ -32,8 +32,10 @@ class EngineSettings(BaseSettings):
     warm_pool: dict[str, int] = Field(default_factory=dict)  # agent -> size; overrides the registry
     engine_enabled: bool = True
     local_state_dir: Path | None = None
+    local_stop_grace_s: float = Field(default=5.0, ge=0)  # local tasks: SIGTERM, then SIGKILL after this
     runner_idle_timeout_s: float = Field(default=600.0, gt=0)
-    agent_container: str = "agent"
+    agent_container: str = "agent"  # the container name in the agent task definitions
+    ecs_workspace: str = "/workspace"  # OUTPOST_WORKSPACE of ECS tasks (the workspace volume's mount)
 
     def warm_pool_sizes(self) -> dict[str, int]:
         """Per agent, the warm-pool target for this environment (local mode uses the dev sizes)."""

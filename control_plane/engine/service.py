@@ -59,6 +59,7 @@ def build_runtime(
         control_plane_url=settings.internal_url or "",
         event_sink=event_sink,
         extra_env={"OUTPOST_IDLE_TIMEOUT_S": str(engine.runner_idle_timeout_s)},
+        stop_grace_s=engine.local_stop_grace_s,
     )
 
 
@@ -150,6 +151,8 @@ class Engine:
         env = {}
         if self.settings.internal_url:
             env["OUTPOST_CONTROL_PLANE_URL"] = self.settings.internal_url
+        if self.settings.runtime == "ecs":
+            env["OUTPOST_WORKSPACE"] = self.config.ecs_workspace  # local tasks get a temp dir each
         return env
 
     # -- events ------------------------------------------------------------------------------

@@ -117,3 +117,19 @@ def test_control_plane_restarted_while_a_job_runs_loses_nothing(dev: Dev, tmp_pa
     # and the restarted control plane still serves new jobs
     again = dev.dispatch("echo after restart")
     assert dev.wait_status(again["dispatch_id"], {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
+
+
+def test_the_agent_sees_neither_the_claim_token_nor_control_plane_secrets(dev: Dev):
+    created = dev.dispatch("env | sort > environment.txt")
+    final = dev.wait_status(created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
+    assert final["status"] == "COMPLETED", final
+    patch = _download(dev, created["dispatch_id"], "patch.diff")
+    assert "environment.txt" in patch and "+PATH=" in patch
+    for secret in (
+        "OUTPOST_CLAIM_TOKEN",
+        "OUTPOST_ADMIN_KEY",
+        dev.admin_key,
+        dev.api_key,
+        "AWS_SECRET_ACCESS_KEY",
+    ):
+        assert secret not in patch

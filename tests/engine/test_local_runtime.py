@@ -163,3 +163,16 @@ def test_a_restarted_control_plane_adopts_running_tasks_and_reports_dead_ones(ru
     assert [t.task_id for t in second.list_tasks()] == ["t-survivor"]
     second.stop("t-survivor", "Outpost: test over")
     wait_for(lambda: not alive(survivor))
+
+
+def test_processes_a_killed_runner_left_in_its_workspace_are_ended(runtime_factory):
+    runtime, events = runtime_factory("sleep")
+    runtime.launch([request("t-killed")])
+    workspace = runtime.state_dir / "workspaces" / "t-killed"
+    grandchild = int(
+        wait_for(lambda: (workspace / "grandchild").exists() and (workspace / "grandchild").read_text())
+    )
+    os.kill(runtime.pid_of("t-killed"), 9)  # the runner dies; its agent (own session) lives on
+    wait_for(lambda: not alive(grandchild))
+    stopped = wait_for(lambda: [e for e in events if e["detail"]["lastStatus"] == "STOPPED"])
+    assert stopped[0]["detail"]["containers"][0]["exitCode"] == -9
