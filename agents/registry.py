@@ -6,14 +6,23 @@ This module must stay importable without aws-cdk-lib: the control plane reads it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 # Secrets Manager secrets an agent may receive (one each). The data stack creates exactly these.
 PROVIDER_SECRETS = ("anthropic", "openai", "google", "xai")
+# The environment variable each provider's CLI reads its key from (injected by ECS from the secret).
+PROVIDER_KEY_ENV = MappingProxyType(
+    {
+        "anthropic": "ANTHROPIC_API_KEY",
+        "openai": "OPENAI_API_KEY",
+        "google": "GEMINI_API_KEY",
+        "xai": "GROK_API_KEY",
+    }
+)
 ARCHITECTURES = ("X86_64", "ARM64")
 # Fargate Spot runs Linux/X86_64 tasks only; ARM64 (Graviton) tasks are not offered Spot capacity.
 SPOT_ARCHITECTURES = ("X86_64",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -48,6 +49,22 @@ class AuditTrail(Construct):
             enable_file_validation=True,
             include_global_service_events=True,
             is_multi_region_trail=True,
-            send_to_cloud_watch_logs=True,
-            cloud_watch_log_group=log_group,
         )
+        # Mirrored to CloudWatch Logs through a role of our own: the Trail construct's built-in
+        # option would give that role an inline policy.
+        logs_role = iam.Role(self, "LogsRole", assumed_by=iam.ServicePrincipal("cloudtrail.amazonaws.com"))
+        logs_policy = iam.ManagedPolicy(
+            self,
+            "LogsPolicy",
+            roles=[logs_role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+                )
+            ],
+        )
+        cfn_trail = self.trail.node.default_child
+        assert isinstance(cfn_trail, cloudtrail.CfnTrail)
+        cfn_trail.cloud_watch_logs_log_group_arn = log_group.log_group_arn
+        cfn_trail.cloud_watch_logs_role_arn = logs_role.role_arn
+        cfn_trail.node.add_dependency(logs_policy)

@@ -48,9 +48,3 @@ class AuditStack(cdk.Stack):
             "Trail files are versioned, validated by CloudTrail digests and mirrored to CloudWatch Logs; "
             "cross-region replication needs a second region, an operator's choice outside this stack.",
         )
-        acknowledge(
-            self.trail.trail.node.find_child("LogsRole"),
-            "NIST.800.53.R5-IAMNoInlinePolicy",
-            "CloudTrail's delivery role is created by the Trail construct with one inline statement "
-            "(CreateLogStream/PutLogEvents on this trail's log group only); it cannot take a managed policy.",
-        )

@@ -83,6 +83,12 @@ class EnvironmentConfig:
         return self.name.capitalize()
 
     @property
+    def task_events_rule_name(self) -> str:
+        # A physical name by design: the data stack admits this rule to its queue and key by ARN
+        # before the fleet stack creates it, without a reference cycle between the two.
+        return f"outpost-{self.name}-task-state-change"
+
+    @property
     def autoscaling(self) -> bool:
         return self.control_plane_max_count > self.control_plane_desired_count
 

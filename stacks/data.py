@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 
 from constructs import Construct
 from constructs.backups import Backups
@@ -13,12 +14,13 @@ from constructs.provider_secrets import ProviderSecrets
 from constructs.secure_bucket import SecureBucket
 from constructs.tables import SchemaTable
 from constructs.work_queue import WorkQueue, dead_letter_queue
-from constructs.workspaces import Workspaces
+from constructs.workspaces import AGENT_ROLE_TAG, Workspaces
 from control_plane.schema import TABLES
 from stacks.config import EnvironmentConfig
 from stacks.policies import acknowledge, removal_policy
 
 ARTIFACT_RETENTION_DAYS = 30
+ARTIFACT_PREFIX = "tenants/"  # then {tenant_id}/dispatches/{dispatch_id}/ (docs/design.md)
 
 
 class DataStack(cdk.Stack):
@@ -54,8 +56,34 @@ class DataStack(cdk.Stack):
             removal_policy=removal,
         ).bucket
 
+        # The control plane signs artifact URLs; this policy is its whole access to the bucket.
+        self.artifacts_policy = iam.ManagedPolicy(
+            self,
+            "ArtifactsAccess",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    resources=[self.artifacts_bucket.arn_for_objects(f"{ARTIFACT_PREFIX}*")],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[self.artifacts_bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{ARTIFACT_PREFIX}*"]}},
+                ),
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                    resources=[self.key.key_arn],
+                ),
+            ],
+        )
+
         self.workspaces = Workspaces(
-            self, "Workspaces", vpc=vpc, encryption_key=self.key, removal_policy=removal
+            self,
+            "Workspaces",
+            vpc=vpc,
+            encryption_key=self.key,
+            agent_role_tag=AGENT_ROLE_TAG,
+            removal_policy=removal,
         )
 
         self.dead_letter_queue = dead_letter_queue(
@@ -77,6 +105,8 @@ class DataStack(cdk.Stack):
             removal_policy=removal,
         ).queue  # fmt: skip
 
+        self._admit_task_events(config.task_events_rule_name)
+
         self.secrets = ProviderSecrets(self, "Secrets", encryption_key=self.key, removal_policy=removal)
 
         self.backups = Backups(
@@ -90,6 +120,28 @@ class DataStack(cdk.Stack):
             removal_policy=removal,
         )
         self._acknowledge()
+
+    def _admit_task_events(self, rule_name: str) -> None:
+        """Lets the fleet's EventBridge rule (known by name) deliver to the encrypted queue."""
+        rule_arn = f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"
+        events = iam.ServicePrincipal("events.amazonaws.com")
+        from_rule = {"ArnEquals": {"aws:SourceArn": rule_arn}}
+        self.task_events_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[events],
+                actions=["sqs:SendMessage"],
+                resources=[self.task_events_queue.queue_arn],
+                conditions=from_rule,
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[events],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions=from_rule,
+            )
+        )
 
     def _acknowledge(self) -> None:
         """Every cdk-nag finding this stack accepts, with the reason it is safe."""
@@ -105,6 +157,12 @@ class DataStack(cdk.Stack):
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
             "AWS Backup's own service-role policy is the documented minimum for backing up DynamoDB and EFS; "
             "the role can be assumed only by backup.amazonaws.com.",
+        )
+        acknowledge(
+            self.artifacts_policy,
+            "AwsSolutions-IAM5[Resource::<ArtifactsBucket88671897.Arn>/tenants/*]",
+            "Artifact keys are created at run time under per-tenant prefixes; the control plane, the only holder "
+            "of this policy, signs every URL for one tenant's one dispatch.",
         )
         for bucket in (self.access_logs.bucket, self.artifacts_bucket):
             acknowledge(

@@ -42,10 +42,9 @@ class NetworkStack(cdk.Stack):
 
     def _acknowledge(self) -> None:
         """Every cdk-nag finding this stack accepts, with the reason it is safe."""
-        for subnet in self.vpc.public_subnets:
-            acknowledge(
-                subnet,
-                "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW",
-                "Public subnets hold only the load balancer and the NAT gateways, which need a route to the "
-                "internet gateway; tasks run in private subnets and reach the internet only through NAT.",
-            )
+        acknowledge(
+            self.vpc,
+            "NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW",
+            "Only the public subnets' default routes point at the internet gateway: they hold the load balancer "
+            "and the NAT gateways; tasks run in private subnets and reach the internet only through NAT.",
+        )

@@ -8,6 +8,7 @@ from constructs import Construct
 from stacks.audit import AuditStack
 from stacks.config import EnvironmentConfig
 from stacks.data import DataStack
+from stacks.fleet import FleetStack
 from stacks.network import NetworkStack
 from stacks.registry import RegistryStack
 
@@ -27,6 +28,16 @@ class OutpostStage(cdk.Stage):
             self, "Data", vpc=self.network.vpc, description="Outpost stateful resources", **common
         )
         self.registry = RegistryStack(self, "Registry", description="Outpost image repositories", **common)
+        self.fleet = FleetStack(
+            self,
+            "Fleet",
+            vpc=self.network.vpc,
+            logs_key=self.network.logs_key,
+            data=self.data,
+            repositories=self.registry.repositories,
+            description="Outpost cluster, agent tasks and control plane",
+            **common,
+        )
         self.audit = AuditStack(
             self,
             "Audit",

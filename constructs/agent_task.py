@@ -1,0 +1,118 @@
+"""One hardened Fargate task definition for one agent of the registry.
+
+Agent code is untrusted. The task role carries no policy (the workspace file system admits it
+through its own resource policy, by tag), the execution role can pull one image, write one
+log group and read one secret, and the container runs read-only, as a numeric non-root user,
+with every Linux capability dropped.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Tags
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+
+from agents.registry import PROVIDER_KEY_ENV, Agent
+from constructs import Construct
+from constructs.service_role import execution_statements, service_role
+from constructs.workspaces import AGENT_ROLE_TAG, WORKSPACE_UID
+
+CONTAINER_NAME = "agent"
+WORKSPACE_MOUNT = "/workspace"
+SCRATCH_MOUNT = "/tmp"  # noqa: S108 - a task-local volume, not the host's /tmp
+STOP_TIMEOUT = Duration.seconds(120)
+
+
+class AgentTask(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        agent: Agent,
+        repository: ecr.IRepository,
+        image_tag: str,
+        secret: secretsmanager.ISecret | None,
+        secret_key: kms.IKey,
+        file_system: efs.IFileSystem,
+        access_point: efs.IAccessPoint,
+        ecr_auth_policy: iam.IManagedPolicy,
+        log_retention: logs.RetentionDays,
+        logs_key: kms.IKey,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, id)
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
+        )
+        self.execution_role = service_role(
+            self,
+            "ExecutionRole",
+            service="ecs-tasks.amazonaws.com",
+            statements=execution_statements(
+                repository_arn=repository.repository_arn,
+                log_group_arn=self.log_group.log_group_arn,
+                secret_arns=[secret.secret_arn] if secret else [],
+                key_arns=[secret_key.key_arn],
+            ),
+            managed_policies=[ecr_auth_policy],
+        )
+        # Deliberately without any policy: whatever runs in the task can read these credentials.
+        self.task_role = iam.Role(
+            self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
+        )
+        Tags.of(self.task_role).add(*AGENT_ROLE_TAG)
+
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=agent.cpu,
+            memory_limit_mib=agent.memory,
+            runtime_platform=ecs.RuntimePlatform(
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                cpu_architecture=ecs.CpuArchitecture.of(agent.architecture),
+            ),
+            execution_role=self.execution_role,
+            task_role=self.task_role,
+            volumes=[
+                ecs.Volume(
+                    name="workspace",
+                    efs_volume_configuration=ecs.EfsVolumeConfiguration(
+                        file_system_id=file_system.file_system_id,
+                        transit_encryption="ENABLED",
+                        authorization_config=ecs.AuthorizationConfig(
+                            access_point_id=access_point.access_point_id, iam="ENABLED"
+                        ),
+                    ),
+                ),
+                ecs.Volume(name="scratch"),  # task-local storage, gone with the task
+            ],
+        )
+        linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
+        linux.drop_capabilities(ecs.Capability.ALL)
+        container = self.task_definition.add_container(
+            CONTAINER_NAME,
+            image=ecs.ContainerImage.from_ecr_repository(repository, tag=image_tag),
+            user=f"{WORKSPACE_UID}:{WORKSPACE_UID}",
+            readonly_root_filesystem=True,
+            privileged=False,
+            linux_parameters=linux,
+            stop_timeout=STOP_TIMEOUT,
+            essential=True,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=agent.name, log_group=self.log_group),
+            # The claim token and the control-plane URL arrive per task in RunTask overrides.
+            secrets=(
+                {PROVIDER_KEY_ENV[agent.secret]: ecs.Secret.from_secrets_manager(secret)}
+                if secret and agent.secret
+                else None
+            ),
+        )
+        container.add_mount_points(
+            ecs.MountPoint(container_path=WORKSPACE_MOUNT, source_volume="workspace", read_only=False),
+            ecs.MountPoint(container_path=SCRATCH_MOUNT, source_volume="scratch", read_only=False),
+        )

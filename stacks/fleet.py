@@ -1,0 +1,278 @@
+"""Fleet stack, the compute side: the cluster, one hardened task per agent, the control plane."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_servicediscovery as servicediscovery
+
+from agents.registry import AGENTS
+from constructs import Construct
+from constructs.agent_task import AgentTask
+from constructs.control_plane_service import CLOUD_MAP_NAME, PORT, ControlPlaneService
+from constructs.task_events import TaskEvents
+from control_plane.schema import TABLES
+from stacks.config import EnvironmentConfig
+from stacks.data import DataStack
+from stacks.policies import acknowledge, log_retention, removal_policy
+
+NAMESPACE = "outpost.internal"
+NFS = ec2.Port.tcp(2049)
+
+
+class FleetStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: EnvironmentConfig,
+        vpc: ec2.IVpc,
+        logs_key: kms.IKey,
+        data: DataStack,
+        repositories: dict[str, ecr.IRepository],
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        self._imported_secrets: dict[str, secretsmanager.ISecret] = {}
+        removal = removal_policy(config)
+        retention = log_retention(config)
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            enable_fargate_capacity_providers=True,
+            default_cloud_map_namespace=ecs.CloudMapNamespaceOptions(
+                name=NAMESPACE, vpc=vpc, type=servicediscovery.NamespaceType.DNS_PRIVATE
+            ),
+        )
+        # Every execution role needs this one action, which IAM offers only on "*".
+        self.ecr_auth_policy = iam.ManagedPolicy(
+            self,
+            "EcrAuthorization",
+            statements=[iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])],
+        )
+
+        self.agent_security_group = ec2.SecurityGroup(
+            self, "AgentSecurityGroup", vpc=vpc, description="Outpost agent tasks", allow_all_outbound=False
+        )
+        self.agent_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: git, model APIs"
+        )
+        workspaces = data.workspaces
+        self.agent_security_group.add_egress_rule(workspaces.security_group, NFS, "workspace file system")
+        self._admit_to_workspaces("Agents", self.agent_security_group, workspaces.security_group)
+
+        self.agents = {
+            name: AgentTask(
+                self,
+                f"Agent{name.capitalize()}",
+                agent=AGENTS[name],
+                repository=repositories[AGENTS[name].image],
+                image_tag=config.image_tag,
+                secret=self._secret(data, AGENTS[name].secret) if AGENTS[name].secret else None,
+                secret_key=data.key,
+                file_system=workspaces.file_system,
+                access_point=workspaces.access_point,
+                ecr_auth_policy=self.ecr_auth_policy,
+                log_retention=retention,
+                logs_key=logs_key,
+                removal_policy=removal,
+            )
+            for name in config.agents
+        }
+
+        self.control_plane = ControlPlaneService(
+            self,
+            "ControlPlane",
+            cluster=self.cluster,
+            repository=repositories["control-plane"],
+            image_tag=config.image_tag,
+            cpu=config.control_plane_cpu,
+            memory=config.control_plane_memory,
+            desired_count=config.control_plane_desired_count,
+            max_count=config.control_plane_max_count,
+            environment=self._control_plane_environment(config, data),
+            admin_secret=self._secret(data, "admin"),
+            secret_key=data.key,
+            task_statements=self._control_plane_statements(data),
+            ecr_auth_policy=self.ecr_auth_policy,
+            task_managed_policies=[data.artifacts_policy],
+            ingress_cidrs=list(config.ingress_cidrs),
+            certificate_arn=config.certificate_arn,
+            access_logs_bucket=data.access_logs.bucket,
+            log_retention=retention,
+            logs_key=logs_key,
+            removal_policy=removal,
+        )
+        control_plane_sg = self.control_plane.security_group
+        # Runners call the claim protocol on the service port, inside the VPC.
+        self.agent_security_group.add_egress_rule(control_plane_sg, ec2.Port.tcp(PORT), "claim protocol")
+        control_plane_sg.add_ingress_rule(self.agent_security_group, ec2.Port.tcp(PORT), "runners")
+        control_plane_sg.add_egress_rule(workspaces.security_group, NFS, "workspace file system")
+        self._admit_to_workspaces("ControlPlane", control_plane_sg, workspaces.security_group)
+
+        TaskEvents(
+            self,
+            "TaskEvents",
+            rule_name=config.task_events_rule_name,
+            cluster=self.cluster,
+            queue_arn=data.task_events_queue.queue_arn,
+            queue_url=data.task_events_queue.queue_url,
+        )
+        self._acknowledge(config)
+
+    def _admit_to_workspaces(
+        self, id: str, source: ec2.ISecurityGroup, efs_group: ec2.ISecurityGroup
+    ) -> None:
+        """NFS ingress on the data stack's file-system group, declared here so that the data stack
+        never refers to this one."""
+        ec2.CfnSecurityGroupIngress(
+            self,
+            f"WorkspacesFrom{id}",
+            group_id=efs_group.security_group_id,
+            source_security_group_id=source.security_group_id,
+            ip_protocol="tcp",
+            from_port=2049,
+            to_port=2049,
+            description=f"NFS from {id}",
+        )
+
+    def _secret(self, data: DataStack, name: str) -> secretsmanager.ISecret:
+        """A data-stack secret referenced by ARN: the execution roles' own policies grant the read,
+        so no grant reaches back into the data stack's key policy (which would be a cycle)."""
+        id = f"Secret{name.capitalize()}"
+        if id not in self._imported_secrets:  # two agents may share a provider
+            self._imported_secrets[id] = secretsmanager.Secret.from_secret_complete_arn(
+                self, id, data.secrets.secrets[name].secret_arn
+            )
+        return self._imported_secrets[id]
+
+    def _control_plane_environment(self, config: EnvironmentConfig, data: DataStack) -> dict[str, str]:
+        """The generated names the service reads (control_plane/settings.py, docs/design.md)."""
+        private = [subnet.subnet_id for subnet in self.cluster.vpc.private_subnets]
+        environment = {
+            "OUTPOST_ENV": config.name,
+            "OUTPOST_REGION": self.region,
+            "OUTPOST_ARTIFACTS_BUCKET": data.artifacts_bucket.bucket_name,
+            "OUTPOST_DISPATCH_QUEUE_URLS": self.to_json_string(
+                {agent: queue.queue_url for agent, queue in data.dispatch_queues.items()}
+            ),
+            "OUTPOST_TASK_EVENTS_QUEUE_URL": data.task_events_queue.queue_url,
+            "OUTPOST_RUNTIME": "ecs",
+            "OUTPOST_CLUSTER_ARN": self.cluster.cluster_arn,
+            "OUTPOST_TASK_DEFINITIONS": self.to_json_string(
+                {name: task.task_definition.task_definition_arn for name, task in self.agents.items()}
+            ),
+            "OUTPOST_SUBNETS": self.to_json_string(private),
+            "OUTPOST_AGENT_SECURITY_GROUP": self.agent_security_group.security_group_id,
+            "OUTPOST_INTERNAL_URL": f"http://{CLOUD_MAP_NAME}.{NAMESPACE}:{PORT}",
+        }
+        for schema in TABLES:
+            environment[f"OUTPOST_{schema.settings_field.upper()}"] = data.tables[schema.id].table_name
+        return environment
+
+    def _control_plane_statements(self, data: DataStack) -> list[iam.PolicyStatement]:
+        """Least privilege for the only component that holds AWS data permissions."""
+        table_arns = [
+            arn
+            for schema in TABLES
+            for arn in (
+                data.tables[schema.id].table_arn,
+                *(f"{data.tables[schema.id].table_arn}/index/{index.name}" for index in schema.indexes),
+            )
+        ]
+        queues = [*data.dispatch_queues.values(), data.task_events_queue]
+        cluster_arn = self.cluster.cluster_arn
+        on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
+        agent_roles = [
+            role.role_arn for task in self.agents.values() for role in (task.execution_role, task.task_role)
+        ]
+        return [
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:Query",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:ConditionCheckItem",
+                    "dynamodb:DescribeTable",
+                ],
+                resources=table_arns,
+            ),  # fmt: skip
+            iam.PolicyStatement(
+                actions=[
+                    "sqs:SendMessage",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                resources=[q.queue_arn for q in queues],
+            ),  # fmt: skip
+            iam.PolicyStatement(actions=["ecs:DescribeClusters"], resources=[cluster_arn]),
+            # Exactly the agents' task definitions, and only into this cluster.
+            iam.PolicyStatement(
+                actions=["ecs:RunTask"],
+                resources=[task.task_definition.task_definition_arn for task in self.agents.values()],
+                conditions=on_cluster,
+            ),
+            # Task ids are assigned at launch, and ListTasks authorizes on no ARN: the resource is
+            # "*" and the ecs:cluster condition keeps all three to this cluster's tasks.
+            iam.PolicyStatement(
+                actions=["ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"],
+                resources=["*"],
+                conditions=on_cluster,
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=agent_roles,
+                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            ),
+        ]
+
+    def _acknowledge(self, config: EnvironmentConfig) -> None:
+        """Every cdk-nag finding this stack accepts, with the reason it is safe."""
+        if config.certificate_arn is not None:
+            acknowledge(
+                self.control_plane.redirect_listener,
+                "NIST.800.53.R5-ELBv2ACMCertificateRequired",
+                "Port 80 answers every request with a redirect to the HTTPS listener and serves nothing itself.",
+            )
+        else:
+            for finding in (
+                "NIST.800.53.R5-ALBHttpToHttpsRedirection",
+                "NIST.800.53.R5-ELBv2ACMCertificateRequired",
+            ):
+                acknowledge(
+                    self.control_plane.listener,
+                    finding,
+                    f"No certificate is configured for {config.name}: the HTTP listener admits only "
+                    f"{', '.join(config.ingress_cidrs)}. Set certificate_arn to serve HTTPS (README, Deploying).",
+                )
+        acknowledge(
+            self.ecr_auth_policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions; the token alone pulls nothing, each "
+            "execution role may pull only from its own repository.",
+        )
+        acknowledge(
+            self.control_plane.node.find_child("TaskRolePolicy"),
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only ecs:StopTask, DescribeTasks and ListTasks are on '*': task ids are assigned at launch and "
+            "ListTasks authorizes on no ARN; the ecs:cluster condition limits all three to this cluster.",
+        )
+        acknowledge(
+            self.control_plane.task_definition,
+            "AwsSolutions-ECS2",
+            "The variables are generated resource names (tables, queues, cluster, subnets); the one secret, the "
+            "admin key, is injected from Secrets Manager.",
+        )
