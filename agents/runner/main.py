@@ -187,6 +187,8 @@ class JobRun:
         except Exception as exc:  # noqa: BLE001 - whatever breaks, the dispatch gets an outcome
             outcome = Outcome("FAILED", None, self.redact(f"runner error: {type(exc).__name__}: {exc}"))
             summary = self.summary(outcome, AgentOutput(), Patch(b"", 0))
+        if self.logs.dropped:
+            self.say(f"{self.logs.dropped} log lines were dropped (the transcript has them all)")
         self.say(f"outcome {outcome.outcome}" + (f": {outcome.error}" if outcome.error else ""))
         self.logs.close(timeout=self.time_left(default=5.0, reserve=10.0, cap=5.0))
         try:
