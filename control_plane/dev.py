@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -70,7 +71,7 @@ class DevSupervisor:
         self.url = f"http://127.0.0.1:{self.port}"
         self._stopping = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
-        self._moto = None
+        self._moto: Any = None
 
     # -- start -------------------------------------------------------------------------------
 

@@ -54,5 +54,5 @@ def create_engine_app(
             finally:
                 engine.stop(stop_tasks=stop_tasks_on_shutdown)
 
-    app.router.lifespan_context = lifespan
+    app.router.lifespan_context = lifespan  # type: ignore[assignment]  # same protocol, wider state type
     return app

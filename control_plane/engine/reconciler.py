@@ -158,8 +158,8 @@ class Reconciler:
                 stop(self.tasks, self.runtime, task, task.stop_reason or "stopping")
         for orphan in runtime_tasks:
             if orphan.runtime_ref not in known_refs:
-                record = self.tasks.by_ref(orphan.runtime_ref)
-                if record is not None and record.live:
+                recorded = self.tasks.by_ref(orphan.runtime_ref)
+                if recorded is not None and recorded.live:
                     continue  # recorded a moment ago
                 log.warning("stopping orphan task %s", orphan.runtime_ref)
                 self.runtime.stop(orphan.runtime_ref, "Outpost: orphan task")

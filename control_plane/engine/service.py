@@ -218,10 +218,4 @@ class Engine:
         self._threads.clear()
         self.scaler.lease.release()
         self.reconciler.lease.release()
-        self.runtime.close(stop_tasks=stop_tasks) if _takes_stop_tasks(self.runtime) else self.runtime.close()
-
-
-def _takes_stop_tasks(runtime: Runtime) -> bool:
-    import inspect
-
-    return "stop_tasks" in inspect.signature(runtime.close).parameters
+        self.runtime.close(stop_tasks=stop_tasks)

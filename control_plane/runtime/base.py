@@ -81,8 +81,9 @@ class Runtime(Protocol):
     def list_tasks(self) -> list[RuntimeTask]:
         """Every live task this runtime started for Outpost."""
 
-    def close(self) -> None:
-        """Release resources (the local runtime stops its tasks on a clean shutdown)."""
+    def close(self, *, stop_tasks: bool = True) -> None:
+        """Release resources; the local runtime also stops its tasks (``stop_tasks``) on a clean
+        shutdown. ECS tasks are independent of the control plane and keep running."""
 
 
 _TOKEN_CHARS = re.compile(r"[^A-Za-z0-9_-]")

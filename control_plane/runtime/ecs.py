@@ -270,7 +270,7 @@ class EcsRuntime:
                 tasks.append(task_from_description(task, self.config.container_name))
         return tasks
 
-    def close(self) -> None:  # ECS tasks outlive the control plane by design
+    def close(self, *, stop_tasks: bool = True) -> None:  # ECS tasks outlive the control plane
         return None
 
 
