@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import os
 import sys
+from types import TracebackType
 
-import aws_cdk as cdk
+from agents.errors import SettingError
 
-from agents.registry import RegistryError
-from stacks.config import CONTEXT_KEY, ConfigError, load_environments
-from stacks.nag import register_checks, unacknowledged_findings
-from stacks.stage import OutpostStage
+
+def _report_setting_errors(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """A bad registry entry or config value ends synth with one line, not a stack trace."""
+    if issubclass(kind, SettingError):
+        print(f"error: {error}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, traceback)
+
+
+# Installed before the registry and config are imported: both check themselves on import.
+sys.excepthook = _report_setting_errors
+
+import aws_cdk as cdk  # noqa: E402
+
+from stacks.config import CONTEXT_KEY, load_environments  # noqa: E402
+from stacks.nag import register_checks, unacknowledged_findings  # noqa: E402
+from stacks.stage import OutpostStage  # noqa: E402
 
 
 def build_app(app: cdk.App) -> list[OutpostStage]:
@@ -31,12 +47,7 @@ def build_app(app: cdk.App) -> list[OutpostStage]:
 
 def main() -> None:
     app = cdk.App()
-    try:
-        build_app(app)
-    except (ConfigError, RegistryError) as error:
-        # One line naming the field and the value, not a stack trace.
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    build_app(app)
     assembly = app.synth()
     findings = unacknowledged_findings(assembly.directory)
     if findings:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from agents.errors import SettingError
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 # Secrets Manager secrets an agent may receive (one each). The data stack creates exactly these.
@@ -41,7 +43,7 @@ FARGATE_SIZES: Mapping[int, tuple[int, ...]] = MappingProxyType(
 )
 
 
-class RegistryError(ValueError):
+class RegistryError(SettingError):
     """An invalid registry entry; the message names the agent and the field."""
 
     def __init__(self, agent: str, field_name: str, problem: str) -> None:

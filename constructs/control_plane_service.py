@@ -27,9 +27,7 @@ PORT = 8080
 HEALTH_PATH = "/health/live"
 CLOUD_MAP_NAME = "control-plane"
 # The container checks itself with the interpreter it already has (no curl in the image).
-HEALTH_COMMAND = (
-    f"python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{HEALTH_PATH}', timeout=3)\""
-)
+HEALTH_COMMAND = f"python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{HEALTH_PATH}', timeout=3)\""
 
 
 class ControlPlaneService(Construct):

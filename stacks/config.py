@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
+from agents.errors import SettingError
 from agents.registry import AGENTS
 
 AZ_COUNT = 2  # the VPC spans two availability zones
@@ -50,7 +51,7 @@ LOG_RETENTION_DAYS = (
 CONTROL_PLANE_SIZES = {256: (512, 1024, 2048), 512: (1024, 2048, 3072, 4096), 1024: (2048, 3072, 4096, 8192)}
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingError):
     """An invalid setting; the message is one line naming the environment, field and value."""
 
     def __init__(self, env: str, field_name: str, value: Any, problem: str) -> None:

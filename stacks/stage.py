@@ -18,6 +18,7 @@ class OutpostStage(cdk.Stage):
         super().__init__(
             scope, config.stage_name, env=cdk.Environment(account=config.account, region=config.region)
         )
+        self.config = config
         common = {
             "config": config,
             "termination_protection": config.retain_data,

@@ -1,0 +1,282 @@
+"""Fleet stack: every agent task hardened in every stage; least-privilege control plane."""
+
+import json
+
+import pytest
+
+from agents.registry import AGENTS, PROVIDER_KEY_ENV
+
+ENVS = ["dev", "staging", "prod"]
+
+
+def agent_task_definitions(synth, env):
+    """agent name -> (logical id, properties) of its task definition."""
+    found = {}
+    for logical_id, resource in synth.resources(env, "Fleet", "AWS::ECS::TaskDefinition").items():
+        if logical_id.startswith("Agent"):
+            found[
+                resource["Properties"]["ContainerDefinitions"][0]["LogConfiguration"]["Options"][
+                    "awslogs-stream-prefix"
+                ]
+            ] = (
+                logical_id,
+                resource["Properties"],
+            )
+    return found
+
+
+def policies_of_role(synth, env, role_id):
+    """Every policy document attached to a role: inline, managed or AWS::IAM::Policy."""
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    role = resources[role_id]["Properties"]
+    attached = [p["PolicyDocument"] for p in role.get("Policies", [])]
+    for resource in resources.values():
+        props = resource.get("Properties", {})
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and {
+            "Ref": role_id
+        } in props.get("Roles", []):
+            attached.append(props["PolicyDocument"])
+    managed = role.get("ManagedPolicyArns", [])
+    return attached, managed
+
+
+def test_cluster_has_fargate_and_spot_with_container_insights(synth):
+    for env in ENVS:
+        template = synth.templates[env]["Fleet"]
+        template.has_resource_properties(
+            "AWS::ECS::Cluster", {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]}
+        )
+        (assoc,) = synth.resources(env, "Fleet", "AWS::ECS::ClusterCapacityProviderAssociations").values()
+        assert set(assoc["Properties"]["CapacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_one_task_definition_per_enabled_agent(synth, env):
+    assert set(agent_task_definitions(synth, env)) == set(synth.stages[env].fleet.agents) == set(AGENTS)
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_agent_task_is_hardened(synth, env, agent):
+    entry = AGENTS[agent]
+    _, task = agent_task_definitions(synth, env)[agent]
+    assert task["Cpu"] == str(entry.cpu) and task["Memory"] == str(entry.memory)
+    assert task["RuntimePlatform"] == {
+        "CpuArchitecture": entry.architecture,
+        "OperatingSystemFamily": "LINUX",
+    }
+    (container,) = task["ContainerDefinitions"]
+    assert container["ReadonlyRootFilesystem"] is True
+    assert container["Privileged"] is False
+    uid, gid = container["User"].split(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit()
+    assert container["LinuxParameters"]["Capabilities"] == {"Drop": ["ALL"]}
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    assert container["StopTimeout"] == 120
+    assert "Environment" not in container  # the claim token arrives per task, in RunTask overrides
+    # Writable space: the EFS workspace and a task-local scratch volume, nothing else.
+    volumes = {v["Name"]: v for v in task["Volumes"]}
+    assert set(volumes) == {"workspace", "scratch"}
+    efs = volumes["workspace"]["EFSVolumeConfiguration"]
+    assert efs["TransitEncryption"] == "ENABLED"
+    assert efs["AuthorizationConfig"]["IAM"] == "ENABLED" and "AccessPointId" in efs["AuthorizationConfig"]
+    assert "Host" not in volumes["scratch"] and "EFSVolumeConfiguration" not in volumes["scratch"]
+    assert {m["SourceVolume"] for m in container["MountPoints"]} == {"workspace", "scratch"}
+    # Its one provider key, and nothing for the shell agent.
+    secrets = [s["Name"] for s in container.get("Secrets", [])]
+    assert secrets == ([PROVIDER_KEY_ENV[entry.secret]] if entry.secret else [])
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_agent_task_role_carries_no_policy(synth, env, agent):
+    _, task = agent_task_definitions(synth, env)[agent]
+    role_id = task["TaskRoleArn"]["Fn::GetAtt"][0]
+    documents, managed = policies_of_role(synth, env, role_id)
+    assert documents == [] and managed == []
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_agent_execution_role_reaches_only_its_image_logs_and_secret(synth, env, agent):
+    entry = AGENTS[agent]
+    _, task = agent_task_definitions(synth, env)[agent]
+    documents, managed = policies_of_role(synth, env, task["ExecutionRoleArn"]["Fn::GetAtt"][0])
+    assert len(managed) == 1  # the shared, acknowledged ecr:GetAuthorizationToken policy
+    (document,) = documents
+    text = json.dumps(document)
+    repo = "Repositories" + entry.image.title().replace("-", "")
+    assert text.count("ImportValue") >= 1 and repo in text
+    others = {AGENTS[a].image for a in AGENTS} - {entry.image}
+    assert not any(f"Repositories{o.title()}" in text for o in others)
+    log_group = task["ContainerDefinitions"][0]["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
+    assert log_group in text
+    secret_grants = [s for s in document["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
+    if entry.secret:
+        (grant,) = secret_grants
+        assert f"Secrets{entry.secret.capitalize()}" in json.dumps(grant["Resource"])
+    else:
+        assert secret_grants == []
+    for statement in document["Statement"]:
+        assert statement["Resource"] != "*"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_agent_log_groups_have_retention_and_encryption(synth, env):
+    groups = [g["Properties"] for g in synth.resources(env, "Fleet", "AWS::Logs::LogGroup").values()]
+    assert len(groups) == len(AGENTS) + 2  # each agent, the control plane, the WAF
+    expected = synth.stages[env].config.log_retention_days
+    assert all(g["RetentionInDays"] == expected and "KmsKeyId" in g for g in groups)
+
+
+def security_group_rules(synth, env):
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    groups = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::EC2::SecurityGroup"}
+    ingress = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::EC2::SecurityGroupIngress"]
+    egress = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::EC2::SecurityGroupEgress"]
+    return groups, ingress, egress
+
+
+def group_id(groups, prefix):
+    (logical_id,) = [k for k in groups if k.startswith(prefix)]
+    return logical_id
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_agent_security_group_has_no_ingress_and_narrow_egress(synth, env):
+    groups, ingress, egress = security_group_rules(synth, env)
+    agent = group_id(groups, "AgentSecurityGroup")
+    assert "SecurityGroupIngress" not in groups[agent]
+    assert not [r for r in ingress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
+    inline = groups[agent]["SecurityGroupEgress"]
+    assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in inline] == [("0.0.0.0/0", 443, 443)]
+    separate = [r for r in egress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
+    assert sorted(r["FromPort"] for r in separate) == [2049, 8080]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_workspaces_admit_nfs_from_agents_and_control_plane_only(synth, env):
+    groups, ingress, _ = security_group_rules(synth, env)
+    nfs = [r for r in ingress if r["FromPort"] == 2049]
+    sources = sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in nfs)
+    assert sources == sorted(
+        [group_id(groups, "AgentSecurityGroup"), group_id(groups, "ControlPlaneSecurityGroup")]
+    )
+    assert all("ImportValue" in json.dumps(r["GroupId"]) for r in nfs)  # the data stack's EFS group
+    # and the data stack itself opens nothing on the file system's group
+    data = synth.raw[env]["Data"]["Resources"]
+    (efs_group,) = [v["Properties"] for k, v in data.items() if k.startswith("WorkspacesSecurityGroup")]
+    assert "SecurityGroupIngress" not in efs_group
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_control_plane_reachable_from_load_balancer_and_runners_only(synth, env):
+    groups, ingress, _ = security_group_rules(synth, env)
+    control_plane = group_id(groups, "ControlPlaneSecurityGroup")
+    rules = [r for r in ingress if r["GroupId"] == {"Fn::GetAtt": [control_plane, "GroupId"]}]
+    sources = sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in rules)
+    assert sources == sorted(
+        [group_id(groups, "AgentSecurityGroup"), group_id(groups, "ControlPlaneLoadBalancerSecurityGroup")]
+    )
+    assert {r["FromPort"] for r in rules} == {8080}
+    lb = groups[group_id(groups, "ControlPlaneLoadBalancerSecurityGroup")]
+    cidrs = {r["CidrIp"] for r in lb["SecurityGroupIngress"]}
+    assert cidrs == set(synth.stages[env].config.ingress_cidrs)
+
+
+@pytest.mark.parametrize(("env", "https"), [("dev", False), ("staging", True), ("prod", True)])
+def test_control_plane_service_behind_load_balancer(synth, env, https):
+    template = synth.templates[env]["Fleet"]
+    (task,) = [
+        t["Properties"]
+        for k, t in synth.resources(env, "Fleet", "AWS::ECS::TaskDefinition").items()
+        if k.startswith("ControlPlane")
+    ]
+    assert task["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+    if env == "dev":
+        assert (task["Cpu"], task["Memory"]) == ("512", "1024")
+    (container,) = task["ContainerDefinitions"]
+    assert "/health/live" in " ".join(container["HealthCheck"]["Command"])
+    env_names = {e["Name"] for e in container["Environment"]}
+    assert {"OUTPOST_DISPATCHES_TABLE", "OUTPOST_TENANTS_TABLE", "OUTPOST_AUDIT_TABLE", "OUTPOST_ARTIFACTS_BUCKET",
+            "OUTPOST_DISPATCH_QUEUE_URLS", "OUTPOST_TASK_EVENTS_QUEUE_URL", "OUTPOST_CLUSTER_ARN",
+            "OUTPOST_TASK_DEFINITIONS", "OUTPOST_SUBNETS", "OUTPOST_AGENT_SECURITY_GROUP"} <= env_names  # fmt: skip
+    assert [s["Name"] for s in container["Secrets"]] == ["OUTPOST_ADMIN_KEY"]
+    assert "OUTPOST_ADMIN_KEY" not in env_names
+    template.has_resource_properties(
+        "AWS::ECS::Service",
+        {
+            "DeploymentConfiguration": {
+                "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+                "MinimumHealthyPercent": 100,
+                "MaximumPercent": 200,
+            },
+            "EnableExecuteCommand": False,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup", {"HealthCheckPath": "/health/live"}
+    )
+    listeners = [
+        lst["Properties"]
+        for lst in synth.resources(env, "Fleet", "AWS::ElasticLoadBalancingV2::Listener").values()
+    ]
+    assert sorted(x["Protocol"] for x in listeners) == (["HTTP", "HTTPS"] if https else ["HTTP"])
+    if https:
+        (http,) = [x for x in listeners if x["Protocol"] == "HTTP"]
+        assert http["DefaultActions"][0]["Type"] == "redirect"
+    (internal,) = synth.resources(env, "Fleet", "AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    assert internal["Properties"]["Conditions"][0]["PathPatternConfig"]["Values"] == ["/internal/*"]
+    assert internal["Properties"]["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
+    template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
+    scaling = synth.resources(env, "Fleet", "AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert len(scaling) == (2 if env == "prod" else 0)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_control_plane_task_role_is_least_privilege(synth, env):
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    (role_id,) = [
+        k
+        for k, v in resources.items()
+        if k.startswith("ControlPlaneTaskRole") and v["Type"] == "AWS::IAM::Role"
+    ]
+    documents, managed = policies_of_role(synth, env, role_id)
+    (document,) = documents
+    assert len(managed) == 1 and "ArtifactsAccess" in json.dumps(managed)
+    by_action = {}
+    for statement in document["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a.endswith("*") for a in actions), actions
+        for action in actions:
+            by_action[action] = statement
+    run = by_action["ecs:RunTask"]
+    task_defs = {
+        k for k in resources if resources[k]["Type"] == "AWS::ECS::TaskDefinition" and k.startswith("Agent")
+    }
+    assert {r["Ref"] for r in run["Resource"]} == task_defs
+    assert "ecs:cluster" in run["Condition"]["ArnEquals"]
+    for action in ("ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"):
+        assert by_action[action]["Condition"]["ArnEquals"]["ecs:cluster"] == {
+            "Fn::GetAtt": ["ClusterEB0386A7", "Arn"]
+        }
+    pass_role = by_action["iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    passed = {r["Fn::GetAtt"][0] for r in pass_role["Resource"]}
+    assert passed and all(p.startswith("Agent") for p in passed)
+    assert len(passed) == 2 * len(AGENTS)  # each agent's execution role and its empty task role
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_task_state_events_flow_to_the_task_events_queue(synth, env):
+    (rule,) = synth.resources(env, "Fleet", "AWS::Events::Rule").values()
+    props = rule["Properties"]
+    assert props["Name"] == f"outpost-{env}-task-state-change"
+    assert props["EventPattern"]["source"] == ["aws.ecs"]
+    assert props["EventPattern"]["detail-type"] == ["ECS Task State Change"]
+    assert props["EventPattern"]["detail"]["clusterArn"] == [{"Fn::GetAtt": ["ClusterEB0386A7", "Arn"]}]
+    assert "TaskEventsQueue" in json.dumps(props["Targets"])
+    # the data stack admits exactly that rule to the encrypted queue
+    policies = json.dumps(synth.resources(env, "Data", "AWS::SQS::QueuePolicy"))
+    assert f"rule/outpost-{env}-task-state-change" in policies
