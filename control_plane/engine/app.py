@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from control_plane.api.routes import internal
@@ -47,6 +48,9 @@ def create_engine_app(
 
     @asynccontextmanager
     async def lifespan(application: FastAPI) -> AsyncIterator[object]:
+        # Every idle runner holds one worker thread for its long-polling claim: make room for
+        # them beside the API's own requests (anyio's default is 40 threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = engine.config.api_threads
         async with inner(application) as state:
             engine.start()
             try:

@@ -159,6 +159,8 @@ class Reconciler:
         for orphan in runtime_tasks:
             if orphan.runtime_ref not in known_refs:
                 recorded = self.tasks.by_ref(orphan.runtime_ref)
+                if recorded is None and orphan.task_id:  # launched a moment ago, ARN not noted yet
+                    recorded = self.tasks.get(orphan.task_id)
                 if recorded is not None and recorded.live:
                     continue  # recorded a moment ago
                 log.warning("stopping orphan task %s", orphan.runtime_ref)

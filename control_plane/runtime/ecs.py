@@ -257,17 +257,22 @@ class EcsRuntime:
         raise LaunchError(f"StopTask for {runtime_ref} kept being throttled", retryable=True)
 
     def list_tasks(self) -> list[RuntimeTask]:
+        # Both desired statuses: a task ECS is stopping (a Spot interruption gives the runner up
+        # to the stop timeout to report) still runs and must not look vanished.
         arns: list[str] = []
         paginator = self.client.get_paginator("list_tasks")
-        for page in paginator.paginate(
-            cluster=self.config.cluster, startedBy=STARTED_BY, desiredStatus="RUNNING"
-        ):
-            arns.extend(page.get("taskArns", []))
+        for desired in ("RUNNING", "STOPPED"):
+            for page in paginator.paginate(
+                cluster=self.config.cluster, startedBy=STARTED_BY, desiredStatus=desired
+            ):
+                arns.extend(arn for arn in page.get("taskArns", []) if arn not in arns)
         tasks: list[RuntimeTask] = []
         for start in range(0, len(arns), 100):
             reply = self.client.describe_tasks(cluster=self.config.cluster, tasks=arns[start : start + 100])
             for task in reply.get("tasks", []):
-                tasks.append(task_from_description(task, self.config.container_name))
+                described = task_from_description(task, self.config.container_name)
+                if described.live:
+                    tasks.append(described)
         return tasks
 
     def close(self, *, stop_tasks: bool = True) -> None:  # ECS tasks outlive the control plane

@@ -107,7 +107,9 @@ class World:
 
 
 def make_world(moto_endpoint: str, tmp_path, **engine_overrides: Any) -> World:
-    resources = ensure_resources(endpoint_url=moto_endpoint, prefix=f"e{uuid.uuid4().hex[:10]}", agents=("shell",))
+    resources = ensure_resources(
+        endpoint_url=moto_endpoint, prefix=f"e{uuid.uuid4().hex[:10]}", agents=("shell",)
+    )
     settings = Settings(
         env="local",
         aws_endpoint_url=moto_endpoint,

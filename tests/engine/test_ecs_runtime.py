@@ -317,6 +317,13 @@ def test_list_tasks_reads_agent_and_task_id(ecs):
         {"taskArns": arns},
         {"cluster": CLUSTER, "startedBy": "outpost", "desiredStatus": "RUNNING"},
     )
+    stopping = "arn:aws:ecs:us-east-1:1:task/outpost/stopping"
+    gone = "arn:aws:ecs:us-east-1:1:task/outpost/gone"
+    stubber.add_response(
+        "list_tasks",
+        {"taskArns": [stopping, gone]},
+        {"cluster": CLUSTER, "startedBy": "outpost", "desiredStatus": "STOPPED"},
+    )
     stubber.add_response(
         "describe_tasks",
         {
@@ -332,12 +339,19 @@ def test_list_tasks_reads_agent_and_task_id(ecs):
                     },
                 },
                 {"taskArn": arns[1], "group": "family:other", "lastStatus": "PENDING"},
+                # a Spot task being interrupted: desired STOPPED, still running its stop timeout
+                {"taskArn": stopping, "group": "outpost:claude", "lastStatus": "DEACTIVATING"},
+                {"taskArn": gone, "group": "outpost:shell", "lastStatus": "STOPPED"},
             ]
         },
-        {"cluster": CLUSTER, "tasks": arns},
+        {"cluster": CLUSTER, "tasks": [*arns, stopping, gone]},
     )
     tasks = make_runtime(client, FakeClock()).list_tasks()
-    assert [(t.agent, t.task_id, t.live) for t in tasks] == [("shell", "t-9", True), (None, None, True)]
+    assert [(t.agent, t.task_id, t.live) for t in tasks] == [
+        ("shell", "t-9", True),
+        (None, None, True),
+        ("claude", None, True),
+    ]
 
 
 @given(st.text(min_size=1, max_size=200), st.integers(min_value=1, max_value=3))
