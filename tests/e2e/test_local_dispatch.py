@@ -6,8 +6,12 @@ dispatch's status, exit code, artifacts, and (for cancel and crash) the processe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 
@@ -133,3 +137,23 @@ def test_the_agent_sees_neither_the_claim_token_nor_control_plane_secrets(dev: D
         "AWS_SECRET_ACCESS_KEY",
     ):
         assert secret not in patch
+
+
+def test_the_outpost_cli_dispatches_waits_and_downloads_artifacts(dev: Dev, tmp_path):
+    outpost = str(Path(sys.executable).with_name("outpost"))
+    env = {**os.environ, "OUTPOST_URL": dev.url, "OUTPOST_API_KEY": dev.api_key}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([outpost, *args], env=env, capture_output=True, text=True, timeout=90)
+
+    done = run("dispatch", "echo from-cli > cli.txt", "--wait", "--wait-timeout", "60")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "COMPLETED"
+    downloaded = run("artifacts", "download", record["dispatch_id"], "--out", str(tmp_path / "out"))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert "+from-cli" in (tmp_path / "out" / "patch.diff").read_text()
+    failed = run("dispatch", "exit 4", "--wait", "--wait-timeout", "60")
+    assert failed.returncode == 1 and json.loads(failed.stdout)["exit_code"] == 4
+    missing = run("status", "d-doesnotexist")
+    assert missing.returncode == 1 and "404" in missing.stderr
