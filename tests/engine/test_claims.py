@@ -212,3 +212,12 @@ def test_logs_are_appended_and_readable_through_the_api(world: World):
     assert page["lines"] == ["one", "two", "three"]
     assert _post(world, job, "logs", {"lines": ["x"] * 1001}).status_code == 422
     assert _post(world, job, "logs", {"lines": ["x"]}, token=FORGED_TOKEN).status_code == 401
+
+
+def test_an_interruption_caused_by_a_cancel_does_not_requeue_the_job(world: World):
+    job, task_id = _job(world)
+    world.engine.task_control.stop_task(task_id, reason="cancelled by tenant")  # what DELETE does first
+    reply = _post(world, job, "result", {"outcome": "INTERRUPTED", "error": "SIGTERM"})
+    assert reply.status_code == 409
+    record = world.get(job["dispatch_id"])
+    assert record.status is Status.RUNNING and record.attempt == 1  # the canceller decides

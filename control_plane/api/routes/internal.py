@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.engine import tasks
 from control_plane.engine.claims import ClaimRefusedError, ClaimService, stored_bundle
 from control_plane.engine.outcomes import Outcomes
 from control_plane.lifecycle import TERMINAL, Status
@@ -126,6 +127,10 @@ def report_result(
         raise Problem(409, "Conflict", f"the dispatch already ended {record.status}", type_="already-final")
     if record.task_id != task.task_id or record.status is not Status.RUNNING:
         raise Problem(409, "Conflict", "the dispatch is no longer running on this task", type_="not-running")
+    if body.outcome == "INTERRUPTED" and task.state == tasks.STOPPING:
+        # Outpost itself stopped the task (cancel, timeout, scale-down): whoever stopped it
+        # decides the dispatch's status; a requeue here would restart a cancelled job.
+        raise Problem(409, "Conflict", f"the task was stopped: {task.stop_reason}", type_="task-stopped")
     if body.outcome == "INTERRUPTED":
         moved = outcomes.requeue_or_fail(
             record,
