@@ -168,7 +168,7 @@ def start_runner(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def run_runner(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_runner(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     proc = start_runner(env, *args)
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -36,7 +36,7 @@ def read_pids(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split()]
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
+def wait_until(condition, timeout: float = 20.0) -> bool:
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if condition():
@@ -105,7 +105,7 @@ def test_time_out_job_and_stop_its_process_group(
     done = run_runner(runner_env(plane, workspace))
 
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30  # timeout 1 s + kill grace 1 s, with room for a slow machine
     result = plane.result
     assert (result["outcome"], result["exit_code"]) == ("TIMED_OUT", None)
     assert "timed out after 1 s" in result["error"]
@@ -130,7 +130,7 @@ def test_report_interrupted_on_sigterm(plane: FakeControlPlane, workspace: Path,
         runner.communicate()
 
     assert runner.returncode == 0
-    assert time.monotonic() - signalled < 15
+    assert time.monotonic() - signalled < 30  # OUTPOST_STOP_BUDGET_S in these tests
     result = plane.result
     assert (result["outcome"], result["exit_code"]) == ("INTERRUPTED", None)
     assert result["error"] == "stopped by SIGTERM"
@@ -336,7 +336,7 @@ def test_exit_when_no_job_before_idle_deadline(plane: FakeControlPlane, workspac
     done = run_runner(runner_env(plane, workspace, OUTPOST_IDLE_TIMEOUT_S="1"))
 
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20
     assert len(plane.claims) >= 2
     assert not plane.results
 
@@ -357,7 +357,7 @@ def test_exit_on_sigterm_before_a_job(plane: FakeControlPlane, workspace: Path) 
     try:
         assert wait_until(lambda: len(plane.claims) >= 1)
         runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout=10)
+        runner.wait(timeout=20)
     finally:
         runner.kill()
         runner.communicate()
