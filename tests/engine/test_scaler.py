@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 
+from control_plane.aws import make_clients
 from control_plane.engine import tasks as t
 from control_plane.engine.metrics import LAUNCH_FAILURES
 from control_plane.engine.scaler import Scaler
@@ -20,16 +21,24 @@ from tests.engine.conftest import World
 
 
 def scaler_for(
-    world: World, *, warm: int, owner: str | None = None, runtime=None, lease_s: float = 5.0, **kw
+    world: World,
+    *,
+    warm: int,
+    owner: str | None = None,
+    runtime=None,
+    lease_s: float = 5.0,
+    own_clients: bool = False,
+    **kw,
 ):
-    engine = world.engine
+    # a replica of its own has its own AWS clients (another process, in production)
+    dynamodb = make_clients(world.settings).dynamodb if own_clients else world.clients.dynamodb
     return Scaler(
-        client=world.clients.dynamodb,
+        client=dynamodb,
         table=world.settings.dispatches_table,
-        tasks=engine.tasks,
+        tasks=t.TaskStore(client=dynamodb, table=world.settings.dispatches_table),
         runtime=runtime or world.runtime,
         lease=t.Lease(
-            client=world.clients.dynamodb,
+            client=dynamodb,
             table=world.settings.dispatches_table,
             name="scaler",
             owner=owner or f"replica-{uuid.uuid4().hex[:6]}",
@@ -118,7 +127,10 @@ def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(world: World
         LocalRuntime(state_dir=tmp_path / f"replica-{n}", command=("sleep", "300"), stop_grace_s=1.0)
         for n in range(2)
     ]
-    scalers = [scaler_for(world, warm=2, owner=f"replica-{n}", runtime=runtimes[n]) for n in range(2)]
+    scalers = [
+        scaler_for(world, warm=2, owner=f"replica-{n}", runtime=runtimes[n], own_clients=True)
+        for n in range(2)
+    ]
     results: list[list] = [[], []]
     start = threading.Barrier(2)
 
