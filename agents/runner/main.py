@@ -223,6 +223,7 @@ class JobRun:
         failed = self.upload_bundle()
         if failed and outcome.outcome == "COMPLETED":
             outcome = Outcome("FAILED", 0, f"upload of the result bundle failed: {', '.join(failed)}")
+            summary = {**summary, "outcome": outcome.outcome, "error": outcome.error}
         return outcome, summary
 
     # -- phases ------------------------------------------------------------------------
@@ -261,7 +262,7 @@ class JobRun:
             return self.interrupted()
         adapter = adapter_for(self.config.agent)
         argv = adapter.command(self.job.task, scratch=self.scratch)
-        self.command = [arg.replace(self.job.task, "<task>") if self.job.task else arg for arg in argv]
+        self.command = [_hide_task(arg, self.job.task) for arg in argv]
         self.say(f"running {shlex.join(self.command)}")
         started = time.monotonic()
         with (self.bundle_dir / TRANSCRIPT).open("w", encoding="utf-8", errors="replace") as transcript:
@@ -441,6 +442,15 @@ class JobRun:
             "publish": self.published.to_summary() if self.published else None,
             "runner_version": VERSION,
         }
+
+
+def _hide_task(arg: str, task: str) -> str:
+    """The argument as logged: the task itself (which may be long or private) as <task>."""
+    if task and arg == task:
+        return "<task>"
+    if task and arg.endswith("=" + task):
+        return arg[: -len(task)] + "<task>"
+    return arg
 
 
 def _remove_tree(path: Path) -> None:
