@@ -288,3 +288,27 @@ def test_follow_logs_delivers_lines_written_while_following(client: TestClient, 
     thread.join()
     assert [line for event in events for line in event["lines"]] == ["step 0", "step 1", "step 2"]
     assert events[-1]["finished"] is True
+
+
+def test_cancel_concurrently_applies_once(client: TestClient, tenant: dict) -> None:
+    import threading
+
+    created = _create(client, tenant)
+    replies: list[Any] = []
+    barrier = threading.Barrier(10)
+
+    def cancel() -> None:
+        barrier.wait()
+        replies.append(client.delete(f"/dispatch/{created['dispatch_id']}", headers=tenant["headers"]))
+
+    threads = [threading.Thread(target=cancel) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {r.status_code for r in replies} == {200}
+    assert {(r.json()["status"], r.json()["version"]) for r in replies} == {("CANCELLED", 2)}
+    audit = _stores(client).audit.list(tenant_id=tenant["tenant_id"], limit=500)
+    assert [a["action"] for a in audit if a["target"] == created["dispatch_id"]].count(
+        "dispatch.transition"
+    ) == 1
