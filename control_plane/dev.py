@@ -107,6 +107,8 @@ class DevSupervisor:
             "OUTPOST_ADMIN_KEY": admin_key,
             "OUTPOST_INTERNAL_URL": self.url,
             "OUTPOST_LOCAL_STATE_DIR": str(self.state_dir / "runtime"),
+            # a restarted control plane takes its leases back at once instead of waiting them out
+            "OUTPOST_ENGINE_OWNER": f"outpost-dev-{os.getpid()}",
         }
         for key, value in LOCAL_DEFAULTS.items():
             env.setdefault(key, value)

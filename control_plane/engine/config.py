@@ -29,6 +29,7 @@ class EngineSettings(BaseSettings):
     max_launches_per_tick: int = Field(default=20, ge=1)
     idle_scale_down_s: float = Field(default=600.0, gt=0)  # idle tasks above the target stop after
     api_threads: int = Field(default=400, ge=40)  # request threads; each long-polling claim holds one
+    engine_owner: str | None = None  # lease owner name; default: random per process
     lease_s: float = Field(default=15.0, gt=0)
     warm_pool: dict[str, int] = Field(default_factory=dict)  # agent -> size; overrides the registry
     engine_enabled: bool = True

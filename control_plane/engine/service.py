@@ -78,7 +78,7 @@ class Engine:
         self.config = engine_settings or EngineSettings()
         self.clients = clients
         self.stores = stores
-        self.owner = owner or f"cp-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or self.config.engine_owner or f"cp-{uuid.uuid4().hex[:12]}"
         self.agents = list(AGENTS)
         ddb, table = clients.dynamodb, settings.dispatches_table
         queue_urls = dict(settings.dispatch_queue_urls)
