@@ -50,6 +50,7 @@ class FakeControlPlane:
     uploads: dict[str, bytes] = field(default_factory=dict)
     result_received: threading.Event = field(default_factory=threading.Event)
     pull_requests: list[dict[str, Any]] = field(default_factory=list)  # the fake GitHub API's
+    refuse_uploads: bool = False  # answer 403 to every PUT, as S3 does for an expired URL
     spent: bool = False
 
     def start(self) -> None:
@@ -132,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
         prefix = f"/uploads/{self.plane.job['dispatch_id'] if self.plane.job else ''}/"
-        if not path.startswith(prefix) or "X-Signature=abc" not in self.path:
+        if self.plane.refuse_uploads or not path.startswith(prefix) or "X-Signature=abc" not in self.path:
             return self._reply(403, {"title": "bad signature"})
         self.plane.uploads[path.removeprefix(prefix)] = self._body()
         return self._reply(200)

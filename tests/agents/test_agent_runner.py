@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -288,6 +289,32 @@ def test_skip_publishing_failed_job(
     assert not plane.pull_requests
     bare = Path(bare_repo["url"].removeprefix("file://"))
     assert "outpost/d-0001" not in git("branch", "--list", cwd=bare)
+
+
+def test_fail_job_whose_bundle_cannot_be_uploaded(plane: FakeControlPlane, workspace: Path) -> None:
+    plane.job = make_job("echo work > work.txt")
+    plane.refuse_uploads = True
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    result = plane.result
+    assert (result["outcome"], result["exit_code"]) == ("FAILED", 0)
+    assert result["error"].startswith("upload of the result bundle failed: patch.diff")
+    assert result["summary"]["outcome"] == "FAILED"
+
+
+def test_fail_job_when_agent_cli_is_missing(plane: FakeControlPlane, workspace: Path, tmp_path: Path) -> None:
+    plane.job = make_job("fix the bug", agent="claude")
+    only_git = tmp_path / "bin"  # a PATH with git and nothing else
+    only_git.mkdir()
+    (only_git / "git").symlink_to(shutil.which("git"))
+
+    done = run_runner(runner_env(plane, workspace, agent="claude", PATH=str(only_git)))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "FAILED"
+    assert plane.result["error"].startswith("cannot start 'claude'")
 
 
 def test_fail_checkout_of_missing_repository(
