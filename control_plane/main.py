@@ -42,9 +42,11 @@ def create_app(
     app.state.stores = Stores.from_settings(settings, clients)
     app.state.task_control = task_control or NoTaskControl()
     problems.install(app)
-    app.include_router(dispatches.router)
-    app.include_router(tenants.router)
-    app.include_router(health.router)
+    app.include_router(
+        dispatches.router, responses=problems.documented(401, 403, 404, 409, 413, 422, 429, 503)
+    )
+    app.include_router(tenants.router, responses=problems.documented(401, 403, 404, 409, 413, 422))
+    app.include_router(health.router, responses=problems.documented(401, 403))
     app.include_router(internal.router)  # the runners' claim protocol; 503 until an engine is attached
     # Outermost first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)

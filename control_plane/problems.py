@@ -70,6 +70,31 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "field": {"type": "string", "description": "the offending field, when one is at fault"},
+    },
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for problem details, for include_router(responses=...)."""
+    return {
+        status: {
+            "description": "problem detail (RFC 9457)",
+            "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
 def not_found(kind: str, key: str) -> Problem:
     # Identical for a missing record and for another tenant's: nothing tells them apart.
     return Problem(404, "Not Found", f"no {kind} {key}", type_="not-found")

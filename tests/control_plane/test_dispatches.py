@@ -312,3 +312,9 @@ def test_cancel_concurrently_applies_once(client: TestClient, tenant: dict) -> N
     assert [a["action"] for a in audit if a["target"] == created["dispatch_id"]].count(
         "dispatch.transition"
     ) == 1
+
+
+def test_openapi_documents_problem_details(client: TestClient) -> None:
+    post = client.get("/openapi.json").json()["paths"]["/dispatch"]["post"]
+    for status in ("401", "413", "422", "429"):
+        assert "application/problem+json" in post["responses"][status]["content"]
