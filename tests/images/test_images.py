@@ -1,0 +1,310 @@
+"""Outpost's container images.
+
+Every Dockerfile is hadolint clean and pins what it installs; the control plane's requirements
+follow requirements.lock; and `base` and `control-plane` really build with buildah (the offline
+debootstrap'd Debian base when no registry answers) and run: the runner's --help in base, the
+service's imports in control-plane, both as the numeric non-root agent user.
+
+The build goes through scripts/build-images.sh (the same path as `make images`) with the tag
+`pytest`; buildah's layer cache and the cached debootstrap base make repeated runs fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from agents.registry import AGENTS, IMAGE_REPOSITORIES
+
+ROOT = Path(__file__).resolve().parents[2]
+HADOLINT = Path(sys.executable).with_name("hadolint")
+TEST_TAG = "pytest"
+AGENT_UID = 10001
+NPM_IMAGES = {
+    "claude": "@anthropic-ai/claude-code",
+    "codex": "@openai/codex",
+    "gemini": "@google/gemini-cli",
+    "grok": "@vibe-kit/grok-cli",
+}
+EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def dockerfile_for(image: str) -> Path:
+    if image == "control-plane":
+        return ROOT / "control_plane" / "Dockerfile"
+    return ROOT / "agents" / "images" / image / "Dockerfile"
+
+
+def all_dockerfiles() -> list[Path]:
+    found = [*ROOT.glob("agents/**/Dockerfile"), *ROOT.glob("control_plane/**/Dockerfile")]
+    return sorted(found)
+
+
+def arg_default(dockerfile: Path, name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S+)$", dockerfile.read_text(), re.MULTILINE)
+    assert match, f"{dockerfile.relative_to(ROOT)}: no ARG {name}=<default>"
+    return match.group(1)
+
+
+# --- static checks ---------------------------------------------------------------------------
+
+
+def test_one_dockerfile_per_image_repository() -> None:
+    for image in IMAGE_REPOSITORIES:
+        assert dockerfile_for(image).is_file(), f"image repository {image!r} has no Dockerfile"
+    expected = {dockerfile_for(image) for image in IMAGE_REPOSITORIES}
+    assert set(all_dockerfiles()) == expected, "a Dockerfile that no image repository builds"
+    for agent in AGENTS.values():
+        assert agent.image in IMAGE_REPOSITORIES, f"agent {agent.name}: unknown image {agent.image}"
+
+
+@pytest.mark.parametrize("dockerfile", all_dockerfiles(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint_clean(dockerfile: Path) -> None:
+    assert HADOLINT.is_file(), f"hadolint is not in the virtual environment ({HADOLINT}); run make setup"
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_images_default_to_pinned_public_images() -> None:
+    base = arg_default(dockerfile_for("base"), "BASE_IMAGE")
+    python = arg_default(dockerfile_for("control-plane"), "PYTHON_IMAGE")
+    for image in (base, python):
+        assert ":" in image and not image.endswith(":latest"), image
+        assert not image.startswith(("localhost/", "outpost/")), f"{image} is not a public image"
+    for image in NPM_IMAGES:
+        node = arg_default(dockerfile_for(image), "NODE_IMAGE")
+        assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", node), node
+    # Agent images stand on Outpost's base; scripts/build-images.sh passes the exact tag.
+    for image in (*NPM_IMAGES, "aider"):
+        assert arg_default(dockerfile_for(image), "BASE_IMAGE") == "outpost/base:latest"
+
+
+@pytest.mark.parametrize("image", sorted(NPM_IMAGES))
+def test_npm_agent_cli_is_pinned(image: str) -> None:
+    text = dockerfile_for(image).read_text()
+    match = re.search(r"^ARG (\w+_VERSION)=(\S+)$", text, re.MULTILINE)
+    assert match, f"{image}: no ARG <CLI>_VERSION"
+    assert EXACT_VERSION.match(match.group(2)), f"{image}: {match.group(2)} is not an exact version"
+    assert f'"{NPM_IMAGES[image]}@${{{match.group(1)}}}"' in text
+
+
+def test_aider_is_pinned() -> None:
+    lines = [
+        line
+        for line in (ROOT / "agents/images/aider/requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert len(lines) == 1
+    name, _, version = lines[0].partition("==")
+    assert name == "aider-chat" and EXACT_VERSION.match(version), lines
+
+
+def test_every_image_ends_as_the_numeric_agent_user() -> None:
+    for image in IMAGE_REPOSITORIES:
+        text = dockerfile_for(image).read_text()
+        last_stage = text[text.rindex("\nFROM ") :]
+        users = re.findall(r"^USER (\S+)$", last_stage, re.MULTILINE)
+        assert users == ["${OUTPOST_UID}:${OUTPOST_UID}"], f"{image}: final stage USER {users}"
+        assert f"ARG OUTPOST_UID={AGENT_UID}" in text, image
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not pinned with =="
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_control_plane_requirements_follow_the_lock() -> None:
+    wanted = _pins(ROOT / "control_plane" / "requirements.txt")
+    lock = _pins(ROOT / "requirements.lock")
+    for name, version in wanted.items():
+        assert lock.get(name) == version, f"{name}=={version} but requirements.lock has {lock.get(name)}"
+
+    # Complete: pyproject's runtime dependencies and everything they need at run time.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    environment = default_environment()
+    todo = [Requirement(dep) for dep in project["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if req.marker and not req.marker.evaluate({**environment, "extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        assert name in wanted, f"control_plane/requirements.txt lacks {name} (needed through {req})"
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(Requirement(r) for r in metadata.requires(req.name) or [])
+    assert seen == set(wanted), f"not needed at run time: {sorted(set(wanted) - seen)}"
+
+
+# --- real builds (buildah) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def storage() -> str:
+    """buildah's storage driver, chosen as scripts/build-images.sh chooses it."""
+    if shutil.which("buildah") is None or shutil.which("debootstrap") is None:
+        pytest.fail(
+            "buildah and debootstrap are needed to build Outpost's images here: "
+            "run scripts/install-image-tools.sh (apt packages buildah, debootstrap)"
+        )
+    result = subprocess.run(
+        ["scripts/buildah-storage.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def buildah(storage: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["buildah", "--storage-driver", storage, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def built(storage: str) -> dict[str, str]:
+    """Builds base and control-plane with scripts/build-images.sh (buildah); image name by image."""
+    started = time.monotonic()
+    result = subprocess.run(
+        ["scripts/build-images.sh", "base", "control-plane"],
+        cwd=ROOT,
+        env={**os.environ, "ENGINE": "buildah", "TAG": TEST_TAG, "BUILDAH_STORAGE": storage},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, f"image build failed after {elapsed:.0f} s:\n{result.stderr[-6000:]}"
+    sys.stderr.write(f"\n[tests/images] base and control-plane built in {elapsed:.0f} s\n")
+    return {name: f"localhost/outpost/{name}:{TEST_TAG}" for name in ("base", "control-plane")}
+
+
+@pytest.fixture(scope="module")
+def run_in(storage: str, built: dict[str, str]) -> Iterator:
+    """Runs a command in a container of an image (buildah run, chroot isolation): one container
+    per image for the module, as the commands only read."""
+    containers: dict[str, str] = {}
+
+    def run(image: str, *command: str) -> subprocess.CompletedProcess[str]:
+        if image not in containers:
+            created = buildah(storage, "from", "--quiet", "--pull-never", built[image])
+            assert created.returncode == 0, created.stderr
+            containers[image] = created.stdout.strip()
+        return buildah(
+            storage, "run", "--isolation", "chroot", containers[image], "--", *command, timeout=120
+        )
+
+    yield run
+    for container in containers.values():
+        buildah(storage, "rm", container)
+
+
+@pytest.fixture(scope="module")
+def image_config(storage: str, built: dict[str, str]):
+    def config(image: str) -> dict:
+        result = buildah(storage, "inspect", "--type", "image", built[image])
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["Docker"]["config"]
+
+    return config
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_base_runs_the_runner_as_the_agent_user(run_in, image_config) -> None:
+    help_text = ok(run_in("base", "python3", "-m", "agents.runner", "--help"))
+    assert "usage" in help_text.lower()
+
+    uid = ok(run_in("base", "id", "-u")).strip()
+    assert uid.isdigit() and int(uid) == AGENT_UID != 0
+    assert ok(run_in("base", "stat", "-c", "%u", "/workspace")).strip() == str(AGENT_UID)
+    assert ok(run_in("base", "pwd")).strip() == "/workspace"
+    ok(run_in("base", "git", "--version"))
+    ok(run_in("base", "test", "-s", "/etc/ssl/certs/ca-certificates.crt"))
+
+    config = image_config("base")
+    assert config["User"] == f"{AGENT_UID}:{AGENT_UID}"
+    assert config["Entrypoint"] == ["python3", "-m", "agents.runner"]
+    assert "HOME=/tmp" in config["Env"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_control_plane_imports_the_service_as_the_agent_user(run_in, image_config) -> None:
+    ok(
+        run_in(
+            "control-plane",
+            "python3",
+            "-c",
+            "import fastapi, uvicorn, boto3, control_plane, agents.registry\n"
+            "from control_plane.main import create_app\n"
+            "assert callable(create_app)",
+        )
+    )
+    ok(run_in("control-plane", "uvicorn", "--version"))
+    uid = ok(run_in("control-plane", "id", "-u")).strip()
+    assert uid.isdigit() and int(uid) == AGENT_UID != 0
+
+    config = image_config("control-plane")
+    assert config["User"] == f"{AGENT_UID}:{AGENT_UID}"
+    assert config["Cmd"][:3] == ["uvicorn", "--factory", "control_plane.main:create_app"]
+    assert "8080/tcp" in config["ExposedPorts"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_images_carry_only_the_runtime(run_in) -> None:
+    """Nothing from the build context beyond the source: no tests, caches, wheels or secrets."""
+    listing = ok(run_in("control-plane", "sh", "-c", "ls /opt/outpost; ls /tmp; ls /opt/venv/bin"))
+    names = set(listing.split())
+    assert {"agents", "control_plane"} <= names
+    assert not names & {"tests", ".git", ".venv", "build", "install", "pip", "Dockerfile"}, names
+    leftovers = ok(
+        run_in(
+            "base",
+            "find",
+            "/opt/outpost",
+            "(",
+            "-name",
+            "__pycache__",
+            "-o",
+            "-name",
+            ".env*",
+            "-o",
+            "-name",
+            "*.pem",
+            "-o",
+            "-name",
+            "images",
+            ")",
+            "-print",
+        )
+    )
+    assert leftovers.strip() == ""
