@@ -28,7 +28,10 @@ def _checks(settings: Settings, clients: AwsClients) -> dict[str, Any]:
             clients.dynamodb.describe_table(TableName=t)
             for t in (settings.dispatches_table, settings.tenants_table, settings.audit_table)
         ],
-        "s3": lambda: clients.s3.head_bucket(Bucket=settings.artifacts_bucket),
+        # a listing under the tenants' prefix: the task role may list nothing else (no HeadBucket)
+        "s3": lambda: clients.s3.list_objects_v2(
+            Bucket=settings.artifacts_bucket, Prefix="tenants/", MaxKeys=1
+        ),
         "sqs": lambda: [
             clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
             for url in settings.dispatch_queue_urls.values()
