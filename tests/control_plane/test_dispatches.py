@@ -318,3 +318,26 @@ def test_openapi_documents_problem_details(client: TestClient) -> None:
     post = client.get("/openapi.json").json()["paths"]["/dispatch"]["post"]
     for status in ("401", "413", "422", "429"):
         assert "application/problem+json" in post["responses"][status]["content"]
+
+
+def test_cancel_running_dispatch_when_stop_fails_answers_503_and_keeps_it_running(
+    settings: Any, aws_clients: Any, tenant: dict, client: TestClient
+) -> None:
+    from control_plane.main import create_app
+
+    class FailingControl(RecordingTaskControl):
+        def stop_task(self, task_id: str, *, reason: str) -> None:
+            raise ConnectionError("ECS endpoint unreachable")
+
+    created = _create(client, tenant)
+    _stores(client).dispatches.transition(
+        dispatch_id=created["dispatch_id"], to=Status.RUNNING, actor=SYSTEM, changes={"task_id": "task-9"}
+    )
+    with TestClient(create_app(settings, clients=aws_clients, task_control=FailingControl())) as failing:
+        reply = failing.delete(f"/dispatch/{created['dispatch_id']}", headers=tenant["headers"])
+    assert reply.status_code == 503
+    assert "ECS" not in reply.text  # internals stay in the log
+    assert (
+        client.get(f"/dispatch/{created['dispatch_id']}", headers=tenant["headers"]).json()["status"]
+        == "RUNNING"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -40,6 +41,7 @@ from control_plane.store.idempotency import MAX_KEY_CHARS
 from control_plane.store.tenants import TenantRecord
 
 router = APIRouter(tags=["dispatches"])
+log = logging.getLogger("outpost.api")
 DispatchId = Annotated[str, Path(max_length=64, description="the id POST /dispatch answered")]
 FOLLOW_POLL_S = 1.0
 FOLLOW_MAX_S = 3600.0  # then the client reconnects with ?after=<next_chunk>
@@ -171,6 +173,13 @@ def cancel_dispatch(
                 control.stop_task(record.task_id, reason=f"cancelled by {actor_of(caller)}")
             except RuntimeUnavailableError as error:
                 raise Problem(503, "Service Unavailable", str(error), type_="runtime-unavailable") from None
+            except Exception:
+                # the dispatch stays RUNNING: recording CANCELLED while the task runs would be a lie
+                log.exception("stopping a task failed", extra={"dispatch_id": dispatch_id})
+                raise Problem(
+                    503, "Service Unavailable", "the task could not be stopped; try again",
+                    type_="stop-failed", headers={"Retry-After": "5"},
+                ) from None  # fmt: skip
         try:
             updated = stores.dispatches.transition(
                 dispatch_id=dispatch_id,
