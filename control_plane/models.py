@@ -202,3 +202,8 @@ class TenantPublic(BaseModel):
 
 class TenantWithKey(TenantPublic):
     api_key: str = Field(description="shown once; only its hash is kept")
+
+
+class TenantPage(BaseModel):
+    items: list[TenantPublic]
+    next_cursor: str | None

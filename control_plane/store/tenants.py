@@ -101,6 +101,18 @@ class TenantStore:
         )
         return TenantRecord.from_item(decode_item(reply["Item"])) if "Item" in reply else None
 
+    def page(
+        self, *, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[TenantRecord], dict[str, Any] | None]:
+        """A page of all tenants (admin listing; a scan, fine for the few tenants one install has)."""
+        kwargs: dict[str, Any] = {"TableName": self._table, "Limit": limit, "ConsistentRead": True}
+        if start_key:
+            kwargs["ExclusiveStartKey"] = {k: encode(v) for k, v in start_key.items()}
+        reply = self._client.scan(**kwargs)
+        records = [TenantRecord.from_item(decode_item(i)) for i in reply.get("Items", [])]
+        last = reply.get("LastEvaluatedKey")
+        return records, decode_item(last) if last else None
+
     def by_api_key(self, *, api_key: str) -> TenantRecord | None:
         """The tenant holding this key, or None.
 

@@ -22,6 +22,7 @@ TENANT_ENDPOINTS = [
 ]
 ADMIN_ENDPOINTS = [
     ("POST", "/tenants", {"name": "intruder"}),
+    ("GET", "/tenants", None),
     ("GET", "/tenants/{t}", None),
     ("PATCH", "/tenants/{t}", {"max_queued": 1000}),
     ("POST", "/tenants/{t}/api-key", None),

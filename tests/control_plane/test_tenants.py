@@ -110,3 +110,21 @@ def test_response_carries_request_id(client: TestClient) -> None:
         .headers["x-request-id"]
         .startswith("req-")
     )
+
+
+def test_list_tenants_pages_through_all_without_keys(client: TestClient, admin_headers: dict) -> None:
+    created = {make_tenant(client, name=f"list-{i}")["tenant_id"] for i in range(3)}
+    seen: list[dict] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/tenants", params=params, headers=admin_headers).json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert created <= {t["tenant_id"] for t in seen}
+    assert all("api_key" not in t and "api_key_hash" not in t for t in seen)
+    assert (
+        client.get("/tenants", params={"cursor": "forged.cursor"}, headers=admin_headers).status_code == 400
+    )

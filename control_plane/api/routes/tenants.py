@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from control_plane.api.deps import AdminDep, SettingsDep, StoreDep, actor_of
-from control_plane.models import TenantCreate, TenantPublic, TenantUpdate, TenantWithKey
+from control_plane.models import TenantCreate, TenantPage, TenantPublic, TenantUpdate, TenantWithKey
 from control_plane.problems import Problem, not_found
 from control_plane.store import NotFoundError, VersionConflictError
+from control_plane.store.dispatches import CursorError, read_cursor, sign_cursor
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 TenantId = Annotated[str, Path(max_length=64)]
+ADMIN_SCOPE = "_admin"  # what admin cursors are bound to (never a tenant id: those start with "t-")
 
 
 def _with_key(record: Any, api_key: str) -> TenantWithKey:
@@ -32,6 +34,31 @@ def create_tenant(
         actor=actor_of(admin),
     )
     return _with_key(record, api_key)
+
+
+@router.get("", response_model=TenantPage)
+def list_tenants(
+    admin: AdminDep,
+    stores: StoreDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> TenantPage:
+    start = None
+    if cursor is not None:
+        try:
+            start = read_cursor(cursor, key=settings.cursor_key(), tenant_id=ADMIN_SCOPE, binding={})
+        except CursorError as error:
+            raise Problem(
+                400, "Bad Request", f"cursor: {error}", field="cursor", type_="invalid-cursor"
+            ) from None
+    records, position = stores.tenants.page(limit=limit, start_key=start)
+    next_cursor = (
+        sign_cursor(key=settings.cursor_key(), tenant_id=ADMIN_SCOPE, binding={}, position=position)
+        if position
+        else None
+    )
+    return TenantPage(items=[TenantPublic.of(r) for r in records], next_cursor=next_cursor)
 
 
 @router.get("/{tenant_id}", response_model=TenantPublic)
