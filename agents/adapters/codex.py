@@ -24,8 +24,9 @@ https://developers.openai.com/codex/noninteractive.md, and openai/codex ``docs/e
   that container. (``--full-auto`` is deprecated.)
 - ``--skip-git-repo-check``: the workspace is always a git repository; the flag only keeps a
   misdetected repository from aborting the job.
-- The key: ``OPENAI_API_KEY``, or ``CODEX_API_KEY`` for ``codex exec``; Outpost's ``openai``
-  secret arrives as ``OPENAI_API_KEY`` and is copied under the other name too.
+- The key: ``OPENAI_API_KEY``, or ``CODEX_API_KEY`` for ``codex exec``; the ``openai`` secret
+  arrives as ``OPENAI_API_KEY`` (registry ``PROVIDER_KEY_ENV``) and is copied under the other
+  name too.
 """
 
 from __future__ import annotations

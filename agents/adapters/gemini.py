@@ -26,8 +26,8 @@ What the documentation and source say (google-gemini/gemini-cli ``docs/cli/headl
   run cannot approve anything: the agent image must leave folder trust off or trust the
   workspace (dev.to, "Gemini CLI YOLO mode, read from the source", checked against
   gemini-cli 0.65.0-nightly, October 2026).
-- The key comes from ``GEMINI_API_KEY``; Outpost also accepts the ``google`` secret under
-  ``GOOGLE_API_KEY`` and copies it.
+- The key comes from ``GEMINI_API_KEY``, the name the registry gives the ``google`` secret
+  (``PROVIDER_KEY_ENV``); a key supplied as ``GOOGLE_API_KEY`` is copied under that name.
 
 Watch: on 2026-06-18 Google ended Gemini CLI's bundled access for free, Pro and Ultra
 accounts and named the Antigravity CLI (``agy``) its successor; ``agy`` authenticates with

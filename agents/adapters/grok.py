@@ -16,8 +16,8 @@ What the source says (superagent-ai/grok-cli ``src/index.ts`` and README, the np
   The final answer is the last assistant message with content. It prints no token counts
   or cost.
 - The key comes from ``GROK_API_KEY`` (or ``--api-key``, which would put it on the command
-  line; Outpost never does that). Outpost's ``xai`` secret arrives as ``XAI_API_KEY`` and is
-  copied under that name.
+  line; Outpost never does that), the name the registry gives the ``xai`` secret
+  (``PROVIDER_KEY_ENV``); a key supplied as ``XAI_API_KEY`` is copied under that name.
 
 Watch: ``@vibe-kit/grok-cli`` ends at 0.0.34, the version the agent image pins
 (agents/images/grok). The project continues as npm ``grok-dev`` (1.x, same ``grok``
