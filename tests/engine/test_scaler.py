@@ -160,11 +160,17 @@ def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(world: World
 
 
 def test_a_replica_takes_over_when_the_leader_stops_renewing(world: World):
-    leader = scaler_for(world, warm=1, owner="leader", lease_s=0.5)
-    follower = scaler_for(world, warm=2, owner="follower", lease_s=0.5)
+    leader = scaler_for(world, warm=1, owner="leader", lease_s=30)
+    follower = scaler_for(world, warm=2, owner="follower", lease_s=30)
     assert leader.tick() == {"shell": 1}
     assert follower.tick() is None
-    time.sleep(0.6)  # the leader crashed: its lease runs out
+    # the leader crashed 30 s ago: its lease has run out (written as time would have left it)
+    world.clients.dynamodb.update_item(
+        TableName=world.settings.dispatches_table,
+        Key={"dispatch_id": {"S": "lease#scaler"}},
+        UpdateExpression="SET lease_until = :past",
+        ExpressionAttributeValues={":past": {"N": str(time.time() - 1)}},
+    )
     assert follower.tick() == {"shell": 1}
     assert leader.tick() is None
 
