@@ -66,6 +66,7 @@ class Reconciler:
     launch_grace_s: float = 120.0
     max_pending_s: float = 6 * 3600.0
     enqueue_after_s: float = 30.0
+    exit_grace_s: float = 30.0  # a task whose job ended is stopped if it has not exited by then
 
     def tick(self) -> dict[str, int] | None:
         if not self.lease.acquire():
@@ -150,7 +151,14 @@ class Reconciler:
                 continue
             if task.state == t.CLAIMED and task.job:
                 record = self.stores.dispatches.get(dispatch_id=task.job, tenant_id=None)
-                if record is None or record.status in TERMINAL or record.task_id != task.task_id:
+                ended_long_ago = (
+                    record is None
+                    or (moment - parse_iso(record.updated_at)).total_seconds() > self.exit_grace_s
+                )
+                if ended_long_ago and (
+                    record is None or record.status in TERMINAL or record.task_id != task.task_id
+                ):
+                    # a runner exits by itself right after its report; this is the safety net
                     status = record.status if record else "missing"
                     stop(self.tasks, self.runtime, task, f"its dispatch is {status}")
                     counts["stopped"] += 1

@@ -196,6 +196,7 @@ def test_reconciler_fails_a_running_job_whose_task_vanished(world: World):
 
 
 def test_reconciler_stops_the_task_of_a_cancelled_job_and_orphans(world: World):
+    world.engine.reconciler.exit_grace_s = 0.0  # the task did not exit on its own after the job ended
     task, dispatch_id = launched_job(world)
     record = world.get(dispatch_id)
     world.stores.dispatches.transition(
