@@ -89,8 +89,10 @@ class DevSupervisor:
 
     def prepare(self) -> dict[str, str]:
         """Emulator, resources, admin key, default tenant; returns the control plane's env."""
-        for key, value in DUMMY_AWS.items():
-            os.environ.setdefault(key, value)
+        # Local mode never uses real AWS credentials, not even toward the loopback emulator.
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            del os.environ[key]
+        os.environ.update(DUMMY_AWS)
         endpoint = self.start_emulator()
         from control_plane.bootstrap import ensure_resources
 
