@@ -46,7 +46,7 @@ images: setup
 	scripts/build-images.sh
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python tests/bench/run.py
 
 dev: setup
 	$(BIN)/outpost dev

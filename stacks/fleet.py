@@ -208,6 +208,8 @@ class FleetStack(cdk.Stack):
                 ],
                 resources=table_arns,
             ),  # fmt: skip
+            # Listing tenants (admin only) pages through the small tenants table.
+            iam.PolicyStatement(actions=["dynamodb:Scan"], resources=[data.tables["Tenants"].table_arn]),
             iam.PolicyStatement(
                 actions=[
                     "sqs:SendMessage",

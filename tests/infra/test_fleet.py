@@ -280,3 +280,14 @@ def test_task_state_events_flow_to_the_task_events_queue(synth, env):
     # the data stack admits exactly that rule to the encrypted queue
     policies = json.dumps(synth.resources(env, "Data", "AWS::SQS::QueuePolicy"))
     assert f"rule/outpost-{env}-task-state-change" in policies
+
+
+def test_control_plane_may_scan_only_the_tenants_table(synth):
+    resources = synth.raw["dev"]["Fleet"]["Resources"]
+    (policy,) = [
+        v["Properties"]["PolicyDocument"]
+        for k, v in resources.items()
+        if k.startswith("ControlPlaneTaskRolePolicy") and v["Type"] == "AWS::IAM::ManagedPolicy"
+    ]
+    (scan,) = [s for s in policy["Statement"] if s["Action"] == "dynamodb:Scan"]
+    assert "TenantsTable" in json.dumps(scan["Resource"]) and "Dispatches" not in json.dumps(scan["Resource"])
