@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 CDK := $(CURDIR)/node_modules/.bin/cdk
 ENV ?=
 
-.PHONY: setup synth test lint clean images bench diff dev lock
+.PHONY: setup image-tools synth test lint clean images bench diff dev lock
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -27,7 +27,11 @@ synth: setup
 	$(CDK) synth --quiet $(if $(ENV),-c env=$(ENV)) > /dev/null
 	@echo "synthesized: $$(ls cdk.out/assembly-*/*.template.json | wc -l) templates in cdk.out/"
 
-test: setup
+# The image tests build with buildah; the script installs it (and debootstrap) only when missing.
+image-tools:
+	scripts/install-image-tools.sh
+
+test: setup image-tools
 	$(BIN)/pytest -q
 
 lint: setup
@@ -42,7 +46,7 @@ diff: setup
 	$(CDK) diff $(if $(ENV),-c env=$(ENV))
 
 # Builds the seven images with docker when it runs, else buildah (scripts/build-images.sh).
-images: setup
+images: setup image-tools
 	scripts/build-images.sh
 
 bench: setup
