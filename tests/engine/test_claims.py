@@ -221,3 +221,15 @@ def test_an_interruption_caused_by_a_cancel_does_not_requeue_the_job(world: Worl
     assert reply.status_code == 409
     record = world.get(job["dispatch_id"])
     assert record.status is Status.RUNNING and record.attempt == 1  # the canceller decides
+
+
+def test_claims_are_counted_as_warm_pool_hits_or_cold_starts(world: World):
+    from control_plane.engine.metrics import COLD_STARTS, WARM_POOL_HITS
+
+    waiting, waiting_token = world.new_task()  # in the pool before the job exists: a warm hit
+    world.dispatch()
+    assert world.claim(waiting_token, waiting.task_id).status_code == 200
+    world.dispatch()
+    launched, launched_token = world.new_task()  # started for the job: a cold start
+    assert world.claim(launched_token, launched.task_id).status_code == 200
+    assert world.engine.metrics.snapshot()["shell"] == {WARM_POOL_HITS: 1, COLD_STARTS: 1}
