@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from control_plane.engine import tasks as t
+from control_plane.engine.metrics import COLD_STARTS, WARM_POOL_HITS
 from control_plane.lifecycle import Status
 from tests.engine.conftest import World
 
@@ -224,8 +225,6 @@ def test_an_interruption_caused_by_a_cancel_does_not_requeue_the_job(world: Worl
 
 
 def test_claims_are_counted_as_warm_pool_hits_or_cold_starts(world: World):
-    from control_plane.engine.metrics import COLD_STARTS, WARM_POOL_HITS
-
     waiting, waiting_token = world.new_task()  # in the pool before the job exists: a warm hit
     world.dispatch()
     assert world.claim(waiting_token, waiting.task_id).status_code == 200
