@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 from urllib.parse import urlsplit
@@ -21,9 +20,12 @@ def _port_open(url: str) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_outpost_dev_prints_its_keys_and_stops_cleanly_with_a_job_running(tmp_path, signum):
-    dev = start_dev(tmp_path / "state")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dev = start_dev(tmp_path / "state", port=port)
     try:
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", dev.url)
+        assert dev.url == f"http://127.0.0.1:{port}"
         assert dev.api_key and dev.admin_key and dev.api_key != dev.admin_key
         pid_file = tmp_path / "agent.pid"
         created = dev.dispatch(f"echo $$ > {pid_file}; exec sleep 300")
