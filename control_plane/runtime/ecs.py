@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from control_plane.runtime.base import LaunchedTask, LaunchError, LaunchRequest, RuntimeTask
 
@@ -166,6 +167,12 @@ class EcsRuntime:
             self.limiter.acquire(1)
             try:
                 reply = self.client.run_task(**self._run_task_params(request, family, provider, token))
+            except (BotoConnectionError, HTTPClientError) as exc:
+                # No answer: the task may or may not have started. The same call with the same
+                # client token is idempotent, so it is safe to ask again.
+                reason = f"{type(exc).__name__}: {exc}"
+                self.sleep(self.backoff.delay(retry))
+                continue
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 message = exc.response.get("Error", {}).get("Message", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 from hypothesis import given
 from hypothesis import strategies as st
@@ -361,3 +362,21 @@ def test_client_tokens_are_deterministic_short_and_distinct_per_attempt(base, at
     assert 0 < len(token) <= 64 and token.isascii()
     assert token != client_token(base, attempt + 1)
     assert len(client_token(base, attempt, "od")) <= 64
+
+
+def test_a_call_without_an_answer_is_repeated_with_the_same_client_token(ecs):
+    client, stubber = ecs
+    sent: list[str] = []
+    timeouts = iter([True])
+
+    def network(params, **_):
+        sent.append(params["clientToken"])
+        if next(timeouts, False):
+            raise ReadTimeoutError(endpoint_url="https://ecs.us-east-1.amazonaws.com")
+
+    client.meta.events.register_first("before-parameter-build.ecs.RunTask", network)
+    stubber.add_response("run_task", started(), run_task_params("d-123-a1", "FARGATE_SPOT"))
+    clock = FakeClock()
+    [result] = make_runtime(client, clock).launch([request()])
+    assert isinstance(result, LaunchedTask)
+    assert sent == ["d-123-a1", "d-123-a1"] and len(clock.sleeps) == 1
