@@ -252,6 +252,9 @@ class EcsRuntime:
             try:
                 self.client.stop_task(cluster=self.config.cluster, task=runtime_ref, reason=reason[:255])
                 return
+            except (BotoConnectionError, HTTPClientError):
+                self.sleep(self.backoff.delay(retry))  # StopTask is idempotent: ask again
+                continue
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 message = exc.response.get("Error", {}).get("Message", "")
