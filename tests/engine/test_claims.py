@@ -232,3 +232,13 @@ def test_claims_are_counted_as_warm_pool_hits_or_cold_starts(world: World):
     launched, launched_token = world.new_task()  # started for the job: a cold start
     assert world.claim(launched_token, launched.task_id).status_code == 200
     assert world.engine.metrics.snapshot()["shell"] == {WARM_POOL_HITS: 1, COLD_STARTS: 1}
+
+
+def test_internal_endpoints_answer_503_where_no_engine_runs(world: World):
+    from fastapi.testclient import TestClient
+
+    from control_plane.main import create_app
+
+    bare = TestClient(create_app(world.settings, clients=world.clients))
+    reply = bare.post("/internal/claim", json={"task_id": "t-1"}, headers={"Authorization": "Bearer t-1.x"})
+    assert reply.status_code == 503
