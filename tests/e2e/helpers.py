@@ -71,7 +71,17 @@ class Dev:
                 return None  # the control plane may be restarting
             return record if record["status"] in statuses else None
 
-        return wait_for(reached, timeout, what=f"{dispatch_id} in {statuses}")
+        try:
+            return wait_for(reached, timeout, what=f"{dispatch_id} in {statuses}")
+        except AssertionError as error:
+            try:
+                last = self.get(dispatch_id)
+            except httpx.HTTPError as http_error:
+                last = {"unreadable": str(http_error)}
+            tail = self.stderr_path.read_text(errors="replace").splitlines()[-40:]
+            raise AssertionError(
+                f"{error}; last seen: {last}\noutpost dev stderr:\n" + "\n".join(tail)
+            ) from None
 
     def control_plane_pid(self) -> int:
         return int((self.state_dir / "control-plane.pid").read_text())
