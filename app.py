@@ -40,6 +40,7 @@ def build_app(app: cdk.App) -> list[OutpostStage]:
         selected=app.node.try_get_context("env"),
         default_account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         default_region=os.environ.get("CDK_DEFAULT_REGION"),
+        image_tag=app.node.try_get_context("image_tag"),
     )
     register_checks(app)
     return [OutpostStage(app, config=config) for config in configs]

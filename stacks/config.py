@@ -166,6 +166,7 @@ def load_environments(
     selected: str | None = None,
     default_account: str | None = None,
     default_region: str | None = None,
+    image_tag: str | None = None,
 ) -> list[EnvironmentConfig]:
     """Checks the raw settings and returns the selected environments (all when none)."""
     names: Sequence[str] = ENVIRONMENTS
@@ -183,5 +184,7 @@ def load_environments(
             if settings.get("account") is None:
                 settings["account"] = default_account
             settings.setdefault("region", default_region)
+        if image_tag:  # `-c image_tag=<git sha>`: the images this deploy runs
+            settings["image_tag"] = image_tag
         configs.append(_coerce(name, settings))
     return configs

@@ -104,3 +104,10 @@ def test_synth_stops_with_one_line_on_unknown_environment_through_the_cli():
     assert result.returncode != 0
     assert "error: config: environment 'qa', field 'env' = 'qa': unknown environment" in result.stderr
     assert "Traceback" not in result.stderr and "jsii" not in result.stderr.lower()
+
+
+def test_load_environments_takes_image_tag_from_context():
+    configs = load_environments(raw_environments(), image_tag="0123456789ab")
+    assert {c.image_tag for c in configs} == {"0123456789ab"}
+    with pytest.raises(ConfigError, match="field 'image_tag'"):
+        load_environments(raw_environments(), image_tag="bad tag!")

@@ -291,3 +291,10 @@ def test_control_plane_may_scan_only_the_tenants_table(synth):
     ]
     (scan,) = [s for s in policy["Statement"] if s["Action"] == "dynamodb:Scan"]
     assert "TenantsTable" in json.dumps(scan["Resource"]) and "Dispatches" not in json.dumps(scan["Resource"])
+
+
+def test_task_definitions_use_the_configured_image_tag(synth):
+    for env in ENVS:
+        tag = synth.stages[env].config.image_tag
+        for _, task in agent_task_definitions(synth, env).values():
+            assert json.dumps(task["ContainerDefinitions"][0]["Image"]).endswith(f':{tag}"]]}}')
