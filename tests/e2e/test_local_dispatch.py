@@ -157,3 +157,20 @@ def test_the_outpost_cli_dispatches_waits_and_downloads_artifacts(dev: Dev, tmp_
     assert failed.returncode == 1 and json.loads(failed.stdout)["exit_code"] == 4
     missing = run("status", "d-doesnotexist")
     assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_a_runner_interrupted_mid_job_is_requeued_and_completes_on_the_next_attempt(dev: Dev, tmp_path):
+    pid_file = tmp_path / "agent.pid"
+    created = dev.dispatch(f"echo $$ >> {pid_file}; sleep 3; echo finished > result.txt")
+    dispatch_id = created["dispatch_id"]
+    dev.wait_status(dispatch_id, {"RUNNING"})
+    first_agent = int(
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().split()[0], 20, what="agent")
+    )
+    # what ECS does at a Spot interruption: SIGTERM to the task, which then reports INTERRUPTED
+    os.kill(_runner_pid_of(dev, first_agent), signal.SIGTERM)
+    final = dev.wait_status(dispatch_id, {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["attempt"] == 2
+    assert len(pid_file.read_text().split()) == 2  # the job ran again, in a new task
+    assert "+finished" in _download(dev, dispatch_id, "patch.diff")
