@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import aws_iam as iam
 
 from constructs import Construct
@@ -13,7 +15,7 @@ def service_role(
     *,
     service: str,
     statements: list[iam.PolicyStatement],
-    managed_policies: list[iam.IManagedPolicy] = (),
+    managed_policies: Sequence[iam.IManagedPolicy] = (),
 ) -> iam.IRole:
     """A role for `service` with exactly `statements` (plus shared `managed_policies`).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 
@@ -20,7 +22,7 @@ class AuditStack(cdk.Stack):
         *,
         config: EnvironmentConfig,
         access_logs_bucket: s3.IBucket,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
         key = customer_key(

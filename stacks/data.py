@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
@@ -25,7 +27,7 @@ ARTIFACT_PREFIX = "tenants/"  # then {tenant_id}/dispatches/{dispatch_id}/ (docs
 
 class DataStack(cdk.Stack):
     def __init__(
-        self, scope: Construct, id: str, *, config: EnvironmentConfig, vpc: ec2.IVpc, **kwargs: object
+        self, scope: Construct, id: str, *, config: EnvironmentConfig, vpc: ec2.IVpc, **kwargs: Any
     ) -> None:
         super().__init__(scope, id, **kwargs)
         removal = removal_policy(config)

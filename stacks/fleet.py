@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
@@ -35,8 +38,8 @@ class FleetStack(cdk.Stack):
         vpc: ec2.IVpc,
         logs_key: kms.IKey,
         data: DataStack,
-        repositories: dict[str, ecr.IRepository],
-        **kwargs: object,
+        repositories: Mapping[str, ecr.IRepository],
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
         self._imported_secrets: dict[str, secretsmanager.ISecret] = {}
@@ -76,7 +79,7 @@ class FleetStack(cdk.Stack):
                 agent=AGENTS[name],
                 repository=repositories[AGENTS[name].image],
                 image_tag=config.image_tag,
-                secret=self._secret(data, AGENTS[name].secret) if AGENTS[name].secret else None,
+                secret=self._secret(data, provider) if (provider := AGENTS[name].secret) else None,
                 secret_key=data.key,
                 file_system=workspaces.file_system,
                 access_point=workspaces.access_point,

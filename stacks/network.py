@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 
 from constructs import Construct
@@ -12,7 +14,7 @@ from stacks.policies import acknowledge, log_retention, removal_policy
 
 
 class NetworkStack(cdk.Stack):
-    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         self.logs_key = customer_key(
             self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 
 from constructs import Construct
@@ -11,7 +13,7 @@ from stacks.policies import removal_policy
 
 
 class RegistryStack(cdk.Stack):
-    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         self.repositories = ImageRepositories(
             self, "Repositories", immutable_tags=config.immutable_tags, removal_policy=removal_policy(config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 
 from constructs import Construct
@@ -19,7 +21,7 @@ class OutpostStage(cdk.Stage):
             scope, config.stage_name, env=cdk.Environment(account=config.account, region=config.region)
         )
         self.config = config
-        common = {
+        common: dict[str, Any] = {
             "config": config,
             "termination_protection": config.retain_data,
             "tags": {"outpost:environment": config.name},
