@@ -174,3 +174,18 @@ def test_a_runner_interrupted_mid_job_is_requeued_and_completes_on_the_next_atte
     assert final["attempt"] == 2
     assert len(pid_file.read_text().split()) == 2  # the job ran again, in a new task
     assert "+finished" in _download(dev, dispatch_id, "patch.diff")
+
+
+def test_the_warm_pool_holds_the_dev_size_of_each_agent(dev: Dev):
+    def pools() -> dict:
+        reply = httpx.get(
+            f"{dev.url}/health/fleet", headers={"Authorization": f"Bearer {dev.admin_key}"}, timeout=10
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.json()["agents"]
+
+    # the registry's dev sizes: one idle shell runner (extra idle ones, left by earlier jobs,
+    # are scaled down), no idle runner for the other agents
+    wait_for(lambda: pools()["shell"]["idle"] == 1, 30, what="exactly one idle shell runner")
+    agents = pools()
+    assert all(not agents[name]["idle"] for name in ("claude", "codex", "gemini", "aider", "grok"))
