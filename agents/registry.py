@@ -62,6 +62,7 @@ class Agent:
     memory: int = 2048
     architecture: str = "X86_64"
     spot: bool = True
+    storage_gib: int = 30  # task-local storage (image, workspace, scratch); Fargate: 21-200
     default_timeout_s: int = 1800
     max_timeout_s: int = 7200
     warm_pool: Mapping[str, int] = field(default_factory=lambda: {"dev": 0, "staging": 1, "prod": 2})
@@ -82,6 +83,8 @@ class Agent:
             fail("architecture", f"{self.architecture!r} is not one of {ARCHITECTURES}")
         if self.spot and self.architecture not in SPOT_ARCHITECTURES:
             fail("spot", f"Fargate Spot is not offered for {self.architecture}")
+        if not 21 <= self.storage_gib <= 200:
+            fail("storage_gib", f"{self.storage_gib} is outside Fargate's 21-200 GiB of task storage")
         if not 0 < self.default_timeout_s <= self.max_timeout_s:
             fail("default_timeout_s", "must be positive and at most max_timeout_s")
         if not self.command:

@@ -1,17 +1,20 @@
 """One hardened Fargate task definition for one agent of the registry.
 
-Agent code is untrusted. The task role carries no policy (the workspace file system admits it
-through its own resource policy, by tag), the execution role can pull one image, write one
-log group and read one secret, and the container runs read-only, as a numeric non-root user,
-with every Linux capability dropped.
+Agent code is untrusted. The task role carries no policy, the execution role can pull one
+image, write one log group and read one secret, and the container runs read-only, as a
+numeric non-root user, with every Linux capability dropped.
+
+The writable workspace is task-local storage, not the shared EFS file system: every agent
+task would reach EFS through the same access point as the same POSIX user, so a job could
+read or alter another tenant's checkout while both run. Task storage is private to the task
+and is destroyed with it, which is the one-job sandbox the platform promises.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Tags
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -20,7 +23,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from agents.registry import PROVIDER_KEY_ENV, Agent
 from constructs import Construct
 from constructs.service_role import execution_statements, service_role
-from constructs.workspaces import AGENT_ROLE_TAG, WORKSPACE_UID
+from constructs.workspaces import WORKSPACE_UID
 
 CONTAINER_NAME = "agent"
 WORKSPACE_MOUNT = "/workspace"
@@ -39,8 +42,6 @@ class AgentTask(Construct):
         image_tag: str,
         secret: secretsmanager.ISecret | None,
         secret_key: kms.IKey,
-        file_system: efs.IFileSystem,
-        access_point: efs.IAccessPoint,
         ecr_auth_policy: iam.IManagedPolicy,
         log_retention: logs.RetentionDays,
         logs_key: kms.IKey,
@@ -66,7 +67,6 @@ class AgentTask(Construct):
         self.task_role = iam.Role(
             self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
         )
-        Tags.of(self.task_role).add(*AGENT_ROLE_TAG)
 
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -79,19 +79,9 @@ class AgentTask(Construct):
             ),
             execution_role=self.execution_role,
             task_role=self.task_role,
-            volumes=[
-                ecs.Volume(
-                    name="workspace",
-                    efs_volume_configuration=ecs.EfsVolumeConfiguration(
-                        file_system_id=file_system.file_system_id,
-                        transit_encryption="ENABLED",
-                        authorization_config=ecs.AuthorizationConfig(
-                            access_point_id=access_point.access_point_id, iam="ENABLED"
-                        ),
-                    ),
-                ),
-                ecs.Volume(name="scratch"),  # task-local storage, gone with the task
-            ],
+            ephemeral_storage_gib=agent.storage_gib,
+            # Both volumes are task-local storage: private to this task, gone with it.
+            volumes=[ecs.Volume(name="workspace"), ecs.Volume(name="scratch")],
         )
         linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
         linux.drop_capabilities(ecs.Capability.ALL)

@@ -13,8 +13,6 @@ from constructs import Construct
 # The numeric user every agent container runs as (agents/images/base/Dockerfile).
 WORKSPACE_UID = 10001
 WORKSPACE_PATH = "/workspaces"
-# The tag the file-system policy matches to admit agent task roles (which carry no policy).
-AGENT_ROLE_TAG = ("outpost:role", "agent-task")
 
 
 class Workspaces(Construct):
@@ -25,7 +23,6 @@ class Workspaces(Construct):
         *,
         vpc: ec2.IVpc,
         encryption_key: kms.IKey,
-        agent_role_tag: tuple[str, str],
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -55,18 +52,6 @@ class Workspaces(Construct):
             create_acl=efs.Acl(owner_uid=str(WORKSPACE_UID), owner_gid=str(WORKSPACE_UID), permissions="750"),
         )
         self.access_point.apply_removal_policy(removal_policy)
-        # Agent task roles carry no policy; the file system admits them here, by tag (the deny
-        # below keeps them to an access point, and the access point to its user and directory).
-        self.file_system.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.AnyPrincipal()],
-                actions=["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                conditions={
-                    "StringEquals": {f"aws:PrincipalTag/{agent_role_tag[0]}": agent_role_tag[1]},
-                    "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"},
-                },
-            )
-        )
         # Only TLS clients, and only through an access point. (A file-system policy applies to
         # its own file system, so the statements name no resource.)
         for condition in (

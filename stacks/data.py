@@ -16,7 +16,7 @@ from constructs.provider_secrets import ProviderSecrets
 from constructs.secure_bucket import SecureBucket
 from constructs.tables import SchemaTable
 from constructs.work_queue import WorkQueue, dead_letter_queue
-from constructs.workspaces import AGENT_ROLE_TAG, Workspaces
+from constructs.workspaces import Workspaces
 from control_plane.schema import TABLES
 from stacks.config import EnvironmentConfig
 from stacks.policies import acknowledge, removal_policy
@@ -84,7 +84,6 @@ class DataStack(cdk.Stack):
             "Workspaces",
             vpc=vpc,
             encryption_key=self.key,
-            agent_role_tag=AGENT_ROLE_TAG,
             removal_policy=removal,
         )
 

@@ -25,7 +25,6 @@ from stacks.data import DataStack
 from stacks.policies import acknowledge, log_retention, removal_policy
 
 NAMESPACE = "outpost.internal"
-NFS = ec2.Port.tcp(2049)
 
 
 class FleetStack(cdk.Stack):
@@ -68,9 +67,8 @@ class FleetStack(cdk.Stack):
         self.agent_security_group.add_egress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: git, model APIs"
         )
-        workspaces = data.workspaces
-        self.agent_security_group.add_egress_rule(workspaces.security_group, NFS, "workspace file system")
-        self._admit_to_workspaces("Agents", self.agent_security_group, workspaces.security_group)
+        # Nothing mounts the workspaces file system: an agent's workspace is task-local storage,
+        # private to its task (constructs/agent_task.py), so no security group reaches NFS.
 
         self.agents = {
             name: AgentTask(
@@ -81,8 +79,6 @@ class FleetStack(cdk.Stack):
                 image_tag=config.image_tag,
                 secret=self._secret(data, provider) if (provider := AGENTS[name].secret) else None,
                 secret_key=data.key,
-                file_system=workspaces.file_system,
-                access_point=workspaces.access_point,
                 ecr_auth_policy=self.ecr_auth_policy,
                 log_retention=retention,
                 logs_key=logs_key,
@@ -118,8 +114,6 @@ class FleetStack(cdk.Stack):
         # Runners call the claim protocol on the service port, inside the VPC.
         self.agent_security_group.add_egress_rule(control_plane_sg, ec2.Port.tcp(PORT), "claim protocol")
         control_plane_sg.add_ingress_rule(self.agent_security_group, ec2.Port.tcp(PORT), "runners")
-        control_plane_sg.add_egress_rule(workspaces.security_group, NFS, "workspace file system")
-        self._admit_to_workspaces("ControlPlane", control_plane_sg, workspaces.security_group)
 
         TaskEvents(
             self,
@@ -130,22 +124,6 @@ class FleetStack(cdk.Stack):
             queue_url=data.task_events_queue.queue_url,
         )
         self._acknowledge(config)
-
-    def _admit_to_workspaces(
-        self, id: str, source: ec2.ISecurityGroup, efs_group: ec2.ISecurityGroup
-    ) -> None:
-        """NFS ingress on the data stack's file-system group, declared here so that the data stack
-        never refers to this one."""
-        ec2.CfnSecurityGroupIngress(
-            self,
-            f"WorkspacesFrom{id}",
-            group_id=efs_group.security_group_id,
-            source_security_group_id=source.security_group_id,
-            ip_protocol="tcp",
-            from_port=2049,
-            to_port=2049,
-            description=f"NFS from {id}",
-        )
 
     def _secret(self, data: DataStack, name: str) -> secretsmanager.ISecret:
         """A data-stack secret referenced by ARN: the execution roles' own policies grant the read,

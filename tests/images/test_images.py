@@ -264,8 +264,8 @@ def test_control_plane_imports_the_service_as_the_agent_user(run_in, image_confi
             "python3",
             "-c",
             "import fastapi, uvicorn, boto3, control_plane, agents.registry\n"
-            "from control_plane.main import create_app\n"
-            "assert callable(create_app)",
+            "from control_plane.main import app_from_env\n"
+            "assert callable(app_from_env)",
         )
     )
     ok(run_in("control-plane", "uvicorn", "--version"))
@@ -274,7 +274,7 @@ def test_control_plane_imports_the_service_as_the_agent_user(run_in, image_confi
 
     config = image_config("control-plane")
     assert config["User"] == f"{AGENT_UID}:{AGENT_UID}"
-    assert config["Cmd"][:3] == ["uvicorn", "--factory", "control_plane.main:create_app"]
+    assert config["Cmd"][:3] == ["uvicorn", "--factory", "control_plane.main:app_from_env"]
     assert "8080/tcp" in config["ExposedPorts"]
 
 

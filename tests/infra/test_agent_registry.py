@@ -59,3 +59,9 @@ def test_synth_stops_with_one_line_on_bad_registry_entry():
     assert lines == [
         "error: agent registry: agent 'big', field 'memory': 512 MiB is not offered by Fargate with cpu 1024"
     ]
+
+
+def test_build_registry_rejects_task_storage_fargate_does_not_offer():
+    entry = Agent(name="hoarder", image="base", command=("sh",), secret=None, storage_gib=500)
+    with pytest.raises(RegistryError, match="agent 'hoarder', field 'storage_gib': 500 is outside"):
+        build_registry([entry])

@@ -74,13 +74,11 @@ def test_agent_task_is_hardened(synth, env, agent):
     assert container["LinuxParameters"]["InitProcessEnabled"] is True
     assert container["StopTimeout"] == 120
     assert "Environment" not in container  # the claim token arrives per task, in RunTask overrides
-    # Writable space: the EFS workspace and a task-local scratch volume, nothing else.
+    # Writable space: a workspace and a scratch volume, both task-local (private, gone with the task).
     volumes = {v["Name"]: v for v in task["Volumes"]}
     assert set(volumes) == {"workspace", "scratch"}
-    efs = volumes["workspace"]["EFSVolumeConfiguration"]
-    assert efs["TransitEncryption"] == "ENABLED"
-    assert efs["AuthorizationConfig"]["IAM"] == "ENABLED" and "AccessPointId" in efs["AuthorizationConfig"]
-    assert "Host" not in volumes["scratch"] and "EFSVolumeConfiguration" not in volumes["scratch"]
+    assert all(set(v) == {"Name"} for v in volumes.values())  # no host path, no shared file system
+    assert task["EphemeralStorage"] == {"SizeInGiB": entry.storage_gib}
     assert {m["SourceVolume"] for m in container["MountPoints"]} == {"workspace", "scratch"}
     # Its one provider key, and nothing for the shell agent.
     secrets = [s["Name"] for s in container.get("Secrets", [])]
@@ -152,19 +150,15 @@ def test_agent_security_group_has_no_ingress_and_narrow_egress(synth, env):
     inline = groups[agent]["SecurityGroupEgress"]
     assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in inline] == [("0.0.0.0/0", 443, 443)]
     separate = [r for r in egress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
-    assert sorted(r["FromPort"] for r in separate) == [2049, 8080]
+    assert [(r["FromPort"], r["DestinationSecurityGroupId"]["Fn::GetAtt"][0]) for r in separate] == [
+        (8080, group_id(groups, "ControlPlaneSecurityGroup"))
+    ]
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_workspaces_admit_nfs_from_agents_and_control_plane_only(synth, env):
-    groups, ingress, _ = security_group_rules(synth, env)
-    nfs = [r for r in ingress if r["FromPort"] == 2049]
-    sources = sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in nfs)
-    assert sources == sorted(
-        [group_id(groups, "AgentSecurityGroup"), group_id(groups, "ControlPlaneSecurityGroup")]
-    )
-    assert all("ImportValue" in json.dumps(r["GroupId"]) for r in nfs)  # the data stack's EFS group
-    # and the data stack itself opens nothing on the file system's group
+def test_nothing_reaches_the_workspaces_file_system(synth, env):
+    _, ingress, egress = security_group_rules(synth, env)
+    assert not [r for r in ingress + egress if r.get("FromPort") == 2049]
     data = synth.raw[env]["Data"]["Resources"]
     (efs_group,) = [v["Properties"] for k, v in data.items() if k.startswith("WorkspacesSecurityGroup")]
     assert "SecurityGroupIngress" not in efs_group
