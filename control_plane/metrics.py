@@ -18,24 +18,45 @@ NAMESPACE = "Outpost/ControlPlane"
 # Dimensions
 DIM_AGENT = "Agent"
 DIM_STATUS = "Status"
+DIM_START_KIND = "StartKind"  # "warm" (a warm-pool task claimed the job) or "cold"
 
 # Metrics
 DISPATCHES_CREATED = "DispatchesCreated"  # Count, by Agent: a dispatch accepted (PENDING)
 DISPATCHES_FINISHED = "DispatchesFinished"  # Count, by Agent x Status: entered a final status
 DISPATCH_DURATION = "DispatchDuration"  # Seconds, by Agent x Status: RUNNING -> final status
 QUEUE_WAIT = "QueueWait"  # Seconds, by Agent: created -> RUNNING (time spent waiting for a task)
+# The dispatch engine's (control_plane/engine): a start is a warm-pool hit when the task that
+# claimed the job was launched before the job was created; otherwise a cold start.
+WARM_POOL_HITS = "WarmPoolHits"  # Count, by Agent
+COLD_STARTS = "ColdStarts"  # Count, by Agent
+CLAIM_WAIT = "ClaimWait"  # Seconds, by Agent x StartKind: created -> claimed
+TASKS_LAUNCHED = "TasksLaunched"  # Count, by Agent
+LAUNCH_FAILURES = "LaunchFailures"  # Count, by Agent
+DISPATCHES_REQUEUED = "DispatchesRequeued"  # Count, by Agent
 
 UNITS: Mapping[str, str] = {
     DISPATCHES_CREATED: "Count",
     DISPATCHES_FINISHED: "Count",
     DISPATCH_DURATION: "Seconds",
     QUEUE_WAIT: "Seconds",
+    WARM_POOL_HITS: "Count",
+    COLD_STARTS: "Count",
+    CLAIM_WAIT: "Seconds",
+    TASKS_LAUNCHED: "Count",
+    LAUNCH_FAILURES: "Count",
+    DISPATCHES_REQUEUED: "Count",
 }
 DIMENSIONS: Mapping[str, tuple[str, ...]] = {
     DISPATCHES_CREATED: (DIM_AGENT,),
     DISPATCHES_FINISHED: (DIM_AGENT, DIM_STATUS),
     DISPATCH_DURATION: (DIM_AGENT, DIM_STATUS),
     QUEUE_WAIT: (DIM_AGENT,),
+    WARM_POOL_HITS: (DIM_AGENT,),
+    COLD_STARTS: (DIM_AGENT,),
+    CLAIM_WAIT: (DIM_AGENT, DIM_START_KIND),
+    TASKS_LAUNCHED: (DIM_AGENT,),
+    LAUNCH_FAILURES: (DIM_AGENT,),
+    DISPATCHES_REQUEUED: (DIM_AGENT,),
 }
 
 

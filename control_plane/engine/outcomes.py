@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.engine.metrics import DISPATCHES_REQUEUED, StartMetrics
+from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import TERMINAL, IllegalTransitionError, Status
+from control_plane.metrics import DISPATCHES_REQUEUED
 from control_plane.queueing import enqueue_dispatch
 from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
 

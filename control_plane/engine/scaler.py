@@ -20,8 +20,9 @@ from typing import Any
 
 from control_plane.engine import tasks as t
 from control_plane.engine.control import stop
-from control_plane.engine.metrics import LAUNCH_FAILURES, TASKS_LAUNCHED, StartMetrics
+from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import Status
+from control_plane.metrics import LAUNCH_FAILURES, TASKS_LAUNCHED
 from control_plane.runtime.base import LaunchError, LaunchRequest, Runtime, client_token
 from control_plane.store.codec import decode_item, encode, now, parse_iso
 

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from control_plane.engine import tasks as t
-from control_plane.engine.metrics import COLD_STARTS, WARM_POOL_HITS
 from control_plane.lifecycle import Status
+from control_plane.metrics import COLD_STARTS, WARM_POOL_HITS
 from tests.engine.conftest import World
 
 FORGED_TOKEN = "t-forged.secret"  # noqa: S105 - a token the control plane never issued

@@ -13,8 +13,8 @@ import uuid
 
 from control_plane.aws import make_clients
 from control_plane.engine import tasks as t
-from control_plane.engine.metrics import LAUNCH_FAILURES
 from control_plane.engine.scaler import Scaler
+from control_plane.metrics import LAUNCH_FAILURES
 from control_plane.runtime.base import client_token
 from control_plane.runtime.local import LocalRuntime
 from tests.engine.conftest import World
