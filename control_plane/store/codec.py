@@ -41,6 +41,25 @@ def encode_item(item: dict[str, Any]) -> dict[str, dict]:
     return {k: encode(v) for k, v in item.items() if v is not None}
 
 
+def update_expression(
+    updates: dict[str, Any], *, names: dict[str, str], values: dict[str, Any], sets: tuple[str, ...] = ()
+) -> str:
+    """A SET/REMOVE expression for `updates` (None removes the attribute).
+
+    Adds the placeholders it uses to `names` and `values`; `sets` are extra SET clauses the
+    caller has already named.
+    """
+    assignments, removes = list(sets), []
+    for i, (name, value) in enumerate(updates.items()):
+        names[f"#f{i}"] = name
+        if value is None:
+            removes.append(f"#f{i}")
+        else:
+            assignments.append(f"#f{i} = :v{i}")
+            values[f":v{i}"] = encode(value)
+    return "SET " + ", ".join(assignments) + (" REMOVE " + ", ".join(removes) if removes else "")
+
+
 def decode_item(item: dict[str, dict]) -> dict[str, Any]:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 

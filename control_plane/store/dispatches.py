@@ -32,6 +32,7 @@ from control_plane.store.codec import (
     iso,
     now,
     parse_iso,
+    update_expression,
 )
 from control_plane.store.errors import NotFoundError, VersionConflictError
 from control_plane.store.stats import FleetStats
@@ -328,15 +329,7 @@ class DispatchStore:
             ":expected": encode(current.version),
             ":from": encode(str(current.status)),
         }
-        sets, removes = ["#ts.#st = :at"], []
-        for i, (name, value) in enumerate(updates.items()):
-            names[f"#f{i}"] = name
-            if value is None:
-                removes.append(f"#f{i}")
-            else:
-                sets.append(f"#f{i} = :v{i}")
-                values[f":v{i}"] = encode(value)
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        expression = update_expression(updates, names=names, values=values, sets=("#ts.#st = :at",))
         try:
             self._client.update_item(
                 TableName=self._table,

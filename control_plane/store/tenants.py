@@ -14,7 +14,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from control_plane.store.audit import Actor, AuditLog
-from control_plane.store.codec import decode_item, encode, encode_item, is_condition_failure, iso, now
+from control_plane.store.codec import (
+    decode_item,
+    encode,
+    encode_item,
+    is_condition_failure,
+    iso,
+    now,
+    update_expression,
+)
 from control_plane.store.errors import NotFoundError, VersionConflictError
 
 KEY_PREFIX = "op_"
@@ -179,21 +187,12 @@ class TenantStore:
         updates = {**fields, "updated_at": iso(now()), "version": version + 1}
         names = {"#ver": "version"}
         values: dict[str, Any] = {":expected": encode(version)}
-        sets, removes = [], []
-        for i, (name, value) in enumerate(updates.items()):
-            names[f"#f{i}"] = name
-            if value is None:
-                removes.append(f"#f{i}")
-            else:
-                sets.append(f"#f{i} = :v{i}")
-                values[f":v{i}"] = encode(value)
+        expression = update_expression(updates, names=names, values=values)
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"tenant_id": encode(tenant_id)},
-                UpdateExpression="SET "
-                + ", ".join(sets)
-                + (" REMOVE " + ", ".join(removes) if removes else ""),
+                UpdateExpression=expression,
                 ConditionExpression="#ver = :expected",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
