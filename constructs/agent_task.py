@@ -22,7 +22,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 
 from agents.registry import PROVIDER_KEY_ENV, Agent
 from constructs import Construct
-from constructs.service_role import execution_statements, service_role
+from constructs.service_role import execution_role
 from constructs.workspaces import WORKSPACE_UID
 
 CONTAINER_NAME = "agent"
@@ -51,17 +51,13 @@ class AgentTask(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
         )
-        self.execution_role = service_role(
+        self.execution_role = execution_role(
             self,
-            "ExecutionRole",
-            service="ecs-tasks.amazonaws.com",
-            statements=execution_statements(
-                repository_arn=repository.repository_arn,
-                log_group_arn=self.log_group.log_group_arn,
-                secret_arns=[secret.secret_arn] if secret else [],
-                key_arns=[secret_key.key_arn],
-            ),
-            managed_policies=[ecr_auth_policy],
+            repository_arn=repository.repository_arn,
+            log_group_arn=self.log_group.log_group_arn,
+            secret_arns=[secret.secret_arn] if secret else [],
+            key_arns=[secret_key.key_arn],
+            ecr_auth_policy=ecr_auth_policy,
         )
         # Deliberately without any policy: whatever runs in the task can read these credentials.
         self.task_role = iam.Role(

@@ -21,7 +21,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_wafv2 as wafv2
 
 from constructs import Construct
-from constructs.service_role import execution_statements, service_role
+from constructs.service_role import execution_role, service_role
 
 PORT = 8080
 HEALTH_PATH = "/health/live"
@@ -62,17 +62,13 @@ class ControlPlaneService(Construct):
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
         )
-        execution_role = service_role(
+        self.execution_role = execution_role(
             self,
-            "ExecutionRole",
-            service="ecs-tasks.amazonaws.com",
-            statements=execution_statements(
-                repository_arn=repository.repository_arn,
-                log_group_arn=self.log_group.log_group_arn,
-                secret_arns=[admin_secret.secret_arn],
-                key_arns=[secret_key.key_arn],
-            ),
-            managed_policies=[ecr_auth_policy],
+            repository_arn=repository.repository_arn,
+            log_group_arn=self.log_group.log_group_arn,
+            secret_arns=[admin_secret.secret_arn],
+            key_arns=[secret_key.key_arn],
+            ecr_auth_policy=ecr_auth_policy,
         )
         self.task_role = service_role(
             self,
@@ -90,7 +86,7 @@ class ControlPlaneService(Construct):
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
                 cpu_architecture=ecs.CpuArchitecture.ARM64,
             ),
-            execution_role=execution_role,
+            execution_role=self.execution_role,
             task_role=self.task_role,
         )
         linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)

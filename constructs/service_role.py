@@ -30,10 +30,16 @@ def service_role(
     return role.without_policy_updates()
 
 
-def execution_statements(
-    *, repository_arn: str, log_group_arn: str, secret_arns: list[str], key_arns: list[str]
-) -> list[iam.PolicyStatement]:
-    """What an ECS execution role needs: pull one image, write one log group, read its secrets."""
+def execution_role(
+    scope: Construct,
+    *,
+    repository_arn: str,
+    log_group_arn: str,
+    secret_arns: list[str],
+    key_arns: list[str],
+    ecr_auth_policy: iam.IManagedPolicy,
+) -> iam.IRole:
+    """An ECS execution role that can pull one image, write one log group and read its secrets."""
     statements = [
         iam.PolicyStatement(
             actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
@@ -46,4 +52,10 @@ def execution_statements(
             iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=secret_arns)
         )
         statements.append(iam.PolicyStatement(actions=["kms:Decrypt"], resources=key_arns))
-    return statements
+    return service_role(
+        scope,
+        "ExecutionRole",
+        service="ecs-tasks.amazonaws.com",
+        statements=statements,
+        managed_policies=[ecr_auth_policy],
+    )
