@@ -88,10 +88,11 @@ class ControlPlaneService(Construct):
             ),
             execution_role=self.execution_role,
             task_role=self.task_role,
+            volumes=[ecs.Volume(name="tmp")],  # task-local: the only writable path
         )
         linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
         linux.drop_capabilities(ecs.Capability.ALL)
-        task_definition.add_container(
+        container = task_definition.add_container(
             "control-plane",
             image=ecs.ContainerImage.from_ecr_repository(repository, tag=image_tag),
             user="10001:10001",
@@ -108,6 +109,9 @@ class ControlPlaneService(Construct):
                 retries=3,
                 start_period=Duration.seconds(20),
             ),
+        )
+        container.add_mount_points(
+            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108
         )
 
         self.load_balancer_security_group = ec2.SecurityGroup(

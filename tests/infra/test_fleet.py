@@ -292,3 +292,23 @@ def test_task_definitions_use_the_configured_image_tag(synth):
         tag = synth.stages[env].config.image_tag
         for _, task in agent_task_definitions(synth, env).values():
             assert json.dumps(task["ContainerDefinitions"][0]["Image"]).endswith(f':{tag}"]]}}')
+
+
+def test_agent_container_is_the_one_the_ecs_runtime_overrides(synth):
+    from control_plane.runtime.ecs import EcsConfig
+
+    expected = EcsConfig(cluster="c", task_definitions={}, subnets=(), security_groups=()).container_name
+    for _, task in agent_task_definitions(synth, "prod").values():
+        assert [c["Name"] for c in task["ContainerDefinitions"]] == [expected]
+
+
+def test_control_plane_writes_only_to_its_task_local_tmp(synth):
+    (task,) = [
+        t["Properties"]
+        for k, t in synth.resources("prod", "Fleet", "AWS::ECS::TaskDefinition").items()
+        if k.startswith("ControlPlane")
+    ]
+    (container,) = task["ContainerDefinitions"]
+    assert container["ReadonlyRootFilesystem"] is True
+    assert container["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}]
+    assert task["Volumes"] == [{"Name": "tmp"}]
