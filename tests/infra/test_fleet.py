@@ -312,3 +312,19 @@ def test_control_plane_writes_only_to_its_task_local_tmp(synth):
     assert container["ReadonlyRootFilesystem"] is True
     assert container["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}]
     assert task["Volumes"] == [{"Name": "tmp"}]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_control_plane_environment_is_what_its_settings_read(synth, env):
+    from control_plane.settings import Settings
+
+    (task,) = [
+        t["Properties"]
+        for k, t in synth.resources(env, "Fleet", "AWS::ECS::TaskDefinition").items()
+        if k.startswith("ControlPlane")
+    ]
+    (container,) = task["ContainerDefinitions"]
+    names = [e["Name"] for e in container["Environment"]] + [s["Name"] for s in container["Secrets"]]
+    fields = {f"OUTPOST_{name.upper()}" for name in Settings.model_fields}
+    assert set(names) <= fields, set(names) - fields
+    assert {"OUTPOST_RUNTIME", "OUTPOST_INTERNAL_URL", "OUTPOST_ADMIN_KEY"} <= set(names)
