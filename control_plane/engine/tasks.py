@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from control_plane.store.codec import decode_item, encode, is_condition_failure, iso, now
+from control_plane.store.codec import (
+    conditionally,
+    decode_item,
+    encode,
+    iso,
+    now,
+)
 
 UNCLAIMED = "unclaimed"
 CLAIMING = "claiming"
@@ -159,16 +165,13 @@ class TaskStore:
             "event_version": 0,
             "version": 1,
         }
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={k: encode(v) for k, v in item.items()},
-                ConditionExpression="attribute_not_exists(dispatch_id)",
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                return False
-            raise
+        if not conditionally(
+            self._client.put_item,
+            TableName=self._table,
+            Item={k: encode(v) for k, v in item.items()},
+            ConditionExpression="attribute_not_exists(dispatch_id)",
+        ):
+            return False
         return True
 
     def set_launched(self, task: TaskRecord, *, runtime_ref: str, capacity: str) -> None:
@@ -223,19 +226,16 @@ class TaskStore:
         for i, state in enumerate(expect):
             values[f":e{i}"] = encode(state)
             states.append(f":e{i}")
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"dispatch_id": encode(f"task#{task.task_id}")},
-                UpdateExpression=expression,
-                ConditionExpression=f"#ver = :expected AND #state IN ({', '.join(states)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                return None
-            raise
+        if not conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(f"task#{task.task_id}")},
+            UpdateExpression=expression,
+            ConditionExpression=f"#ver = :expected AND #state IN ({', '.join(states)})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ):
+            return None
         known = set(TaskRecord.__dataclass_fields__)
         data = {k: v for k, v in {**task.__dict__, **updates}.items() if k in known}
         for name in remove:
@@ -246,18 +246,15 @@ class TaskStore:
     def note_event_version(self, task: TaskRecord, version: int) -> bool:
         """Record that the task-state event ``version`` is applied; False if it (or a newer one)
         already was: duplicates and stale events are dropped here, across replicas."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"dispatch_id": encode(f"task#{task.task_id}")},
-                UpdateExpression="SET event_version = :v",
-                ConditionExpression="attribute_exists(dispatch_id) AND event_version < :v",
-                ExpressionAttributeValues={":v": encode(version)},
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                return False
-            raise
+        if not conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(f"task#{task.task_id}")},
+            UpdateExpression="SET event_version = :v",
+            ConditionExpression="attribute_exists(dispatch_id) AND event_version < :v",
+            ExpressionAttributeValues={":v": encode(version)},
+        ):
+            return False
         return True
 
 
@@ -276,24 +273,21 @@ class Lease:
         """Take or renew the lease; False when another owner holds an unexpired one."""
         moment = time.time()
         until = moment + self.duration_s
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"dispatch_id": encode(f"lease#{self.name}")},
-                UpdateExpression="SET lease_owner = :me, lease_until = :until, expires_at = :x",
-                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :me",
-                ExpressionAttributeValues={
-                    ":me": encode(self.owner),
-                    ":until": encode(until),
-                    ":now": encode(moment),
-                    ":x": encode(int(until + 86400)),
-                },
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                self.held_until = 0.0
-                return False
-            raise
+        if not conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(f"lease#{self.name}")},
+            UpdateExpression="SET lease_owner = :me, lease_until = :until, expires_at = :x",
+            ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :me",
+            ExpressionAttributeValues={
+                ":me": encode(self.owner),
+                ":until": encode(until),
+                ":now": encode(moment),
+                ":x": encode(int(until + 86400)),
+            },
+        ):
+            self.held_until = 0.0
+            return False
         self.held_until = until
         return True
 
@@ -303,15 +297,12 @@ class Lease:
     def release(self) -> None:
         if not self.held_until:
             return
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"dispatch_id": encode(f"lease#{self.name}")},
-                UpdateExpression="SET lease_until = :zero",
-                ConditionExpression="lease_owner = :me",
-                ExpressionAttributeValues={":zero": encode(0), ":me": encode(self.owner)},
-            )
-        except Exception as error:
-            if not is_condition_failure(error):
-                raise
+        conditionally(  # someone else's lease by now: nothing to release
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(f"lease#{self.name}")},
+            UpdateExpression="SET lease_until = :zero",
+            ConditionExpression="lease_owner = :me",
+            ExpressionAttributeValues={":zero": encode(0), ":me": encode(self.owner)},
+        )
         self.held_until = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -75,6 +76,17 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def conditionally(write: Callable[..., object], **request: Any) -> bool:
+    """Makes one conditional DynamoDB write; False when its condition did not hold."""
+    try:
+        write(**request)
+    except Exception as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
 
 
 def is_condition_failure(error: Exception) -> bool:

@@ -25,10 +25,10 @@ from control_plane import lifecycle, metrics
 from control_plane.lifecycle import TERMINAL, Status
 from control_plane.store.audit import Actor, AuditLog
 from control_plane.store.codec import (
+    conditionally,
     decode_item,
     encode,
     encode_item,
-    is_condition_failure,
     iso,
     now,
     parse_iso,
@@ -234,16 +234,13 @@ class DispatchStore:
             version=1,
             enqueued=False,
         )
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=encode_item(record.to_item()),
-                ConditionExpression="attribute_not_exists(dispatch_id)",
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                raise VersionConflictError("dispatch", record.dispatch_id, 0) from error
-            raise
+        if not conditionally(
+            self._client.put_item,
+            TableName=self._table,
+            Item=encode_item(record.to_item()),
+            ConditionExpression="attribute_not_exists(dispatch_id)",
+        ):
+            raise VersionConflictError("dispatch", record.dispatch_id, 0)
         self._audit.record(
             actor=actor,
             action="dispatch.create",
@@ -258,29 +255,26 @@ class DispatchStore:
     def mark_enqueued(self, *, dispatch_id: str, attempt: int) -> bool:
         """Note that the queue accepted this attempt's message. Bookkeeping, not a lifecycle
         change: the version stays, so it never makes a concurrent transition conflict."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"dispatch_id": encode(dispatch_id)},
-                UpdateExpression="SET #e = :t, #ea = :at",
-                ConditionExpression="#s = :p AND #n = :n",
-                ExpressionAttributeNames={
-                    "#s": "status",
-                    "#e": "enqueued",
-                    "#ea": "enqueued_at",
-                    "#n": "attempt",
-                },
-                ExpressionAttributeValues={
-                    ":t": encode(True),
-                    ":at": encode(iso(now())),
-                    ":p": encode(str(Status.PENDING)),
-                    ":n": encode(attempt),
-                },
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                return False  # already claimed, cancelled or requeued: nothing to note
-            raise
+        if not conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(dispatch_id)},
+            UpdateExpression="SET #e = :t, #ea = :at",
+            ConditionExpression="#s = :p AND #n = :n",
+            ExpressionAttributeNames={
+                "#s": "status",
+                "#e": "enqueued",
+                "#ea": "enqueued_at",
+                "#n": "attempt",
+            },
+            ExpressionAttributeValues={
+                ":t": encode(True),
+                ":at": encode(iso(now())),
+                ":p": encode(str(Status.PENDING)),
+                ":n": encode(attempt),
+            },
+        ):
+            return False  # already claimed, cancelled or requeued: nothing to note
         return True
 
     def transition(
@@ -330,19 +324,16 @@ class DispatchStore:
             ":from": encode(str(current.status)),
         }
         expression = update_expression(updates, names=names, values=values, sets=("#ts.#st = :at",))
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"dispatch_id": encode(dispatch_id)},
-                UpdateExpression=expression,
-                ConditionExpression="#ver = :expected AND #status = :from",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                raise VersionConflictError("dispatch", dispatch_id, current.version) from error
-            raise
+        if not conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(dispatch_id)},
+            UpdateExpression=expression,
+            ConditionExpression="#ver = :expected AND #status = :from",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ):
+            raise VersionConflictError("dispatch", dispatch_id, current.version)
 
         record_fields = {k: v for k, v in updates.items() if k != "tenant_status"}
         record_fields["status"] = to

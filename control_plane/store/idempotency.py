@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.store.codec import decode_item, encode, encode_item, is_condition_failure, iso, now
+from control_plane.store.codec import conditionally, decode_item, encode, encode_item, iso, now
 
 MAX_KEY_CHARS = 255
 
@@ -52,17 +52,14 @@ class IdempotencyStore:
             "bound_at": iso(moment),
             "expires_at": int(moment.timestamp()) + self._ttl_s,
         }
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=encode_item(item),
-                ConditionExpression="attribute_not_exists(dispatch_id) OR expires_at < :now",
-                ExpressionAttributeValues={":now": encode(int(moment.timestamp()))},
-            )
+        if conditionally(
+            self._client.put_item,
+            TableName=self._table,
+            Item=encode_item(item),
+            ConditionExpression="attribute_not_exists(dispatch_id) OR expires_at < :now",
+            ExpressionAttributeValues={":now": encode(int(moment.timestamp()))},
+        ):
             return IdempotencyRecord(dispatch_id=dispatch_id, request_hash=request_hash, created=True)
-        except Exception as error:
-            if not is_condition_failure(error):
-                raise
         reply = self._client.get_item(
             TableName=self._table, Key={"dispatch_id": encode(item_key)}, ConsistentRead=True
         )

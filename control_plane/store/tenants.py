@@ -15,10 +15,10 @@ from typing import Any
 
 from control_plane.store.audit import Actor, AuditLog
 from control_plane.store.codec import (
+    conditionally,
     decode_item,
     encode,
     encode_item,
-    is_condition_failure,
     iso,
     now,
     update_expression,
@@ -188,17 +188,14 @@ class TenantStore:
         names = {"#ver": "version"}
         values: dict[str, Any] = {":expected": encode(version)}
         expression = update_expression(updates, names=names, values=values)
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"tenant_id": encode(tenant_id)},
-                UpdateExpression=expression,
-                ConditionExpression="#ver = :expected",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as error:
-            if is_condition_failure(error):
-                raise VersionConflictError("tenant", tenant_id, version) from error
-            raise
+        if not conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"tenant_id": encode(tenant_id)},
+            UpdateExpression=expression,
+            ConditionExpression="#ver = :expected",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ):
+            raise VersionConflictError("tenant", tenant_id, version)
         return replace(current, **updates)
