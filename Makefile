@@ -29,7 +29,7 @@ synth: setup
 
 # The image tests build with buildah; the script installs it (and debootstrap) only when missing.
 image-tools:
-	scripts/install-image-tools.sh
+	agents/images/scripts/install-image-tools.sh
 
 test: setup image-tools
 	$(BIN)/pytest -q
@@ -45,9 +45,9 @@ lint: setup
 diff: setup
 	$(CDK) diff $(if $(ENV),-c env=$(ENV))
 
-# Builds the seven images with docker when it runs, else buildah (scripts/build-images.sh).
+# Builds the seven images with docker when it runs, else buildah (agents/images/scripts/build-images.sh).
 images: setup image-tools
-	scripts/build-images.sh
+	agents/images/scripts/build-images.sh
 
 bench: setup
 	$(BIN)/python tests/bench/run.py

@@ -5,7 +5,7 @@ follow requirements.lock; and `base` and `control-plane` really build with build
 debootstrap'd Debian base when no registry answers) and run: the runner's --help in base, the
 service's imports in control-plane, both as the numeric non-root agent user.
 
-The build goes through scripts/build-images.sh (the same path as `make images`) with the tag
+The build goes through agents/images/scripts/build-images.sh (the same path as `make images`) with the tag
 `pytest`; buildah's layer cache and the cached debootstrap base make repeated runs fast.
 """
 
@@ -90,7 +90,7 @@ def test_base_images_default_to_pinned_public_images() -> None:
     for image in NPM_IMAGES:
         node = arg_default(dockerfile_for(image), "NODE_IMAGE")
         assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", node), node
-    # Agent images stand on Outpost's base; scripts/build-images.sh passes the exact tag.
+    # Agent images stand on Outpost's base; agents/images/scripts/build-images.sh passes the exact tag.
     for image in (*NPM_IMAGES, "aider"):
         assert arg_default(dockerfile_for(image), "BASE_IMAGE") == "outpost/base:latest"
 
@@ -164,14 +164,14 @@ def test_control_plane_requirements_follow_the_lock() -> None:
 
 @pytest.fixture(scope="module")
 def storage() -> str:
-    """buildah's storage driver, chosen as scripts/build-images.sh chooses it."""
+    """buildah's storage driver, chosen as agents/images/scripts/build-images.sh chooses it."""
     if shutil.which("buildah") is None or shutil.which("debootstrap") is None:
         pytest.fail(
             "buildah and debootstrap are needed to build Outpost's images here: "
-            "run scripts/install-image-tools.sh (apt packages buildah, debootstrap)"
+            "run agents/images/scripts/install-image-tools.sh (apt packages buildah, debootstrap)"
         )
     result = subprocess.run(
-        ["scripts/buildah-storage.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        ["agents/images/scripts/buildah-storage.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -185,10 +185,10 @@ def buildah(storage: str, *args: str, timeout: float = 300) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def built(storage: str) -> dict[str, str]:
-    """Builds base and control-plane with scripts/build-images.sh (buildah); image name by image."""
+    """Builds base and control-plane with agents/images/scripts/build-images.sh (buildah); image name by image."""
     started = time.monotonic()
     result = subprocess.run(
-        ["scripts/build-images.sh", "base", "control-plane"],
+        ["agents/images/scripts/build-images.sh", "base", "control-plane"],
         cwd=ROOT,
         env={**os.environ, "ENGINE": "buildah", "TAG": TEST_TAG, "BUILDAH_STORAGE": storage},
         capture_output=True,

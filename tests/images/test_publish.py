@@ -1,4 +1,4 @@
-"""scripts/publish-images.sh against stand-ins for the AWS CLI and buildah: which repository each
+"""agents/images/scripts/publish-images.sh against stand-ins for the AWS CLI and buildah: which repository each
 image goes to, under which tag, and what it refuses. No AWS endpoint is reached."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def stubs(tmp_path: Path) -> dict[str, str]:
 
 def publish(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     result = subprocess.run(
-        ["scripts/publish-images.sh", *args],
+        ["agents/images/scripts/publish-images.sh", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,

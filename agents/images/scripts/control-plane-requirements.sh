@@ -3,7 +3,7 @@
 # plane (pyproject.toml's [project] dependencies and their closure) pinned to the versions in
 # requirements.lock. Resolves with pip's --dry-run, so nothing is installed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 PY="${PYTHON:-.venv/bin/python}"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT

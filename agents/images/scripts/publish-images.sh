@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Publishes Outpost's images to an environment's ECR repositories (docs/images.md).
 #
-#   scripts/publish-images.sh ENV [NAME...]      ENV: dev | staging | prod (cdk.json)
+#   agents/images/scripts/publish-images.sh ENV [NAME...]      ENV: dev | staging | prod (cdk.json)
 #
-# Pushes outpost/<name>:<TAG> (built by scripts/build-images.sh) as
+# Pushes outpost/<name>:<TAG> (built by agents/images/scripts/build-images.sh) as
 # <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<TAG>. TAG is the commit's short SHA;
 # a tag is written once and never moved (prod's repositories refuse to overwrite a tag, and
 # the other environments are treated the same), so an image that is already there is skipped
@@ -20,7 +20,7 @@
 # DRY_RUN=1 (print the pushes, push nothing).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 
 ALL_IMAGES=(base claude codex gemini aider grok control-plane)
 
@@ -30,7 +30,7 @@ die() {
     exit 1
 }
 
-[ "$#" -ge 1 ] || die "usage: scripts/publish-images.sh ENV [NAME...]"
+[ "$#" -ge 1 ] || die "usage: agents/images/scripts/publish-images.sh ENV [NAME...]"
 ENV_NAME=$1
 shift
 images=("$@")
@@ -65,7 +65,7 @@ if [ -z "${ENGINE:-}" ]; then
     if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then ENGINE=docker; else ENGINE=buildah; fi
 fi
 if [ "$ENGINE" = buildah ]; then
-    BUILDAH_STORAGE="${BUILDAH_STORAGE:-$(scripts/buildah-storage.sh)}"
+    BUILDAH_STORAGE="${BUILDAH_STORAGE:-$(agents/images/scripts/buildah-storage.sh)}"
 fi
 engine() {
     if [ "$ENGINE" = buildah ]; then buildah --storage-driver "$BUILDAH_STORAGE" "$@"; else docker "$@"; fi

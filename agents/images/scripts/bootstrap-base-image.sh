@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes Outpost's offline base image: a Debian bookworm root file system from debootstrap,
-# committed into buildah's storage. Used by scripts/build-images.sh (buildah mode) when the
+# committed into buildah's storage. Used by agents/images/scripts/build-images.sh (buildah mode) when the
 # public base images (debian:bookworm-slim, python:3.11-slim-bookworm) cannot be pulled, and
 # by tests/images. Prints the image name on stdout; everything else goes to stderr.
 #
@@ -10,7 +10,7 @@
 #
 #   OUTPOST_CACHE_DIR   where the root file system tarball is kept (~/.cache/outpost)
 #   DEBIAN_MIRROR       the archive debootstrap reads (http://deb.debian.org/debian)
-#   BUILDAH_STORAGE     buildah's storage driver (default: scripts/buildah-storage.sh)
+#   BUILDAH_STORAGE     buildah's storage driver (default: agents/images/scripts/buildah-storage.sh)
 set -euo pipefail
 
 SUITE=bookworm
@@ -27,7 +27,7 @@ log() { echo "bootstrap-base-image: $*" >&2; }
 
 for tool in buildah debootstrap; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        log "$tool is missing; run scripts/install-image-tools.sh"
+        log "$tool is missing; run agents/images/scripts/install-image-tools.sh"
         exit 1
     fi
 done

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Builds Outpost's container images (`make images`).
 #
-#   scripts/build-images.sh [NAME...]        NAME: base claude codex gemini aider grok control-plane
+#   agents/images/scripts/build-images.sh [NAME...]        NAME: base claude codex gemini aider grok control-plane
 #   IMAGES="base control-plane" make images  the same selection through the environment
 #
 # Every image is tagged outpost/<name>:<TAG> and outpost/<name>:latest. TAG defaults to the
 # commit's short SHA (12 hex digits) with "-dirty" appended when tracked files differ from it;
-# scripts/publish-images.sh pushes only clean SHA tags.
+# agents/images/scripts/publish-images.sh pushes only clean SHA tags.
 #
 # Engine: docker when `docker info` answers, else buildah (vfs storage, chroot isolation).
 # base is built first; the agent images are FROM it (build argument BASE_IMAGE).
 #
 # Offline (buildah only, when the public base images cannot be pulled or OUTPOST_OFFLINE=1):
-#   - the base images become a local debootstrap'd Debian (scripts/bootstrap-base-image.sh);
+#   - the base images become a local debootstrap'd Debian (agents/images/scripts/bootstrap-base-image.sh);
 #   - the pip-installed images (control-plane, aider) get their wheels built on this host into
 #     build/wheelhouse/<name>/, which their Dockerfiles install from without an index;
 #   - the npm-based agents (claude, codex, gemini, grok) need the node image and the npm
@@ -20,10 +20,10 @@
 #     left out with a warning.
 #
 # Environment: TAG, ENGINE (docker|buildah), OUTPOST_OFFLINE (1|0, default: detect),
-# BUILDAH_STORAGE (overlay when it works, else vfs: scripts/buildah-storage.sh), DOCKER_PLATFORM (e.g. linux/amd64, passed to docker build --platform).
+# BUILDAH_STORAGE (overlay when it works, else vfs: agents/images/scripts/buildah-storage.sh), DOCKER_PLATFORM (e.g. linux/amd64, passed to docker build --platform).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 ROOT=$(pwd)
 
 ALL_IMAGES=(base claude codex gemini aider grok control-plane)
@@ -77,11 +77,11 @@ if [ -z "${ENGINE:-}" ]; then
     elif command -v buildah >/dev/null 2>&1; then
         ENGINE=buildah
     else
-        die "neither a running docker engine nor buildah; run scripts/install-image-tools.sh"
+        die "neither a running docker engine nor buildah; run agents/images/scripts/install-image-tools.sh"
     fi
 fi
 if [ "$ENGINE" = buildah ]; then
-    BUILDAH_STORAGE="${BUILDAH_STORAGE:-$(scripts/buildah-storage.sh)}"
+    BUILDAH_STORAGE="${BUILDAH_STORAGE:-$(agents/images/scripts/buildah-storage.sh)}"
     export BUILDAH_STORAGE
 fi
 STORAGE="${BUILDAH_STORAGE:-}"
@@ -101,7 +101,7 @@ if [ "$ENGINE" = buildah ]; then
     *) if ! have_or_pull "$PUBLIC_BASE" || ! have_or_pull "$PUBLIC_PYTHON"; then offline=1; fi ;;
     esac
     if [ "$offline" = 1 ]; then
-        local_base=$(scripts/bootstrap-base-image.sh)
+        local_base=$(agents/images/scripts/bootstrap-base-image.sh)
         log "offline: base images are $local_base (debootstrap)"
     fi
 fi
