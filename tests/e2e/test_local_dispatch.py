@@ -39,6 +39,19 @@ def _runner_pid_of(dev: Dev, pid: int) -> int:
     raise AssertionError(f"process {pid} does not belong to a local task ({tasks})")
 
 
+def _running_sleeper(dev: Dev, tmp_path: Path) -> tuple[str, int, int]:
+    """Dispatches a job that sleeps, waits until it runs: (dispatch id, agent pid, runner pid)."""
+    pid_file = tmp_path / "agent.pid"
+    created = dev.dispatch(f"echo $$ > {pid_file}; exec sleep 300")
+    dispatch_id = created["dispatch_id"]
+    dev.wait_status(dispatch_id, {"RUNNING"})
+    agent_pid = int(
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent pid")
+    )
+    runner_pid = _runner_pid_of(dev, agent_pid)
+    return dispatch_id, agent_pid, runner_pid
+
+
 def test_shell_job_that_changes_a_file_completes_with_a_downloadable_patch(dev: Dev):
     created = dev.dispatch("echo 'hello from outpost' > greeting.txt && echo wrote greeting")
     assert created["status"] == "PENDING"
@@ -70,14 +83,7 @@ def test_job_over_its_timeout_is_timed_out(dev: Dev):
 
 
 def test_cancelling_a_running_job_cancels_it_and_ends_its_processes(dev: Dev, tmp_path):
-    pid_file = tmp_path / "agent.pid"
-    created = dev.dispatch(f"echo $$ > {pid_file}; exec sleep 300")
-    dispatch_id = created["dispatch_id"]
-    dev.wait_status(dispatch_id, {"RUNNING"})
-    agent_pid = int(
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent pid")
-    )
-    runner_pid = _runner_pid_of(dev, agent_pid)
+    dispatch_id, agent_pid, runner_pid = _running_sleeper(dev, tmp_path)
     with dev.client() as client:
         reply = client.delete(f"/dispatch/{dispatch_id}")
     assert reply.status_code == 200, reply.text
@@ -89,14 +95,7 @@ def test_cancelling_a_running_job_cancels_it_and_ends_its_processes(dev: Dev, tm
 
 
 def test_a_runner_killed_mid_job_fails_its_dispatch(dev: Dev, tmp_path):
-    pid_file = tmp_path / "agent.pid"
-    created = dev.dispatch(f"echo $$ > {pid_file}; exec sleep 300")
-    dispatch_id = created["dispatch_id"]
-    dev.wait_status(dispatch_id, {"RUNNING"})
-    agent_pid = int(
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent pid")
-    )
-    runner_pid = _runner_pid_of(dev, agent_pid)
+    dispatch_id, agent_pid, runner_pid = _running_sleeper(dev, tmp_path)
     os.kill(runner_pid, signal.SIGKILL)
     # within a few reconcile intervals (1 s here): FAILED, or requeued and then run again
     final = dev.wait_status(dispatch_id, {"FAILED", "PENDING"}, timeout=20)
