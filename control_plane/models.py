@@ -25,7 +25,7 @@ class Strict(BaseModel):
 
 
 class RepoSpec(Strict):
-    url: str = Field(max_length=2048, description="https://host/path or git@host:path")
+    url: str = Field(max_length=2048, description="https://host/path (ssh forms are refused)")
     ref: str | None = Field(default=None, max_length=255, description="branch, tag or commit")
 
     @field_validator("url")

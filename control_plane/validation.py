@@ -3,15 +3,24 @@
 The URL ends up in a `git clone` inside the agent's task, so anything git would read as an
 option (`-u...`), a transport helper (`ext::`), a local path (`file://`, `/srv/repo`) or an
 address inside the network (loopback, private, link-local, the metadata services) is refused.
-Only `https://host/path` and scp-style `git@host:path` pass. Names are not resolved here (a
-name can change what it points to at any time); the agent task's egress rules are the second
-wall against a public name that points inward.
+Only `https://host/path` passes: the agent images hold no ssh client and agent egress is
+port 443 only, so `git@host:path` and `ssh://` could never clone; they are refused with a hint.
+
+Two layers, because they run at different moments:
+- ``check_repo_url`` is pure (no network): the API model runs it on the event loop;
+- ``check_repo_resolution`` resolves the host and refuses a name that answers with an internal
+  address (``127.0.0.1.nip.io``). The API route runs it in its worker thread. A name can
+  change what it points to at any time, so this is defence in depth; the agent task's egress
+  rules are the wall.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 2048
@@ -22,10 +31,32 @@ _SCP = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[^:/\s]+):(?P<path>[^\s]
 _PATH = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$")
 _BLOCKED_NAMES = ("localhost", "metadata", "instance-data")
 _BLOCKED_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+# IPv6 prefixes that carry an IPv4 address a translator or tunnel would reach: NAT64 (the
+# well-known and the local-use prefix) and the deprecated IPv4-compatible form (::a.b.c.d).
+# IPv4-mapped, 6to4 and Teredo have their own properties in the ipaddress module.
+_EMBEDS_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("::/96"),
+)
+_HTTPS_HINT = "Outpost clones over HTTPS only; write it as https://{host}/{path}"
+
+# socket.getaddrinfo's shape: (host, port, ...) -> [(family, type, proto, canonname, sockaddr)]
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
 
 class UnsafeRepoError(ValueError):
     pass
+
+
+def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, shown: str) -> None:
+    """Refuse any address that is not globally routable, or that hides an IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address.ipv4_mapped or address.sixtofour or address.teredo or any(address in n for n in _EMBEDS_IPV4)
+    ):
+        raise UnsafeRepoError(f"host {shown} is an IPv6 address that embeds an IPv4 address")
+    if not address.is_global or address.is_multicast:
+        raise UnsafeRepoError(f"host {shown} is a loopback, private, link-local or reserved address")
 
 
 def _check_host(host: str) -> None:
@@ -38,16 +69,13 @@ def _check_host(host: str) -> None:
     except ValueError:
         address = None
     if address is not None:
-        mapped = getattr(address, "ipv4_mapped", None)
-        address = mapped or address
-        if not address.is_global or address.is_multicast:
-            raise UnsafeRepoError(f"host {host} is a loopback, private, link-local or reserved address")
+        check_address(address, host)
         return
     labels = host.split(".")
     if not all(_HOST_LABEL.match(label) for label in labels):
         raise UnsafeRepoError(f"host {host!r} is not a valid host name")
     if labels[-1].isdigit() or re.fullmatch(r"0x[0-9a-f]+", labels[-1]):
-        # 127.1, 2130706433, 0x7f.0.0.1: numeric forms that resolvers read as addresses
+        # 127.1, 2130706433, 0x7f.0.0.1, 0251.0376.0251.0376: forms resolvers read as addresses
         raise UnsafeRepoError(f"host {host} is a numeric address in a non-standard form")
     if host in _BLOCKED_NAMES or host.endswith(_BLOCKED_SUFFIXES) or host.startswith("metadata."):
         raise UnsafeRepoError(f"host {host} is a local or metadata name")
@@ -65,14 +93,14 @@ def check_repo_url(url: str) -> str:
         raise UnsafeRepoError("git transport helpers (such as ext::) are not allowed")
     scp = _SCP.match(url)
     if scp and "://" not in url:
-        _check_host(scp["host"])
-        path = scp["path"]
-        if path.startswith(("-", "/")) or ".." in path.split("/") or not _PATH.match(path):
-            raise UnsafeRepoError("the repository path must be relative, like org/repo.git")
-        return url
+        hint = _HTTPS_HINT.format(host=scp["host"], path=scp["path"].lstrip("/"))
+        raise UnsafeRepoError(f"ssh repository URLs (user@host:path) cannot be cloned; {hint}")
     parts = urlsplit(url)
+    if parts.scheme.lower() == "ssh":
+        hint = _HTTPS_HINT.format(host=parts.hostname or "host", path=parts.path.lstrip("/"))
+        raise UnsafeRepoError(f"ssh:// repository URLs cannot be cloned; {hint}")
     if parts.scheme.lower() != "https":
-        raise UnsafeRepoError("only https:// URLs or git@host:path are allowed")
+        raise UnsafeRepoError("only https://host/path URLs are allowed")
     if parts.username is not None or parts.password is not None:
         raise UnsafeRepoError("credentials do not belong in the URL")
     try:
@@ -85,6 +113,35 @@ def check_repo_url(url: str) -> str:
     if not _PATH.match(parts.path) or ".." in parts.path.split("/"):
         raise UnsafeRepoError("the repository path holds characters git URLs do not use")
     return url
+
+
+def check_repo_resolution(url: str, resolve: Resolver | None = None) -> None:
+    """Refuse a URL (already passed by ``check_repo_url``) whose host name resolves to an
+    internal address. ``resolve`` defaults to socket.getaddrinfo.
+
+    A name that does not resolve here passes: it points nowhere now, the clone then fails with
+    git's own message, and the control plane's resolver may not see every public zone (the
+    tests and local mode run without internet DNS). Any answer at all must be global.
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return  # an address literal: check_repo_url judged it already
+    except ValueError:
+        pass
+    try:
+        answers = (resolve or socket.getaddrinfo)(host, 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return
+    for answer in answers:
+        try:
+            address = ipaddress.ip_address(str(answer[4][0]).split("%", 1)[0])
+        except (ValueError, IndexError, TypeError) as error:
+            raise UnsafeRepoError(f"host {host} resolves to something that is not an address") from error
+        try:
+            check_address(address, f"{host} ({address})")
+        except UnsafeRepoError as error:
+            raise UnsafeRepoError(f"{error}; names that point inside a network are refused") from None
 
 
 _REF = re.compile(r"^[A-Za-z0-9._/+-]+$")

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from control_plane.validation import UnsafeRepoError, check_repo_url
+from control_plane.validation import UnsafeRepoError, check_repo_resolution, check_repo_url
 from tests.control_plane.helpers import make_tenant
 
 SAFE_URLS = [
     "https://github.com/outpost/demo.git",
     "https://gitlab.example.com:8443/group/sub/repo",
-    "git@github.com:outpost/demo.git",
     "https://8.8.8.8/org/repo.git",
+    "https://[2606:4700:4700::1111]/org/repo.git",
 ]
 UNSAFE_URLS = [
     "file:///etc/passwd",
@@ -48,7 +48,24 @@ UNSAFE_URLS = [
     "git@github.com:/etc/passwd",
     "https://github.com/a/b c",
     "https://github.com/a/b\n",
+    # IPv6 forms that embed an IPv4 address (here the metadata service, 169.254.169.254)
+    "https://[64:ff9b::a9fe:a9fe]/a/b",
+    "https://[64:ff9b:1::a9fe:a9fe]/a/b",
+    "https://[2002:a9fe:a9fe::]/a/b",
+    "https://[::169.254.169.254]/a/b",
+    "https://[::ffff:169.254.169.254]/a/b",
+    "https://[2001:0:4136:e378:8000:63bf:56fe:5601]/a/b",  # Teredo
+    # IPv4 written in decimal, hex or octal
+    "https://2852039166/a/b",
+    "http://2852039166/a/b",
+    "https://0xa9fea9fe/a/b",
+    "https://0251.0376.0251.0376/a/b",
 ]
+# ssh forms: no ssh client in the agent images and agent egress is 443 only
+SSH_URLS = {
+    "git@github.com:outpost/demo.git": "https://github.com/outpost/demo.git",
+    "ssh://git@github.com/outpost/demo.git": "https://github.com/outpost/demo.git",
+}
 
 
 @pytest.mark.parametrize("url", SAFE_URLS)
@@ -63,11 +80,64 @@ def test_refuse_repo_url(url: str) -> None:
 
 
 def test_check_repo_url_never_resolves_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's check runs on the API's event loop: it must never wait for DNS."""
+
     def no_dns(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("validation must not resolve names")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     assert check_repo_url("https://github.com/a/b.git")
+
+
+@pytest.mark.parametrize(("url", "https_form"), SSH_URLS.items())
+def test_refuse_ssh_url_suggesting_https(url: str, https_form: str) -> None:
+    with pytest.raises(UnsafeRepoError, match="ssh") as refused:
+        check_repo_url(url)
+    assert https_form in str(refused.value)
+
+
+def nip_io(host: str, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+    """What nip.io's DNS answers (a.b.c.d.nip.io -> a.b.c.d); this machine has no internet DNS."""
+    address = host.removesuffix(".nip.io").rsplit("-", 1)[-1]
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+
+def test_refuse_a_real_name_that_resolves_to_loopback() -> None:
+    """localhost through the real resolver (socket.getaddrinfo): 127.0.0.1 or ::1."""
+    with pytest.raises(UnsafeRepoError, match="loopback"):
+        check_repo_resolution("https://localhost/a/b.git")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://127.0.0.1.nip.io/a/b", "https://169.254.169.254.nip.io/a/b", "https://app-10.0.0.5.nip.io/a"],
+)
+def test_refuse_a_name_that_resolves_inward(url: str) -> None:
+    assert check_repo_url(url) == url  # the name itself looks public
+    with pytest.raises(UnsafeRepoError, match="names that point inside a network"):
+        check_repo_resolution(url, resolve=nip_io)
+
+
+def test_refuse_a_name_that_resolves_to_an_ipv6_form_embedding_ipv4() -> None:
+    def nat64(host: str, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("64:ff9b::a9fe:a9fe", port, 0, 0))]
+
+    with pytest.raises(UnsafeRepoError, match="embeds an IPv4"):
+        check_repo_resolution("https://git.example.com/a/b", resolve=nat64)
+
+
+def test_accept_a_name_that_resolves_only_to_public_addresses() -> None:
+    check_repo_resolution("https://8.8.8.8.nip.io/a/b", resolve=nip_io)
+    check_repo_resolution("https://8.8.8.8/a/b", resolve=nip_io)  # a literal: nothing to resolve
+
+
+def test_a_name_that_does_not_resolve_passes_resolution() -> None:
+    """It points nowhere: the clone fails with git's message (see check_repo_resolution)."""
+
+    def nxdomain(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    check_repo_resolution("https://github.com/a/b.git", resolve=nxdomain)
 
 
 def _count(client: TestClient, tenant: dict) -> int:
@@ -82,6 +152,8 @@ BAD_BODIES = [
     ({"agent": "shell", "task": "x" * (32 * 1024 + 1)}, "task"),
     ({"agent": "shell", "task": "x", "repo": {"url": "file:///etc"}}, "repo.url"),
     ({"agent": "shell", "task": "x", "repo": {"url": "https://169.254.169.254/x"}}, "repo.url"),
+    ({"agent": "shell", "task": "x", "repo": {"url": "git@github.com:o/r.git"}}, "repo.url"),
+    ({"agent": "shell", "task": "x", "repo": {"url": "https://[64:ff9b::a9fe:a9fe]/x"}}, "repo.url"),
     (
         {"agent": "shell", "task": "x", "repo": {"url": "https://github.com/a/b", "ref": "--force"}},
         "repo.ref",
@@ -147,3 +219,31 @@ def test_refuse_malformed_json_naming_body(client: TestClient, tenant: dict) -> 
     )
     assert reply.status_code == 422
     assert reply.json()["field"] == "body"
+
+
+def test_refuse_ssh_url_in_the_api_with_the_https_form(client: TestClient, tenant: dict) -> None:
+    body = {"agent": "shell", "task": "x", "repo": {"url": "git@github.com:outpost/demo.git"}}
+    reply = client.post("/dispatch", json=body, headers=tenant["headers"])
+    assert reply.status_code == 422, reply.text
+    assert "https://github.com/outpost/demo.git" in reply.json()["detail"]
+    assert _count(client, tenant) == 0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1.nip.io", "169.254.169.254.nip.io", "10.1.2.3.nip.io"])
+def test_refuse_in_the_api_a_name_that_resolves_inward(
+    client: TestClient, tenant: dict, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    real = socket.getaddrinfo
+
+    def with_nip_io(name: str, *args: Any, **kwargs: Any) -> Any:
+        return nip_io(name, *args, **kwargs) if name.endswith(".nip.io") else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", with_nip_io)
+    body = {"agent": "shell", "task": "x", "repo": {"url": f"https://{host}/o/r.git"}}
+    reply = client.post("/dispatch", json=body, headers=tenant["headers"])
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["field"] == "repo.url"
+    assert "inside a network" in reply.json()["detail"]
+    assert _count(client, tenant) == 0
+    public = {**body, "repo": {"url": "https://8.8.8.8.nip.io/o/r.git"}}
+    assert client.post("/dispatch", json=public, headers=tenant["headers"]).status_code == 202

@@ -39,6 +39,7 @@ from control_plane.store import DispatchRecord, VersionConflictError
 from control_plane.store.dispatches import CursorError, new_dispatch_id, read_cursor, sign_cursor
 from control_plane.store.idempotency import MAX_KEY_CHARS
 from control_plane.store.tenants import TenantRecord
+from control_plane.validation import UnsafeRepoError, check_repo_resolution
 
 router = APIRouter(tags=["dispatches"])
 log = logging.getLogger("outpost.api")
@@ -98,6 +99,13 @@ def create_dispatch(
         timeout_s = body.resolved_timeout()
     except ValueError as error:
         raise Problem(422, "Invalid Request", f"timeout_s: {error}", field="timeout_s") from None
+    if body.repo is not None:
+        try:  # here, in the route's worker thread: a slow DNS answer must not block the event loop
+            check_repo_resolution(body.repo.url)
+        except UnsafeRepoError as error:
+            raise Problem(
+                422, "Invalid Request", f"repo.url: repository URL refused: {error}", field="repo.url"
+            ) from None
 
     dispatch_id = new_dispatch_id()
     if idempotency_key is not None:
