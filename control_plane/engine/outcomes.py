@@ -59,6 +59,8 @@ class Outcomes:
         self, record: DispatchRecord, *, reason: str, component: str, expect_task: str | None = None
     ) -> DispatchRecord | None:
         """Requeue (attempt + 1) while attempts remain, else fail with ``reason``."""
+        if record.cancel_requested:  # never restart a job someone cancelled
+            return self.finish(record, Status.CANCELLED, component=component, expect_task=expect_task)
         if record.attempt >= self.max_attempts:
             return self.finish(
                 record,

@@ -8,6 +8,7 @@ duplicate or stale event (``TaskStore.note_event_version``).
 
 A task that stopped while its dispatch is still running never reported: the dispatch fails,
 or, when the stop was a Spot interruption, is requeued (attempt + 1, at most ``max_attempts``).
+A dispatch whose cancel was requested (``DispatchRecord.cancel_requested``) ends CANCELLED.
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ class Tracker:
         if record is None or record.status in TERMINAL or record.task_id != task_id:
             return  # reported, cancelled, or requeued to another task already
         if record.status is Status.PENDING:
+            return
+        if record.cancel_requested:
+            # a cancel stopped it and its canceller died before writing CANCELLED: finish its work
+            self.outcomes.finish(record, Status.CANCELLED, component=COMPONENT, expect_task=task_id)
             return
         if spot:
             self.outcomes.requeue_or_fail(

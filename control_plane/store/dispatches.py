@@ -71,6 +71,7 @@ class DispatchRecord:
     artifacts: list[str] = field(default_factory=list)
     cost: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
+    cancel_requested: str | None = None  # who cancelled it while it ran (see request_cancel)
 
     def to_item(self) -> dict[str, Any]:
         item = asdict(self)
@@ -276,6 +277,25 @@ class DispatchStore:
         ):
             return False  # already claimed, cancelled or requeued: nothing to note
         return True
+
+    def request_cancel(self, *, dispatch_id: str, task_id: str, by: str) -> bool:
+        """Note that a RUNNING dispatch is being cancelled, before its task is told to stop: if
+        the canceller dies after the stop, the tracker and the reconciler see the mark and end
+        the dispatch CANCELLED rather than FAILED. Bookkeeping like `mark_enqueued`: the version
+        stays. False if the dispatch no longer runs on that task."""
+        return conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(dispatch_id)},
+            UpdateExpression="SET #c = :by",
+            ConditionExpression="#s = :r AND #t = :t",
+            ExpressionAttributeNames={"#c": "cancel_requested", "#s": "status", "#t": "task_id"},
+            ExpressionAttributeValues={
+                ":by": encode(by),
+                ":r": encode(str(Status.RUNNING)),
+                ":t": encode(task_id),
+            },
+        )
 
     def transition(
         self,

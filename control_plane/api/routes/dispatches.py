@@ -177,6 +177,11 @@ def cancel_dispatch(
                 409, "Conflict", f"the dispatch already ended {record.status}", type_="already-final"
             )
         if record.status in ACTIVE and record.task_id:
+            # the intent first: if this process dies after the stop, the engine ends it CANCELLED
+            if not stores.dispatches.request_cancel(
+                dispatch_id=dispatch_id, task_id=record.task_id, by=str(actor_of(caller))
+            ):
+                continue
             try:
                 control.stop_task(record.task_id, reason=f"cancelled by {actor_of(caller)}")
             except RuntimeUnavailableError as error:
@@ -271,6 +276,6 @@ def get_logs(
 
 @router.get("/dispatch/{dispatch_id}/artifacts", response_model=ArtifactList)
 def list_artifacts(dispatch_id: DispatchId, tenant: TenantDep, stores: StoreDep) -> ArtifactList:
-    _load(stores, tenant, dispatch_id)
-    items = stores.artifacts.list(tenant_id=tenant.tenant_id, dispatch_id=dispatch_id)
+    record = _load(stores, tenant, dispatch_id)
+    items = stores.artifacts.list(tenant_id=tenant.tenant_id, dispatch_id=dispatch_id, attempt=record.attempt)
     return ArtifactList(items=[ArtifactPublic.model_validate(vars(a)) for a in items])
