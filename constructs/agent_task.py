@@ -1,6 +1,6 @@
 """One hardened Fargate task definition for one agent of the registry.
 
-Agent code is untrusted. The task role carries no policy, the execution role can pull one
+Agent code is untrusted. The task has no task role at all, the execution role can pull one
 image, write one log group and read one secret, and the container runs read-only, as a
 numeric non-root user, with every Linux capability dropped.
 
@@ -59,11 +59,6 @@ class AgentTask(Construct):
             key_arns=[secret_key.key_arn],
             ecr_auth_policy=ecr_auth_policy,
         )
-        # Deliberately without any policy: whatever runs in the task can read these credentials.
-        self.task_role = iam.Role(
-            self, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com")
-        )
-
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "TaskDefinition",
@@ -74,12 +69,18 @@ class AgentTask(Construct):
                 cpu_architecture=ecs.CpuArchitecture.of(agent.architecture),
             ),
             execution_role=self.execution_role,
-            task_role=self.task_role,
             ephemeral_storage_gib=agent.storage_gib,
             # Both volumes are task-local storage: private to this task, gone with it.
             volumes=[ecs.Volume(name="workspace"), ecs.Volume(name="scratch")],
         )
-        linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
+        _without_task_role(self.task_definition)
+        # No init process: the runner itself is PID 1. ECS's init would hold the container's
+        # whole environment (the claim token, the control-plane URL) in a /proc/1/environ that
+        # any process of the same uid, the agent included, can read; the runner makes itself
+        # non-dumpable at start, so its own environ is closed to the agent. The runner already
+        # reaps the job's orphans as a child subreaper and handles SIGTERM itself, and when it
+        # exits the kernel ends whatever the job left behind (docs/design.md, "Credentials").
+        linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=False)
         linux.drop_capabilities(ecs.Capability.ALL)
         container = self.task_definition.add_container(
             CONTAINER_NAME,
@@ -102,3 +103,14 @@ class AgentTask(Construct):
             ecs.MountPoint(container_path=WORKSPACE_MOUNT, source_volume="workspace", read_only=False),
             ecs.MountPoint(container_path=SCRATCH_MOUNT, source_volume="scratch", read_only=False),
         )
+
+
+def _without_task_role(task_definition: ecs.TaskDefinition) -> None:
+    """A task role, even one without a policy, gives every process in the task a credential
+    endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI at 169.254.170.2), which Fargate cannot
+    block. CDK creates an empty role when none is given; this removes it and the reference."""
+    removed = task_definition.node.try_remove_child("TaskRole")
+    assert removed, "CDK no longer creates the default task role: review this function"
+    cfn = task_definition.node.default_child
+    assert isinstance(cfn, ecs.CfnTaskDefinition)
+    cfn.add_property_deletion_override("TaskRoleArn")

@@ -172,9 +172,8 @@ class FleetStack(cdk.Stack):
         queues = [*data.dispatch_queues.values(), data.task_events_queue]
         cluster_arn = self.cluster.cluster_arn
         on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
-        agent_roles = [
-            role.role_arn for task in self.agents.values() for role in (task.execution_role, task.task_role)
-        ]
+        # Agent tasks have no task role (constructs/agent_task.py): only execution roles are passed.
+        agent_roles = [task.execution_role.role_arn for task in self.agents.values()]
         return [
             iam.PolicyStatement(
                 actions=[

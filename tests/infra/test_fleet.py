@@ -71,7 +71,8 @@ def test_agent_task_is_hardened(synth, env, agent):
     uid, gid = container["User"].split(":")
     assert uid.isdigit() and int(uid) > 0 and gid.isdigit()
     assert container["LinuxParameters"]["Capabilities"] == {"Drop": ["ALL"]}
-    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    # The runner is PID 1: an init would keep the whole environment readable in /proc/1/environ.
+    assert container["LinuxParameters"]["InitProcessEnabled"] is False
     assert container["StopTimeout"] == 120
     assert "Environment" not in container  # the claim token arrives per task, in RunTask overrides
     # Writable space: a workspace and a scratch volume, both task-local (private, gone with the task).
@@ -88,11 +89,14 @@ def test_agent_task_is_hardened(synth, env, agent):
 
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("agent", sorted(AGENTS))
-def test_agent_task_role_carries_no_policy(synth, env, agent):
-    _, task = agent_task_definitions(synth, env)[agent]
-    role_id = task["TaskRoleArn"]["Fn::GetAtt"][0]
-    documents, managed = policies_of_role(synth, env, role_id)
-    assert documents == [] and managed == []
+def test_agent_task_has_no_task_role(synth, env, agent):
+    """Even an empty task role gives the container a credential endpoint (169.254.170.2)."""
+    logical_id, task = agent_task_definitions(synth, env)[agent]
+    assert "TaskRoleArn" not in task
+    prefix = logical_id.split("TaskDefinition")[0]
+    roles = [k for k, v in synth.raw[env]["Fleet"]["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
+    agent_roles = [k for k in roles if k.startswith(prefix)]
+    assert agent_roles == [task["ExecutionRoleArn"]["Fn::GetAtt"][0]]
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -259,7 +263,11 @@ def test_control_plane_task_role_is_least_privilege(synth, env):
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
     passed = {r["Fn::GetAtt"][0] for r in pass_role["Resource"]}
     assert passed and all(p.startswith("Agent") for p in passed)
-    assert len(passed) == 2 * len(AGENTS)  # each agent's execution role and its empty task role
+    # Each agent's execution role, and nothing else: agent tasks have no task role.
+    executions = {
+        task["ExecutionRoleArn"]["Fn::GetAtt"][0] for _, task in agent_task_definitions(synth, env).values()
+    }
+    assert passed == executions and len(passed) == len(AGENTS)
 
 
 @pytest.mark.parametrize("env", ENVS)
