@@ -24,11 +24,8 @@ LIVE_STATUSES = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATI
 
 
 class LaunchError(RuntimeError):
-    """A launch that failed for good (after retries and fallbacks)."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+    """A launch that failed for good (after retries and fallbacks). The scaler records it and
+    launches again on its next pass, whatever the cause, so it carries no retry hint."""
 
 
 @dataclass(frozen=True)

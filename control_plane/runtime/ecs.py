@@ -4,9 +4,16 @@
   warm-pool slot's token; at most 64 characters), so a retried call never starts a second task.
 - Agents that allow Spot start on FARGATE_SPOT; a capacity error falls back to FARGATE.
 - A 200 reply with ``failures[]`` is a failure, never a success.
-- Throttling, server errors and capacity errors are retried with capped exponential backoff
-  and full jitter; botocore's own retries are off for this client (``ecs_client``) so that
-  this is the one retry layer.
+- Every ECS call (RunTask, StopTask, ListTasks, DescribeTasks) goes through one helper,
+  ``EcsRuntime._call``, that retries throttling, server errors and lost answers with capped
+  exponential backoff and full jitter; botocore's own retries are off for this client
+  (``ecs_client``) so that this is the one retry layer. Capacity errors are retried by the
+  launch path (with a new client token, since ECS processed the call).
+- ListTasks takes ``startedBy`` only as its one filter ("When you specify startedBy as the
+  filter, it must be the only filter that you use", ECS API reference), and without
+  ``desiredStatus`` it lists only tasks whose desired status is RUNNING. So the runtime lists
+  ``startedBy`` alone, then ``desiredStatus=STOPPED`` alone (tasks ECS is stopping still run),
+  and keeps the tasks DescribeTasks reports as started by Outpost and not yet stopped.
 - At most 10 tasks per RunTask call (each call here starts exactly one task, because every
   task carries its own one-time claim token in its overrides) and at most 20 launches in any
   one-second window, per control-plane replica (only the replica that holds the scaler lease
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from control_plane.runtime.base import LaunchedTask, LaunchError, LaunchRequest, RuntimeTask
@@ -36,6 +43,8 @@ log = logging.getLogger(__name__)
 SPOT = "FARGATE_SPOT"
 ON_DEMAND = "FARGATE"
 MAX_TASKS_PER_CALL = 10  # RunTask's own limit on `count`
+MAX_DESCRIBE = 100  # DescribeTasks' limit on `tasks`, and ListTasks' on `maxResults`
+MAX_REASON = 255  # StopTask's limit on `reason`
 MAX_LAUNCHES_PER_SECOND = 20  # Fargate's task launch rate
 STARTED_BY = "outpost"
 GROUP_PREFIX = "outpost:"
@@ -46,6 +55,17 @@ THROTTLING_CODES = frozenset(
 SERVER_CODES = frozenset({"ServerException", "InternalFailure", "ServiceUnavailable"})
 _CAPACITY = re.compile(r"capacity|RESOURCE:", re.IGNORECASE)
 _THROTTLED = re.compile(r"throttl|rate exceeded", re.IGNORECASE)
+
+
+class EcsUnavailableError(RuntimeError):
+    """An ECS call that kept being throttled or unanswered through every retry."""
+
+
+def _transient(exc: ClientError) -> bool:
+    """Throttling or a server error: ECS did not process the call, so asking again is safe."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    message = exc.response.get("Error", {}).get("Message", "")
+    return code in THROTTLING_CODES or code in SERVER_CODES or bool(_THROTTLED.search(message))
 
 
 def ecs_client(region: str, endpoint_url: str | None = None) -> Any:
@@ -124,6 +144,32 @@ class EcsRuntime:
     sleep: Callable[[float], None] = time.sleep
     name: str = "ecs"
 
+    # -- the one retry layer ------------------------------------------------------------------
+
+    def _call(self, operation: str, *, launch: bool = False, **params: Any) -> dict[str, Any]:
+        """One ECS call, asked again on throttling, server errors and lost answers.
+
+        Every retried call is safe: ECS did not process a throttled call, and the calls that may
+        have been processed without an answer are idempotent (RunTask by its client token,
+        StopTask by nature, the reads trivially). Any other error is raised at once.
+        """
+        last: Exception | None = None
+        for retry in range(self.backoff.max_attempts):
+            if retry:
+                self.sleep(self.backoff.delay(retry - 1))
+            if launch:
+                self.limiter.acquire(1)
+            try:
+                reply: dict[str, Any] = getattr(self.client, operation)(**params)
+                return reply
+            except (BotoConnectionError, HTTPClientError) as exc:
+                last = exc
+            except ClientError as exc:
+                if not _transient(exc):
+                    raise
+                last = exc
+        raise EcsUnavailableError(f"{operation} kept failing: {last}") from last
+
     # -- launching -------------------------------------------------------------------------
 
     def launch(self, requests: list[LaunchRequest]) -> list[LaunchedTask | LaunchError]:
@@ -131,9 +177,11 @@ class EcsRuntime:
         for request in requests:
             try:
                 results.append(self._launch_one(request))
-            except LaunchError as exc:
-                log.warning("launch of task %s (%s) failed: %s", request.task_id, request.agent, exc)
-                results.append(exc)
+            except (LaunchError, EcsUnavailableError, ClientError, BotoCoreError) as exc:
+                # one result per request, whatever failed: the scaler records each outcome
+                error = exc if isinstance(exc, LaunchError) else LaunchError(f"RunTask failed: {exc}")
+                log.warning("launch of task %s (%s) failed: %s", request.task_id, request.agent, error)
+                results.append(error)
         return results
 
     def _launch_one(self, request: LaunchRequest) -> LaunchedTask:
@@ -148,71 +196,58 @@ class EcsRuntime:
                 return outcome
             last_reason = outcome
             log.info("no %s capacity for task %s: %s", provider, request.task_id, outcome)
-        raise LaunchError(f"no capacity for agent {request.agent}: {last_reason}", retryable=True)
+        raise LaunchError(f"no capacity for agent {request.agent}: {last_reason}")
 
     def _launch_on(
         self, request: LaunchRequest, family: str, provider: str, *, fallback: bool
     ) -> LaunchedTask | str:
         """Launch on one capacity provider; returns the task, or the capacity error's reason
         once retries are spent. Raises LaunchError for anything that is not capacity."""
-        capacity_retries = 0
         reason = ""
         for retry in range(self.backoff.max_attempts):
-            # A new token only when the previous call was processed and started nothing
-            # (capacity); a throttled call was never processed, so it keeps its token.
+            # A processed call that started nothing (capacity) needs a new token: ECS refuses a
+            # token reused with other results. Throttled calls are retried inside _call with theirs.
             suffix = "od" if fallback else ""
-            if capacity_retries:
-                suffix = f"{suffix}r{capacity_retries}"
+            if retry:
+                suffix = f"{suffix}r{retry}"
+                self.sleep(self.backoff.delay(retry - 1))
             token = _with_suffix(request.client_token, suffix)
-            self.limiter.acquire(1)
+            params = self._run_task_params(request, family, provider, token)
             try:
-                reply = self.client.run_task(**self._run_task_params(request, family, provider, token))
-            except (BotoConnectionError, HTTPClientError) as exc:
-                # No answer: the task may or may not have started. The same call with the same
-                # client token is idempotent, so it is safe to ask again.
-                reason = f"{type(exc).__name__}: {exc}"
-                self.sleep(self.backoff.delay(retry))
-                continue
+                reply = self._call("run_task", launch=True, **params)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 message = exc.response.get("Error", {}).get("Message", "")
-                if code in THROTTLING_CODES or code in SERVER_CODES or _THROTTLED.search(message):
-                    reason = f"{code}: {message}"
-                    self.sleep(self.backoff.delay(retry))
-                    continue
-                if _CAPACITY.search(message):
-                    reason = f"{code}: {message}"
-                    if provider == SPOT:
-                        return reason
-                    capacity_retries += 1
-                    self.sleep(self.backoff.delay(retry))
-                    continue
-                raise LaunchError(f"RunTask refused: {code}: {message}") from exc
-            failures = reply.get("failures") or []
-            tasks = reply.get("tasks") or []
-            if not failures and len(tasks) == 1:
-                return LaunchedTask(
-                    task_id=request.task_id, runtime_ref=tasks[0]["taskArn"], capacity=provider
-                )
-            # A 200 with failures[] (or without a task) is a failure.
-            for task in tasks:  # never leave a half-started batch behind
-                self.stop(task["taskArn"], "Outpost: RunTask reported failures")
-            reason = "; ".join(f"{f.get('reason')} {f.get('detail') or ''}".strip() for f in failures)
-            reason = reason or "RunTask returned no task"
-            if _CAPACITY.search(reason):
-                if provider == SPOT:
-                    return reason
-                capacity_retries += 1
-                self.sleep(self.backoff.delay(retry))
-                continue
-            if _THROTTLED.search(reason):
-                capacity_retries += 1
-                self.sleep(self.backoff.delay(retry))
-                continue
-            raise LaunchError(f"RunTask failed: {reason}")
+                if not _CAPACITY.search(message):
+                    raise LaunchError(f"RunTask refused: {code}: {message}") from exc
+                reason = f"{code}: {message}"
+            else:
+                failures = reply.get("failures") or []
+                tasks = reply.get("tasks") or []
+                if not failures and len(tasks) == 1:
+                    return LaunchedTask(
+                        task_id=request.task_id, runtime_ref=tasks[0]["taskArn"], capacity=provider
+                    )
+                # A 200 with failures[] (or without a task) is a failure.
+                self._stop_all(tasks)
+                reason = "; ".join(f"{f.get('reason')} {f.get('detail') or ''}".strip() for f in failures)
+                reason = reason or "RunTask returned no task"
+                if not (_CAPACITY.search(reason) or _THROTTLED.search(reason)):
+                    raise LaunchError(f"RunTask failed: {reason}")
+            if provider == SPOT and _CAPACITY.search(reason):
+                return reason  # fall back to on-demand at once
         if _CAPACITY.search(reason):
             return reason
-        raise LaunchError(f"RunTask kept failing: {reason}", retryable=True)
+        raise LaunchError(f"RunTask kept failing: {reason}")
+
+    def _stop_all(self, tasks: list[dict[str, Any]]) -> None:
+        """Never leave a half-started batch behind; a stop that fails here is logged, and the
+        reconciler stops the task as an orphan (its record is marked stopped)."""
+        for task in tasks:
+            try:
+                self.stop(task["taskArn"], "Outpost: RunTask reported failures")
+            except (EcsUnavailableError, ClientError, BotoCoreError) as exc:
+                log.warning("could not stop %s after a failed RunTask: %s", task["taskArn"], exc)
 
     def _run_task_params(
         self, request: LaunchRequest, family: str, provider: str, token: str
@@ -248,42 +283,44 @@ class EcsRuntime:
     # -- stopping and listing ---------------------------------------------------------------
 
     def stop(self, runtime_ref: str, reason: str) -> None:
-        for retry in range(self.backoff.max_attempts):
-            try:
-                self.client.stop_task(cluster=self.config.cluster, task=runtime_ref, reason=reason[:255])
-                return
-            except (BotoConnectionError, HTTPClientError):
-                self.sleep(self.backoff.delay(retry))  # StopTask is idempotent: ask again
-                continue
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                message = exc.response.get("Error", {}).get("Message", "")
-                if code in THROTTLING_CODES or code in SERVER_CODES:
-                    self.sleep(self.backoff.delay(retry))
-                    continue
-                if code == "InvalidParameterException" and "not found" in message.lower():
-                    return  # already gone
-                raise
-        raise LaunchError(f"StopTask for {runtime_ref} kept being throttled", retryable=True)
+        try:
+            self._call("stop_task", cluster=self.config.cluster, task=runtime_ref, reason=reason[:MAX_REASON])
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if (
+                error.get("Code") == "InvalidParameterException"
+                and "not found" in error.get("Message", "").lower()
+            ):
+                return  # already gone
+            raise
 
     def list_tasks(self) -> list[RuntimeTask]:
-        # Both desired statuses: a task ECS is stopping (a Spot interruption gives the runner up
-        # to the stop timeout to report) still runs and must not look vanished.
-        arns: list[str] = []
-        paginator = self.client.get_paginator("list_tasks")
-        for desired in ("RUNNING", "STOPPED"):
-            for page in paginator.paginate(
-                cluster=self.config.cluster, startedBy=STARTED_BY, desiredStatus=desired
-            ):
-                arns.extend(arn for arn in page.get("taskArns", []) if arn not in arns)
+        # startedBy must be ListTasks' only filter, and alone it lists RUNNING-desired tasks;
+        # tasks ECS is stopping (a Spot interruption gives the runner up to the stop timeout to
+        # report) still run and must not look vanished, so the STOPPED-desired ones are listed
+        # too and told apart by what DescribeTasks says.
+        arns = self._list_arns(startedBy=STARTED_BY)
+        arns += [arn for arn in self._list_arns(desiredStatus="STOPPED") if arn not in set(arns)]
         tasks: list[RuntimeTask] = []
-        for start in range(0, len(arns), 100):
-            reply = self.client.describe_tasks(cluster=self.config.cluster, tasks=arns[start : start + 100])
+        for start in range(0, len(arns), MAX_DESCRIBE):
+            reply = self._call(
+                "describe_tasks", cluster=self.config.cluster, tasks=arns[start : start + MAX_DESCRIBE]
+            )
             for task in reply.get("tasks", []):
                 described = task_from_description(task, self.config.container_name)
-                if described.live:
+                if task.get("startedBy") == STARTED_BY and described.live:
                     tasks.append(described)
         return tasks
+
+    def _list_arns(self, **one_filter: str) -> list[str]:
+        arns: list[str] = []
+        params: dict[str, Any] = {"cluster": self.config.cluster, "maxResults": MAX_DESCRIBE, **one_filter}
+        while True:
+            page = self._call("list_tasks", **params)
+            arns.extend(page.get("taskArns", []))
+            if not page.get("nextToken"):
+                return arns
+            params["nextToken"] = page["nextToken"]
 
     def close(self, *, stop_tasks: bool = True) -> None:  # ECS tasks outlive the control plane
         return None

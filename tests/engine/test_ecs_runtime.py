@@ -130,7 +130,7 @@ def test_a_200_with_failures_is_a_failure_and_not_retried(ecs):
     clock = FakeClock()
     [result] = make_runtime(client, clock).launch([request()])
     assert isinstance(result, LaunchError)
-    assert "MISSING" in str(result) and not result.retryable
+    assert "MISSING" in str(result)
     assert clock.sleeps == []
 
 
@@ -172,7 +172,7 @@ def test_fargate_capacity_is_retried_with_backoff_and_a_fresh_token(ecs):
     assert clock.sleeps == [0.2, 0.4]
 
 
-def test_capacity_exhausted_everywhere_is_a_retryable_failure(ecs):
+def test_capacity_exhausted_everywhere_is_a_failure(ecs):
     client, stubber = ecs
     no_capacity = {"tasks": [], "failures": [{"reason": CAPACITY}]}
     stubber.add_response("run_task", no_capacity, run_task_params("d-123-a1", "FARGATE_SPOT"))
@@ -180,7 +180,7 @@ def test_capacity_exhausted_everywhere_is_a_retryable_failure(ecs):
     stubber.add_response("run_task", no_capacity, run_task_params("d-123-a1-odr1", "FARGATE"))
     stubber.add_response("run_task", no_capacity, run_task_params("d-123-a1-odr2", "FARGATE"))
     [result] = make_runtime(client, FakeClock(), max_attempts=3).launch([request()])
-    assert isinstance(result, LaunchError) and result.retryable
+    assert isinstance(result, LaunchError)
     assert "capacity" in str(result).lower()
 
 
@@ -208,7 +208,7 @@ def test_backoff_is_jittered_below_its_cap():
     assert [backoff.delay(n) for n in range(4)] == [0.0, 1.0, 0.75, pytest.approx(2.997)]
 
 
-def test_throttling_that_never_ends_gives_a_retryable_failure(ecs):
+def test_throttling_that_never_ends_gives_a_failure(ecs):
     client, stubber = ecs
     for _ in range(3):
         stubber.add_client_error(
@@ -216,8 +216,8 @@ def test_throttling_that_never_ends_gives_a_retryable_failure(ecs):
         )
     clock = FakeClock()
     [result] = make_runtime(client, clock, max_attempts=3).launch([request()])
-    assert isinstance(result, LaunchError) and result.retryable
-    assert len(clock.sleeps) == 3
+    assert isinstance(result, LaunchError) and "ThrottlingException" in str(result)
+    assert len(clock.sleeps) == 2  # between the three attempts
 
 
 def test_server_errors_are_retried(ecs):
@@ -238,7 +238,7 @@ def test_a_refused_request_fails_without_retry(ecs):
     )
     clock = FakeClock()
     [result] = make_runtime(client, clock).launch([request()])
-    assert isinstance(result, LaunchError) and not result.retryable
+    assert isinstance(result, LaunchError) and "Task definition does not exist" in str(result)
     assert clock.sleeps == []
 
 
@@ -316,14 +316,15 @@ def test_list_tasks_reads_agent_and_task_id(ecs):
     stubber.add_response(
         "list_tasks",
         {"taskArns": arns},
-        {"cluster": CLUSTER, "startedBy": "outpost", "desiredStatus": "RUNNING"},
+        {"cluster": CLUSTER, "startedBy": "outpost", "maxResults": 100},
     )
     stopping = "arn:aws:ecs:us-east-1:1:task/outpost/stopping"
     gone = "arn:aws:ecs:us-east-1:1:task/outpost/gone"
+    foreign = "arn:aws:ecs:us-east-1:1:task/outpost/control-plane"
     stubber.add_response(
         "list_tasks",
-        {"taskArns": [stopping, gone]},
-        {"cluster": CLUSTER, "startedBy": "outpost", "desiredStatus": "STOPPED"},
+        {"taskArns": [stopping, gone, foreign]},
+        {"cluster": CLUSTER, "desiredStatus": "STOPPED", "maxResults": 100},
     )
     stubber.add_response(
         "describe_tasks",
@@ -331,6 +332,7 @@ def test_list_tasks_reads_agent_and_task_id(ecs):
             "tasks": [
                 {
                     "taskArn": arns[0],
+                    "startedBy": "outpost",
                     "group": "outpost:shell",
                     "lastStatus": "RUNNING",
                     "overrides": {
@@ -339,13 +341,30 @@ def test_list_tasks_reads_agent_and_task_id(ecs):
                         ]
                     },
                 },
-                {"taskArn": arns[1], "group": "family:other", "lastStatus": "PENDING"},
+                {
+                    "taskArn": arns[1],
+                    "startedBy": "outpost",
+                    "group": "family:other",
+                    "lastStatus": "PENDING",
+                },
                 # a Spot task being interrupted: desired STOPPED, still running its stop timeout
-                {"taskArn": stopping, "group": "outpost:claude", "lastStatus": "DEACTIVATING"},
-                {"taskArn": gone, "group": "outpost:shell", "lastStatus": "STOPPED"},
+                {
+                    "taskArn": stopping,
+                    "startedBy": "outpost",
+                    "group": "outpost:claude",
+                    "lastStatus": "DEACTIVATING",
+                },
+                {"taskArn": gone, "startedBy": "outpost", "group": "outpost:shell", "lastStatus": "STOPPED"},
+                # listed by desired status alone: a task Outpost did not start (a service's)
+                {
+                    "taskArn": foreign,
+                    "startedBy": "ecs-svc/123",
+                    "group": "service:cp",
+                    "lastStatus": "RUNNING",
+                },
             ]
         },
-        {"cluster": CLUSTER, "tasks": [*arns, stopping, gone]},
+        {"cluster": CLUSTER, "tasks": [*arns, stopping, gone, foreign]},
     )
     tasks = make_runtime(client, FakeClock()).list_tasks()
     assert [(t.agent, t.task_id, t.live) for t in tasks] == [
