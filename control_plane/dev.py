@@ -5,7 +5,10 @@ The command (a supervisor process) starts, on loopback:
 1. the embedded AWS emulator (moto server) and, in it, the tables, queues and bucket of
    control_plane/schema.py (control_plane.bootstrap);
 2. a default tenant;
-3. the control plane with the dispatch engine and the local runtime, as a child process.
+3. the control plane with the dispatch engine and a runtime, as a child process: the local
+   runtime (the runner as a host process), or with ``--runtime container`` the container
+   runtime (control_plane/runtime/container.py: the agent image with the constraints of the
+   Dev stage's synthesized task definitions, read from ``--cdk-out`` or synthesized first).
 
 Then it prints ``OUTPOST_URL=...``, ``OUTPOST_API_KEY=...`` and ``OUTPOST_ADMIN_KEY=...`` on
 stdout (nothing else goes to stdout; logs go to stderr) and serves until Ctrl-C or SIGTERM,
@@ -62,8 +65,22 @@ def _say(message: str) -> None:
     print(f"outpost dev: {message}", file=sys.stderr, flush=True)
 
 
+RUNTIMES = ("local", "container")
+
+
 class DevSupervisor:
-    def __init__(self, *, port: int | None, state_dir: Path | None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None,
+        state_dir: Path | None,
+        runtime: str = "local",
+        cdk_out: Path | None = None,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+        self.runtime = runtime
+        self.cdk_out = cdk_out
         self.port = port or _free_port()
         self._own_state = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="outpost-dev-"))
@@ -78,14 +95,13 @@ class DevSupervisor:
     def start_emulator(self) -> str:
         import logging
 
-        from moto.server import ThreadedMotoServer
+        from control_plane.emulator import EmulatorServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulator request
 
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto = EmulatorServer()
         self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        return f"http://{host}:{port}"
+        return str(self._moto.url)
 
     def prepare(self) -> dict[str, str]:
         """Emulator, resources, admin key, default tenant; returns the control plane's env."""
@@ -115,10 +131,37 @@ class DevSupervisor:
         for key, value in LOCAL_DEFAULTS.items():
             env.setdefault(key, value)
         env.pop("OUTPOST_API_KEY", None)
+        if self.runtime == "container":
+            env.update(self._container_env())
         self.env = env
         self.admin_key = admin_key
         self.api_key = self._default_tenant(env)
         return env
+
+    def _container_env(self) -> dict[str, str]:
+        """Checks the image and the task definitions the container runtime needs, up front."""
+        from agents.registry import AGENTS
+        from control_plane.runtime.buildah import Buildah, default_storage
+        from control_plane.runtime.container import image_ref
+        from control_plane.runtime.container_spec import load_specs, synthesize
+
+        tag = os.environ.get("OUTPOST_CONTAINER_IMAGE_TAG", "latest")
+        image = AGENTS["shell"].image
+        if Buildah(default_storage()).image_config(image_ref(image, tag)) is None:
+            raise RuntimeError(
+                f"no image {image_ref(image, tag)}: build it with "
+                f"`ENGINE=buildah agents/images/scripts/build-images.sh {image}`"
+            )
+        cdk_out = self.cdk_out
+        if cdk_out is None:
+            _say("synthesizing the Dev stage for its task definitions (pass --cdk-out to reuse one)")
+            cdk_out = synthesize(self.state_dir / "cdk.out")
+        load_specs(cdk_out)  # fails here, in one line, rather than in the control plane
+        return {
+            "OUTPOST_DEV_RUNTIME": "container",
+            "OUTPOST_CONTAINER_CDK_OUT": str(Path(cdk_out).resolve()),
+            "OUTPOST_CONTAINER_IMAGE_TAG": tag,
+        }
 
     def _default_tenant(self, env: dict[str, str]) -> str:
         from control_plane.aws import make_clients
@@ -207,8 +250,13 @@ class DevSupervisor:
         _say("stopped")
 
 
-def run_dev(port: int | None = None, state_dir: Path | None = None) -> int:
-    supervisor = DevSupervisor(port=port, state_dir=state_dir)
+def run_dev(
+    port: int | None = None,
+    state_dir: Path | None = None,
+    runtime: str = "local",
+    cdk_out: Path | None = None,
+) -> int:
+    supervisor = DevSupervisor(port=port, state_dir=state_dir, runtime=runtime, cdk_out=cdk_out)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     try:
@@ -220,14 +268,28 @@ def run_dev(port: int | None = None, state_dir: Path | None = None) -> int:
 
 
 def serve(port: int) -> None:
-    """The control-plane child: API + engine + local runtime on loopback."""
+    """The control-plane child: API + engine + runtime on loopback."""
     import uvicorn
 
     from control_plane.engine.app import create_engine_app
     from control_plane.observability import configure_logging
 
     configure_logging()
-    app = create_engine_app()
+    if os.environ.get("OUTPOST_DEV_RUNTIME") == "container":
+        from control_plane.engine.config import EngineSettings
+        from control_plane.runtime.container import container_runtime
+
+        engine = EngineSettings()
+        runtime = container_runtime(
+            state_dir=Path(os.environ["OUTPOST_LOCAL_STATE_DIR"]),
+            control_plane_url=os.environ["OUTPOST_INTERNAL_URL"],
+            extra_env={"OUTPOST_IDLE_TIMEOUT_S": str(engine.runner_idle_timeout_s)},
+            workspace=engine.ecs_workspace,
+        )
+        app = create_engine_app(engine_settings=engine, runtime=runtime)
+        runtime.event_sink = app.state.engine.deliver_event  # the engine exists only now
+    else:
+        app = create_engine_app()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
 
 

@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
+
+from control_plane.emulator import EmulatorServer
 
 # No test may reach a real AWS endpoint or pick up a developer's credentials.
 os.environ.update(
@@ -20,10 +21,9 @@ os.environ.update(
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server on loopback for the whole session; boto3 talks to it over HTTP."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = EmulatorServer()
     server.start()
-    host, port = server.get_host_and_port()
     try:
-        yield f"http://{host}:{port}"
+        yield server.url
     finally:
         server.stop()

@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
-from moto.server import ThreadedMotoServer
 
 from agents.registry import AGENTS
 from control_plane import metrics
 from control_plane.aws import make_clients
 from control_plane.bootstrap import ensure_resources
+from control_plane.emulator import EmulatorServer
 from control_plane.lifecycle import TERMINAL, Status
 from control_plane.main import create_app
 from control_plane.settings import Settings
@@ -127,12 +127,11 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = EmulatorServer()
     server.start()
     metrics.sink = lambda line: None  # 10,000 EMF lines on stdout would bury the figures
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        endpoint = server.url
         resources = ensure_resources(endpoint_url=endpoint, prefix="bench")
         app_settings = Settings.model_validate(
             {
