@@ -25,12 +25,14 @@ class Resources:
     artifacts_bucket: str
     dispatch_queue_urls: dict[str, str] = field(default_factory=dict)
     task_events_queue_url: str = ""
+    dead_letter_queue_url: str = ""
 
     def as_env(self) -> dict[str, str]:
         env = {f"OUTPOST_{name.upper()}": value for name, value in self.tables.items()}
         env["OUTPOST_ARTIFACTS_BUCKET"] = self.artifacts_bucket
         env["OUTPOST_DISPATCH_QUEUE_URLS"] = json.dumps(self.dispatch_queue_urls)
         env["OUTPOST_TASK_EVENTS_QUEUE_URL"] = self.task_events_queue_url
+        env["OUTPOST_DEAD_LETTER_QUEUE_URL"] = self.dead_letter_queue_url
         return env
 
 
@@ -111,5 +113,9 @@ def ensure_resources(
     }
     events = sqs.create_queue(QueueName=f"{prefix}-task-events")["QueueUrl"]
     return Resources(
-        tables=tables, artifacts_bucket=bucket, dispatch_queue_urls=queues, task_events_queue_url=events
+        tables=tables,
+        artifacts_bucket=bucket,
+        dispatch_queue_urls=queues,
+        task_events_queue_url=events,
+        dead_letter_queue_url=dlq,
     )

@@ -45,3 +45,23 @@ def enqueue_dispatch(
         return False
     store.mark_enqueued(dispatch_id=record.dispatch_id, attempt=record.attempt)
     return True
+
+
+def release(message: Mapping[str, Any], *, sqs: Any, queue_url: str) -> None:
+    """Give a received dispatch message back to its queue, for the next claim.
+
+    Not ChangeMessageVisibility to 0: SQS counts every receive, and after the queue's
+    maxReceiveCount (5, constructs/work_queue.py) a message given back for benign reasons (a
+    lost race between claims, a claim past its deadline) would be dead-lettered and its
+    dispatch never started. A fresh copy starts with no receives. It is sent before the old one
+    is deleted, so a failure between the two leaves a duplicate (harmless: a claim is a
+    conditional write), never no message.
+    """
+    attributes: dict[str, Any] = {}
+    try:
+        attempt = int(json.loads(message["Body"])["attempt"])
+        attributes["attempt"] = {"DataType": "Number", "StringValue": str(attempt)}
+    except (ValueError, KeyError, TypeError):
+        pass  # not a message enqueue_dispatch wrote: given back as it came
+    sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"], MessageAttributes=attributes)
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

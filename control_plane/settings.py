@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     artifacts_bucket: str = "outpost-artifacts"
     dispatch_queue_urls: dict[str, str] = Field(default_factory=dict)  # agent -> queue URL
     task_events_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None  # the dispatch queues' DLQ (engine/deadletters.py)
 
     admin_key: SecretStr | None = None
     runtime: Literal["ecs", "local"] = "local"

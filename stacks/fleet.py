@@ -146,6 +146,7 @@ class FleetStack(cdk.Stack):
                 {agent: queue.queue_url for agent, queue in data.dispatch_queues.items()}
             ),
             "OUTPOST_TASK_EVENTS_QUEUE_URL": data.task_events_queue.queue_url,
+            "OUTPOST_DEAD_LETTER_QUEUE_URL": data.dead_letter_queue.queue_url,
             "OUTPOST_RUNTIME": "ecs",
             "OUTPOST_CLUSTER_ARN": self.cluster.cluster_arn,
             "OUTPOST_TASK_DEFINITIONS": self.to_json_string(
@@ -169,7 +170,8 @@ class FleetStack(cdk.Stack):
                 *(f"{data.tables[schema.id].table_arn}/index/{index.name}" for index in schema.indexes),
             )
         ]
-        queues = [*data.dispatch_queues.values(), data.task_events_queue]
+        # the DLQ too: the reconciler fails the dispatches whose messages were dead-lettered
+        queues = [*data.dispatch_queues.values(), data.task_events_queue, data.dead_letter_queue]
         cluster_arn = self.cluster.cluster_arn
         on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
         # Agent tasks have no task role (constructs/agent_task.py): only execution roles are passed.

@@ -29,6 +29,7 @@ from typing import Any
 from control_plane.engine import tasks as t
 from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import IllegalTransitionError, Status
+from control_plane.queueing import release
 from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
 from control_plane.store.codec import iso, now, parse_iso
 
@@ -118,7 +119,7 @@ class ClaimService:
             task, t.CLAIMING, fields={"job": dispatch_id, "job_attempt": record.attempt}
         )
         if reserved is None:  # the same token in a concurrent claim got there first
-            self.sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+            release(message, sqs=self.sqs, queue_url=queue_url)
             raise ClaimRefusedError("the claim token is spent")
         try:
             started = self.stores.dispatches.transition(
@@ -134,9 +135,7 @@ class ClaimService:
             if current is None or current.status is not Status.PENDING:
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handle)
             else:
-                self.sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=0
-                )
+                release(message, sqs=self.sqs, queue_url=queue_url)
             return None
         except Exception:
             self.tasks.move(reserved, t.UNCLAIMED, remove=("job", "job_attempt"))

@@ -7,7 +7,8 @@
 - RUNNING dispatches whose task is gone (stopped, or unknown to the runtime): FAILED;
 - tasks serving a dispatch that already ended (cancelled, timed out): stopped;
 - orphan tasks (running in the runtime, unknown or finished for Outpost): stopped;
-- task records the runtime never started or lost: marked stopped (the scaler replaces them).
+- task records the runtime never started or lost: marked stopped (the scaler replaces them);
+- dispatch messages the queues dead-lettered: their PENDING dispatches FAILED (deadletters.py).
 
 So no dispatch stays non-terminal forever. It runs under ``lease#reconciler``.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from control_plane.engine import tasks as t
 from control_plane.engine.control import stop
+from control_plane.engine.deadletters import DeadLetters
 from control_plane.engine.outcomes import Outcomes
 from control_plane.engine.tracker import Tracker
 from control_plane.lifecycle import TERMINAL, Status
@@ -67,12 +69,21 @@ class Reconciler:
     max_pending_s: float = 6 * 3600.0
     enqueue_after_s: float = 30.0
     exit_grace_s: float = 30.0  # a task whose job ended is stopped if it has not exited by then
+    dead_letters: DeadLetters | None = None
 
     def tick(self) -> dict[str, int] | None:
         if not self.lease.acquire():
             return None
-        counts = {"enqueued": 0, "expired": 0, "timed_out": 0, "vanished": 0, "stopped": 0, "orphans": 0}
-        for step in (self._enqueue, self._expire_pending, self._running, self._tasks):
+        counts = {
+            "enqueued": 0,
+            "expired": 0,
+            "timed_out": 0,
+            "vanished": 0,
+            "stopped": 0,
+            "orphans": 0,
+            "dead_lettered": 0,
+        }
+        for step in (self._enqueue, self._expire_pending, self._running, self._tasks, self._dead_letters):
             try:
                 step(counts)
             except Exception:
@@ -85,6 +96,10 @@ class Reconciler:
                 record, sqs=self.sqs, queue_urls=self.queue_urls, store=self.stores.dispatches
             ):
                 counts["enqueued"] += 1
+
+    def _dead_letters(self, counts: dict[str, int]) -> None:
+        if self.dead_letters is not None:
+            counts["dead_lettered"] += self.dead_letters.drain()
 
     def _expire_pending(self, counts: dict[str, int]) -> None:
         moment = now()

@@ -23,6 +23,7 @@ from control_plane.engine import tasks as t
 from control_plane.engine.claims import ClaimService
 from control_plane.engine.config import EngineSettings
 from control_plane.engine.control import EngineTaskControl
+from control_plane.engine.deadletters import DeadLetters
 from control_plane.engine.metrics import StartMetrics
 from control_plane.engine.outcomes import Outcomes
 from control_plane.engine.reconciler import Reconciler
@@ -143,6 +144,11 @@ class Engine:
             launch_grace_s=self.config.launch_grace_s,
             max_pending_s=self.config.max_pending_s,
             enqueue_after_s=max(2 * self.config.reconcile_interval_s, 2.0),
+            dead_letters=(
+                DeadLetters(sqs=clients.sqs, queue_url=settings.dead_letter_queue_url, stores=stores)
+                if settings.dead_letter_queue_url
+                else None
+            ),
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

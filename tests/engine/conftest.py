@@ -117,6 +117,7 @@ def make_world(moto_endpoint: str, tmp_path, **engine_overrides: Any) -> World:
         dispatch_queue_urls=resources.dispatch_queue_urls,
         artifacts_bucket=resources.artifacts_bucket,
         task_events_queue_url=resources.task_events_queue_url,
+        dead_letter_queue_url=resources.dead_letter_queue_url,
         internal_url="http://127.0.0.1:9",
         **resources.tables,
     )

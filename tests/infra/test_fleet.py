@@ -198,7 +198,8 @@ def test_control_plane_service_behind_load_balancer(synth, env, https):
     assert "/health/live" in " ".join(container["HealthCheck"]["Command"])
     env_names = {e["Name"] for e in container["Environment"]}
     assert {"OUTPOST_DISPATCHES_TABLE", "OUTPOST_TENANTS_TABLE", "OUTPOST_AUDIT_TABLE", "OUTPOST_ARTIFACTS_BUCKET",
-            "OUTPOST_DISPATCH_QUEUE_URLS", "OUTPOST_TASK_EVENTS_QUEUE_URL", "OUTPOST_CLUSTER_ARN",
+            "OUTPOST_DISPATCH_QUEUE_URLS", "OUTPOST_TASK_EVENTS_QUEUE_URL", "OUTPOST_DEAD_LETTER_QUEUE_URL",
+            "OUTPOST_CLUSTER_ARN",
             "OUTPOST_TASK_DEFINITIONS", "OUTPOST_SUBNETS", "OUTPOST_AGENT_SECURITY_GROUP"} <= env_names  # fmt: skip
     assert [s["Name"] for s in container["Secrets"]] == ["OUTPOST_ADMIN_KEY"]
     assert "OUTPOST_ADMIN_KEY" not in env_names
