@@ -8,7 +8,6 @@ re-parented to it and reaped here rather than left as zombies.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -19,21 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-_PR_SET_DUMPABLE = 4
-_PR_SET_CHILD_SUBREAPER = 36
+from agents.runner.hardening import harden
+
 _READ_BYTES = 64 * 1024
 _LINE_MAX_BYTES = 4 * 1024 * 1024
 
 
 def harden_runner() -> None:
-    """Linux only, best effort: reap orphans, and keep the runner's memory and environ
-    (which held the claim token, and holds the job token) unreadable by same-user processes."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    """agents/runner/hardening.py, which ``python -m agents.runner`` applies before main();
+    again here for callers of main() itself."""
+    harden()
 
 
 class StoppedError(Exception):
