@@ -46,9 +46,7 @@ def python_for_agent_uid() -> str:
     """An interpreter uid 10001 may execute (the virtual environment's may live under /root)."""
     for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
         real = os.path.realpath(candidate)
-        if Path(real).is_file() and all(
-            os.stat(parent).st_mode & 0o001 for parent in Path(real).parents
-        ):
+        if Path(real).is_file() and all(os.stat(parent).st_mode & 0o001 for parent in Path(real).parents):
             return real
     pytest.fail("no python3 that uid 10001 can execute (looked at the venv's, /usr/bin, /usr/local/bin)")
 
