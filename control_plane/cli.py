@@ -65,11 +65,25 @@ def dev(
     state_dir: Annotated[
         Path | None, typer.Option(help="keep local state here (default: a temp dir)")
     ] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="local: the runner as a host process; container: in the agent image, with the "
+            "Dev stage's task definition constraints (buildah)"
+        ),
+    ] = "local",
+    cdk_out: Annotated[
+        Path | None,
+        typer.Option(help="container runtime: a `cdk synth` output to read (default: synthesize Dev)"),
+    ] = None,
 ) -> None:
-    """Run Outpost locally: AWS emulator, control plane and local runtime, on loopback."""
-    from control_plane.dev import run_dev
+    """Run Outpost locally: AWS emulator, control plane and a runtime, on loopback."""
+    from control_plane.dev import RUNTIMES, run_dev
 
-    raise typer.Exit(run_dev(port=port, state_dir=state_dir))
+    if runtime not in RUNTIMES:
+        typer.echo(f"error: --runtime must be one of {', '.join(RUNTIMES)}", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(run_dev(port=port, state_dir=state_dir, runtime=runtime, cdk_out=cdk_out))
 
 
 @app.command()

@@ -100,14 +100,19 @@ class Dev:
         return pids
 
 
-def start_dev(state_dir: Path, extra_env: dict[str, str] | None = None, port: int | None = None) -> Dev:
+def start_dev(
+    state_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
+) -> Dev:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTPOST_")}
     env.update(FAST)
     env.update(extra_env or {})
     stderr_path = state_dir.parent / f"{state_dir.name}.stderr"
     stderr = stderr_path.open("wb")
     process = subprocess.Popen(
-        [str(OUTPOST), "dev", "--state-dir", str(state_dir), *(["--port", str(port)] if port else [])],
+        [str(OUTPOST), "dev", "--state-dir", str(state_dir), *(["--port", str(port)] if port else []), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=stderr,

@@ -1,0 +1,455 @@
+"""The container runtime: each agent task runs in the real agent image with its task
+definition's constraints, through buildah (chroot isolation) where no Docker engine runs.
+
+What the synthesized task definition says (control_plane/runtime/container_spec.py) is what a
+task gets:
+
+- the user (``buildah run --user``), the capabilities (``--cap-drop``/``--cap-add``);
+- a read-only root file system: the container's root is bind-mounted read-only onto itself
+  before ``buildah run`` (buildah 1.28 has no ``--read-only``); ``/run`` is a per-task
+  root-owned copy, because buildah removes its ``/run/.containerenv`` after each run;
+- one fresh host directory per task volume, bind-mounted at each mount point; the image's
+  own ``VOLUME`` declarations are removed from the container, and, as Fargate does, a volume
+  whose path the image declares as a ``VOLUME`` starts with the image's content and owner
+  there, any other starts empty and root-owned;
+- the environment as RunTask overrides give it (task definition environment, secrets' values
+  from this process's environment under the same names, the request's variables), set with
+  ``buildah config --env NAME`` so that no value ever appears on a command line.
+
+Stop: SIGTERM to the container's main process (the runner), SIGKILL to every process of the
+container (its mount namespace) after the task definition's stop timeout. Task-state events
+have the local runtime's shape, so one tracker serves all runtimes. docs/dispatch-engine.md
+lists what chroot isolation cannot enforce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.registry import AGENTS
+from control_plane.runtime import buildah as b
+from control_plane.runtime.base import EventSink, LaunchedTask, LaunchError, LaunchRequest, RuntimeTask
+from control_plane.runtime.container_spec import ContainerSpec, load_specs
+from control_plane.runtime.local import _proc_start_ticks, task_state_event
+
+log = logging.getLogger(__name__)
+EXEC_SHIM = "buildah-chroot-exec"  # buildah's process that starts the container's command
+
+
+class ContainerSettings(BaseSettings):
+    """``OUTPOST_CONTAINER_*``: where the task definitions and the images are."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTPOST_CONTAINER_", frozen=True, extra="ignore")
+
+    cdk_out: Path  # a `cdk synth` output with the Dev stage
+    image_tag: str = "latest"  # agents/images/scripts/build-images.sh tags every build :latest too
+
+
+def image_ref(image: str, tag: str) -> str:
+    return f"localhost/outpost/{image}:{tag}"  # how build-images.sh names buildah images
+
+
+@dataclass
+class _Task:
+    task_id: str
+    agent: str
+    pid: int  # `buildah run`
+    start_ticks: int
+    container: str
+    rootfs: str
+    task_dir: str
+    log_path: str
+    stop_timeout_s: int
+    read_only_root: bool
+    version: int = 1
+    stop_reason: str | None = None
+    main_pid: int | None = None
+    namespace: str | None = None
+    process: Any = None
+    log_file: IO[bytes] | None = None
+    stop_requested_at: float | None = None
+    terminated: bool = False
+
+    def state(self) -> dict[str, Any]:
+        keep = ("task_id", "agent", "pid", "start_ticks", "container", "rootfs", "task_dir", "log_path")
+        more = ("stop_timeout_s", "read_only_root", "version", "stop_reason", "main_pid", "namespace")
+        return {key: getattr(self, key) for key in keep + more}
+
+
+@dataclass
+class ContainerRuntime:
+    state_dir: Path
+    specs: dict[str, ContainerSpec]
+    image_tag: str = "latest"
+    storage: str = field(default_factory=b.default_storage)
+    control_plane_url: str = ""
+    event_sink: EventSink | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    secret_values: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    workspace: str = "/workspace"  # OUTPOST_WORKSPACE, as the engine sets it for ECS tasks
+    poll_interval_s: float = 0.2
+    name: str = "container"
+
+    def __post_init__(self) -> None:
+        if os.geteuid() != 0:
+            raise b.BuildahError("the container runtime needs root here (bind mounts, chroot isolation)")
+        self.state_dir = Path(self.state_dir)
+        for sub in ("state", "tasks", "logs"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.buildah = b.Buildah(self.storage)
+        self._tasks: dict[str, _Task] = {}
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._adopt()
+        self._monitor = threading.Thread(target=self._watch, name="outpost-container-runtime", daemon=True)
+        self._monitor.start()
+
+    # -- the Runtime interface --------------------------------------------------------------
+
+    def launch(self, requests: list[LaunchRequest]) -> list[LaunchedTask | LaunchError]:
+        return [self._launch_one(r) for r in requests]
+
+    def stop(self, runtime_ref: str, reason: str) -> None:
+        with self._lock:
+            task = self._tasks.get(runtime_ref)
+            if task is None or task.stop_requested_at is not None:
+                return
+            task.stop_reason = reason
+            task.stop_requested_at = time.monotonic()
+            self._save(task)
+        self._terminate(task)
+
+    def list_tasks(self) -> list[RuntimeTask]:
+        with self._lock:
+            return [
+                RuntimeTask(
+                    runtime_ref=t.task_id,
+                    agent=t.agent,
+                    task_id=t.task_id,
+                    last_status="STOPPING" if t.stop_requested_at else "RUNNING",
+                    extra={"container": t.container},
+                )
+                for t in self._tasks.values()
+            ]
+
+    def close(self, *, stop_tasks: bool = True, timeout_s: float | None = None) -> None:
+        if self._closed.is_set():
+            return
+        if stop_tasks:
+            for task in list(self._tasks.values()):
+                self.stop(task.task_id, "Outpost: control plane shut down")
+            longest = max((t.stop_timeout_s for t in self._tasks.values()), default=0)
+            deadline = time.monotonic() + (timeout_s if timeout_s is not None else longest + 10)
+            while self._tasks and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self._closed.set()
+        self._monitor.join(timeout=10)
+
+    def container_of(self, task_id: str) -> str | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return task.container if task else None
+
+    # -- launching ---------------------------------------------------------------------------
+
+    def _launch_one(self, request: LaunchRequest) -> LaunchedTask | LaunchError:
+        with self._lock:
+            if request.task_id in self._tasks:  # the same launch again: idempotent, like clientToken
+                return LaunchedTask(request.task_id, request.task_id, "CONTAINER")
+        spec = self.specs.get(request.agent)
+        if spec is None:
+            return LaunchError(f"agent {request.agent!r} has no task definition in the Dev stage")
+        image = image_ref(AGENTS[request.agent].image, self.image_tag)
+        config = self.buildah.image_config(image)
+        if config is None:
+            return LaunchError(
+                f"image {image} is not built: run ENGINE=buildah TAG={self.image_tag} "
+                f"agents/images/scripts/build-images.sh {AGENTS[request.agent].image}"
+            )
+        container = f"outpost-{request.task_id}"
+        task_dir = self.state_dir / "tasks" / request.task_id
+        try:
+            task = self._start(request, spec, config, image, container, task_dir)
+        except (b.BuildahError, subprocess.SubprocessError, OSError) as error:
+            self._dismantle(container, str(task_dir))
+            return LaunchError(f"could not start the container: {error}")
+        with self._lock:
+            self._tasks[task.task_id] = task
+            self._save(task)
+        self._emit(task, "RUNNING")
+        return LaunchedTask(task.task_id, task.task_id, "CONTAINER")
+
+    def _environment(self, request: LaunchRequest, spec: ContainerSpec) -> dict[str, str]:
+        """What ECS gives the container: task definition environment, secrets, overrides."""
+        env = dict(spec.environment)
+        env.update({name: self.secret_values[name] for name in spec.secrets if name in self.secret_values})
+        env.update(self.extra_env)
+        env.update(request.env)
+        env.setdefault("OUTPOST_TASK_ID", request.task_id)
+        env.setdefault("OUTPOST_AGENT", request.agent)
+        env.setdefault("OUTPOST_WORKSPACE", self.workspace)
+        if self.control_plane_url:
+            env.setdefault("OUTPOST_CONTROL_PLANE_URL", self.control_plane_url)
+        return env
+
+    def _start(
+        self,
+        request: LaunchRequest,
+        spec: ContainerSpec,
+        config: dict[str, Any],
+        image: str,
+        container: str,
+        task_dir: Path,
+    ) -> _Task:
+        task_dir.mkdir(parents=True)
+        self.buildah("from", "--quiet", "--pull-never", "--name", container, image)
+        image_volumes = sorted(config.get("Volumes") or {})
+        env = self._environment(request, spec)
+        # The task definition's mount points are the only volumes (buildah would otherwise
+        # create its own for the image's VOLUMEs); values come from buildah's environment.
+        self.buildah(
+            "config",
+            *[arg for path in image_volumes for arg in ("--volume", f"{path}-")],
+            *[arg for name in sorted(env) for arg in ("--env", name)],
+            container,
+            env={**os.environ, **env},
+        )
+        rootfs = self.buildah("mount", container)
+        run = self.buildah.run_command()
+        for mount in spec.mounts:
+            host = task_dir / "volumes" / mount.volume
+            if not host.exists():
+                _init_volume(host, Path(rootfs), mount.path, declared=mount.path in image_volumes)
+            run += ["--volume", f"{host}:{mount.path}:{'ro' if mount.read_only else 'rw'}"]
+        if spec.read_only_root:
+            _read_only_root(Path(rootfs), task_dir / "run")
+        if spec.user:
+            run += ["--user", spec.user]
+        run += [arg for cap in spec.cap_drop for arg in ("--cap-drop", cap.lower())]
+        run += [arg for cap in spec.cap_add for arg in ("--cap-add", cap.lower())]
+        if spec.working_dir:
+            run += ["--workingdir", spec.working_dir]
+        argv = list(spec.entrypoint or config.get("Entrypoint") or []) + list(
+            spec.command or config.get("Cmd") or []
+        )
+        log_path = self.state_dir / "logs" / f"{request.task_id}.log"
+        log_file = open(log_path, "ab")  # noqa: SIM115 - closed when the task exits
+        process = subprocess.Popen(
+            [*run, container, "--", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("OUTPOST_", "AWS_"))},
+            start_new_session=True,  # outlives a control-plane crash, like the local runtime's tasks
+        )
+        return _Task(
+            task_id=request.task_id,
+            agent=request.agent,
+            pid=process.pid,
+            start_ticks=_proc_start_ticks(process.pid) or 0,
+            container=container,
+            rootfs=rootfs,
+            task_dir=str(task_dir),
+            log_path=str(log_path),
+            stop_timeout_s=spec.stop_timeout_s,
+            read_only_root=spec.read_only_root,
+            process=process,
+            log_file=log_file,
+        )
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._closed.wait(self.poll_interval_s):
+            for task in list(self._tasks.values()):
+                try:
+                    self._check(task)
+                except Exception:  # the watcher must never die
+                    log.exception("checking container task %s failed", task.task_id)
+
+    def _alive(self, task: _Task) -> bool:
+        if task.process is not None:
+            return task.process.poll() is None
+        return _proc_start_ticks(task.pid) == task.start_ticks
+
+    def _find_main(self, task: _Task) -> None:
+        """The container's main process: the child of buildah's exec shim (the runner)."""
+        if task.main_pid is not None:
+            return
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if b.argv0(ppid) == EXEC_SHIM and self._descends(ppid, task.pid):
+                task.main_pid = int(entry.name)
+                task.namespace = b.mount_namespace(task.main_pid)
+                with self._lock:
+                    if task.task_id in self._tasks:
+                        self._save(task)
+                return
+
+    @staticmethod
+    def _descends(pid: int, ancestor: int) -> bool:
+        for _ in range(8):
+            if pid == ancestor:
+                return True
+            try:
+                pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                return False
+        return False
+
+    def _terminate(self, task: _Task) -> None:
+        """SIGTERM to the runner, as ECS sends it to the container's main process."""
+        self._find_main(task)
+        if task.main_pid is not None and not task.terminated:
+            task.terminated = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(task.main_pid, signal.SIGTERM)
+
+    def _kill_all(self, task: _Task) -> None:
+        pids = b.in_namespace(task.namespace) if task.namespace else []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _check(self, task: _Task) -> None:
+        if self._alive(task):
+            self._find_main(task)
+            if task.stop_requested_at is not None:
+                self._terminate(task)  # the runner may not have existed at stop()
+                if time.monotonic() - task.stop_requested_at > task.stop_timeout_s:
+                    self._kill_all(task)
+            return
+        # The essential container exited: nothing of it outlives it, then report and clean up.
+        self._kill_all(task)
+        exit_code = task.process.returncode if task.process is not None else None
+        if task.log_file is not None:
+            task.log_file.close()
+        self._dismantle(task.container, task.task_dir, task.rootfs, task.read_only_root)
+        with self._lock:
+            self._tasks.pop(task.task_id, None)
+        self._emit(task, "STOPPED", exit_code=exit_code)
+        (self.state_dir / "state" / f"{task.task_id}.json").unlink(missing_ok=True)
+
+    def _dismantle(
+        self, container: str, task_dir: str, rootfs: str | None = None, read_only: bool = False
+    ) -> None:
+        if rootfs and read_only:
+            b.umount(f"{rootfs}/run")
+            b.umount(rootfs)
+        with contextlib.suppress(b.BuildahError):
+            self.buildah("rm", container)
+        shutil.rmtree(task_dir, ignore_errors=True)
+
+    # -- state and events ----------------------------------------------------------------------
+
+    def _save(self, task: _Task) -> None:
+        path = self.state_dir / "state" / f"{task.task_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(task.state()))
+        tmp.replace(path)
+
+    def _adopt(self) -> None:
+        """Take over the containers a previous control plane left running."""
+        for path in sorted((self.state_dir / "state").glob("*.json")):
+            try:
+                task = _Task(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                path.unlink(missing_ok=True)
+                continue
+            if task.stop_reason:
+                task.stop_requested_at = time.monotonic()
+            self._tasks[task.task_id] = task
+
+    def _emit(self, task: _Task, status: str, exit_code: int | None = None) -> None:
+        task.version += 1
+        if status != "STOPPED":
+            with self._lock:
+                if task.task_id in self._tasks:
+                    self._save(task)
+        stopped = status == "STOPPED"
+        event = task_state_event(
+            task_arn=task.task_id,
+            agent=task.agent,
+            task_id=task.task_id,
+            last_status=status,
+            version=task.version,
+            stop_code=(
+                None if not stopped else ("UserInitiated" if task.stop_reason else "EssentialContainerExited")
+            ),
+            stopped_reason=(
+                None
+                if not stopped
+                else (task.stop_reason or f"Essential container in task exited (exit code {exit_code})")
+            ),
+            exit_code=exit_code,
+        )
+        if self.event_sink is not None:
+            try:
+                self.event_sink(event)
+            except Exception:  # the reconciler catches what a lost event misses
+                log.exception("could not deliver the event of task %s", task.task_id)
+
+
+def _init_volume(host: Path, rootfs: Path, path: str, *, declared: bool) -> None:
+    """A fresh task-local volume as Fargate makes it: the image's content and owner at a
+    declared VOLUME, else an empty directory owned by root (mode 0755)."""
+    source = rootfs / path.lstrip("/")
+    if declared and source.is_dir():
+        shutil.copytree(source, host, symlinks=True)
+        for directory, _, files in os.walk(host):
+            for name in [directory, *(os.path.join(directory, f) for f in files)]:
+                original = source / os.path.relpath(name, host)
+                stat = original.lstat()
+                os.lchown(name, stat.st_uid, stat.st_gid)
+        host.chmod(source.stat().st_mode & 0o7777)
+    else:
+        host.mkdir(parents=True)
+        host.chmod(0o755)
+
+
+def _read_only_root(rootfs: Path, run_copy: Path) -> None:
+    """The container's root, read-only, with a per-task ``/run`` that only root can write (buildah
+    removes its ``/run/.containerenv`` after the command; on a read-only /run that fails)."""
+    shutil.copytree(rootfs / "run", run_copy, symlinks=True)
+    for directory, dirs, _ in os.walk(run_copy):
+        for name in [directory, *(os.path.join(directory, d) for d in dirs)]:
+            os.chown(name, 0, 0)
+            os.chmod(name, os.stat(name).st_mode & ~0o022)  # lock (1777) and the rest: root only
+    b.mount("--bind", str(rootfs), str(rootfs))
+    b.mount("-o", "remount,bind,ro", str(rootfs))
+    b.mount("--bind", str(run_copy), str(rootfs / "run"))
+
+
+def container_runtime(
+    *, state_dir: Path, control_plane_url: str, extra_env: dict[str, str], workspace: str
+) -> ContainerRuntime:
+    """The runtime ``outpost dev --runtime container`` configures through OUTPOST_CONTAINER_*;
+    its event sink is set once the engine that consumes the events exists."""
+    settings = ContainerSettings()  # type: ignore[call-arg]  # pydantic-settings reads the env
+    return ContainerRuntime(
+        state_dir=state_dir,
+        specs=load_specs(settings.cdk_out),
+        image_tag=settings.image_tag,
+        control_plane_url=control_plane_url,
+        extra_env=extra_env,
+        workspace=workspace,
+    )
