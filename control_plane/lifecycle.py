@@ -1,8 +1,10 @@
 """The dispatch lifecycle: the one transition table, and the one function that applies it.
 
-PENDING -> (ASSIGNED) -> RUNNING -> COMPLETED | FAILED | TIMED_OUT | CANCELLED.
-A task that stops without reporting (e.g. a Spot interruption) may be requeued: ASSIGNED or
-RUNNING -> PENDING, with the attempt counter raised by the store. Terminal states are final.
+PENDING -> RUNNING -> COMPLETED | FAILED | TIMED_OUT | CANCELLED.
+A claim moves a dispatch from PENDING to RUNNING in one conditional write, so there is no
+state between them. A task that stops without reporting (e.g. a Spot interruption) may be
+requeued: RUNNING -> PENDING, with the attempt counter raised by the store. Terminal states
+are final.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from types import MappingProxyType
 
 class Status(StrEnum):
     PENDING = "PENDING"
-    ASSIGNED = "ASSIGNED"
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -25,15 +26,12 @@ class Status(StrEnum):
 TERMINAL: frozenset[Status] = frozenset({Status.COMPLETED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED})
 # The statuses a tenant's quota counts as waiting and as running.
 QUEUED: frozenset[Status] = frozenset({Status.PENDING})
-ACTIVE: frozenset[Status] = frozenset({Status.ASSIGNED, Status.RUNNING})
+ACTIVE: frozenset[Status] = frozenset({Status.RUNNING})
 
 TRANSITIONS: Mapping[Status, frozenset[Status]] = MappingProxyType(
     {
         # FAILED from PENDING: a job that can never start (e.g. no capacity until its deadline)
-        Status.PENDING: frozenset({Status.ASSIGNED, Status.RUNNING, Status.CANCELLED, Status.FAILED}),
-        Status.ASSIGNED: frozenset(
-            {Status.RUNNING, Status.PENDING, Status.CANCELLED, Status.FAILED, Status.TIMED_OUT}
-        ),
+        Status.PENDING: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
         Status.RUNNING: frozenset(
             {Status.COMPLETED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.PENDING}
         ),

@@ -123,10 +123,6 @@ class DispatchPublic(BaseModel):
         )
 
 
-class DispatchAccepted(DispatchPublic):
-    pass
-
-
 class DispatchPage(BaseModel):
     items: list[DispatchPublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")

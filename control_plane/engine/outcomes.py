@@ -70,7 +70,7 @@ class Outcomes:
                 expect_task=expect_task,
             )
         for _ in range(5):
-            if record.status not in (Status.RUNNING, Status.ASSIGNED):
+            if record.status is not Status.RUNNING:
                 return None
             if expect_task is not None and record.task_id != expect_task:
                 return None

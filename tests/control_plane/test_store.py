@@ -42,7 +42,7 @@ def _new(stores: Stores, tenant_id: str = "t-store", agent: str = "shell") -> Di
 
 def test_transition_twenty_concurrent_conflicting_exactly_one_wins(stores: Stores) -> None:
     record = _new(stores)
-    targets = [Status.RUNNING, Status.CANCELLED, Status.FAILED, Status.ASSIGNED]
+    targets = [Status.RUNNING, Status.CANCELLED, Status.FAILED, Status.RUNNING]
     barrier = threading.Barrier(20)
     won: list[Status] = []
     conflicts: list[Exception] = []
