@@ -29,6 +29,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from agents.registry import AGENTS, IMAGE_REPOSITORIES
+from constructs.agent_task import SCRATCH_MOUNT, WORKSPACE_MOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
 HADOLINT = Path(sys.executable).with_name("hadolint")
@@ -308,3 +309,176 @@ def test_images_carry_only_the_runtime(run_in) -> None:
         )
     )
     assert leftovers.strip() == ""
+
+
+# --- the images fit their task definitions (issue 8, A3 and A7) ------------------------------
+
+# The writable mounts of the task definitions (tests/infra/test_task_volumes.py ties them to
+# the synthesized templates and the Dockerfiles; here the built images show the same).
+TASK_MOUNTS = {"base": (WORKSPACE_MOUNT, SCRATCH_MOUNT), "control-plane": ("/tmp",)}
+
+
+@pytest.fixture(scope="module")
+def rootfs(storage: str) -> Iterator:
+    """The root file system of a fresh container of an image, mounted on this host."""
+    containers: list[str] = []
+
+    def mount(image_ref: str) -> Path:
+        created = buildah(storage, "from", "--quiet", "--pull-never", image_ref)
+        assert created.returncode == 0, created.stderr
+        containers.append(created.stdout.strip())
+        mounted = buildah(storage, "mount", containers[-1])
+        assert mounted.returncode == 0, mounted.stderr
+        return Path(mounted.stdout.strip())
+
+    yield mount
+    for container in containers:
+        buildah(storage, "umount", container)
+        buildah(storage, "rm", container)
+
+
+def assert_volumes_of_the_agent_user(config: dict, root: Path, paths: tuple[str, ...]) -> None:
+    """Fargate gives a bind mount the owner and content of the image directory only when the
+    image declares a VOLUME at the mount's path."""
+    assert set(config.get("Volumes") or {}) == set(paths)
+    assert config["User"] == f"{AGENT_UID}:{AGENT_UID}"
+    for path in paths:
+        directory = root / path.lstrip("/")
+        info = directory.stat()
+        assert (info.st_uid, info.st_gid) == (AGENT_UID, AGENT_UID), f"{path}: {info.st_uid}:{info.st_gid}"
+        assert info.st_mode & 0o700 == 0o700, f"{path}: mode {info.st_mode:o}"
+        assert sorted(p.name for p in directory.iterdir()) == [], f"{path} would seed every task's volume"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("image", sorted(TASK_MOUNTS))
+def test_task_mounts_are_volumes_of_the_agent_user(image, built, rootfs, image_config) -> None:
+    assert_volumes_of_the_agent_user(image_config(image), rootfs(built[image]), TASK_MOUNTS[image])
+
+
+def cli_check(image: str) -> str:
+    """The last RUN of an agent image's Dockerfile (its `<cli> --version` check), whole."""
+    lines = dockerfile_for(image).read_text().splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("RUN "))
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    return "\n".join(lines[start : end + 1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_an_image_from_base_keeps_its_volumes(storage, built, rootfs, tmp_path) -> None:
+    """An agent image's check, with a stand-in CLI that writes into $HOME, $TMPDIR and its
+    working directory, built FROM base: the image inherits base's volumes and user, and the
+    volume directories keep their owner and stay empty, with nothing left in /var/tmp."""
+    check = cli_check("claude")
+    assert "claude --version" in check
+    writer = 'sh -c \'echo s >"$HOME/.cli.json" && echo t >"$TMPDIR/t" && echo c >c\''
+    (tmp_path / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n{check.replace('claude --version', writer)}\n"
+    )
+    derived = "localhost/outpost-test/derived:pytest"
+    result = buildah(
+        storage,
+        "bud",
+        "--quiet",
+        "--format",
+        "docker",
+        "--isolation",
+        "chroot",
+        "--pull-never",
+        "--build-arg",
+        f"BASE_IMAGE={built['base']}",
+        "-t",
+        derived,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    try:
+        inspected = buildah(storage, "inspect", "--type", "image", derived)
+        assert inspected.returncode == 0, inspected.stderr
+        config = json.loads(inspected.stdout)["Docker"]["config"]
+        root = rootfs(derived)
+        assert_volumes_of_the_agent_user(config, root, TASK_MOUNTS["base"])
+        assert [p.name for p in (root / "var" / "tmp").iterdir()] == []
+    finally:
+        buildah(storage, "rmi", "--force", derived)
+
+
+# The shell agent's task: what an agent of uid 10001 can read of its parent's (the runner's) and
+# PID 1's environment, and, as the control, of a process of its own.
+ENVIRON_PROBE = (
+    'echo "parent=$PPID"; '
+    "for pid in 1 $PPID; do "
+    'if cat /proc/$pid/environ >/dev/null 2>&1; then echo "environ-$pid=read"; '
+    'else echo "environ-$pid=refused"; fi; '
+    'echo "claim-token-in-$pid=$(tr "\\0" "\\n" </proc/$pid/environ 2>/dev/null | grep -c ^OUTPOST_CLAIM_TOKEN=)"; '
+    "done; "
+    "sleep 60 & "
+    'if tr "\\0" "\\n" </proc/$!/environ | grep -q ^HOME=; then echo "environ-own-child=read"; fi; '
+    "kill $!"
+)
+
+
+def run_runner_in_image(root: Path, env: dict[str, str], *, init: bool) -> subprocess.CompletedProcess[str]:
+    """The image's entry point in the image's root file system, as uid 10001 with no
+    capability (ECS drops them all), as PID 1 of a new PID namespace: what the agent task
+    definition makes of it on Fargate (no init process). ``init`` puts a shell in front as
+    PID 1 instead, which is what ECS's init process was: a process holding the container's
+    whole environment that nothing hardens."""
+    runner = "python3 -m agents.runner"
+    command = f"{runner}; exit $?" if init else f"exec {runner}"
+    setup = (
+        'mount -t proc proc "$ROOTFS/proc" && mount --rbind /dev "$ROOTFS/dev" && '
+        'exec chroot --userspec=10001:10001 --groups=10001 "$ROOTFS" '
+        '/usr/bin/env -i "$@" sh -c "cd /workspace && $COMMAND"'
+    )
+    return subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", setup, "setup"]
+        + [f"{name}={value}" for name, value in env.items()],
+        env={"ROOTFS": str(root), "COMMAND": command, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("init", [False, True], ids=["runner-is-pid-1", "init-process-is-pid-1"])
+def test_the_agent_cannot_read_the_runners_or_pid_1s_environment(built, rootfs, image_config, init) -> None:
+    """The real runner of the built base image runs a shell job that tries to read its
+    parent's and PID 1's /proc/<pid>/environ. As the agent task runs it (the runner is PID 1
+    and non-dumpable) both are refused; with an init in front, as ECS's initProcessEnabled
+    did, PID 1's environment, claim token included, is open to the agent."""
+    from tests.agents.runner_harness import CLAIM_TOKEN, FakeControlPlane, make_job
+
+    plane = FakeControlPlane(job=make_job(ENVIRON_PROBE))
+    plane.start()
+    try:
+        image_env = dict(item.split("=", 1) for item in image_config("base")["Env"])
+        task_env = {
+            "OUTPOST_CONTROL_PLANE_URL": plane.url,
+            "OUTPOST_CLAIM_TOKEN": CLAIM_TOKEN,
+            "OUTPOST_AGENT": "shell",
+            "OUTPOST_TASK_ID": "task-0001",
+            "OUTPOST_WORKSPACE": WORKSPACE_MOUNT,
+            "OUTPOST_IDLE_TIMEOUT_S": "30",
+        }
+        done = run_runner_in_image(rootfs(built["base"]), {**image_env, **task_env}, init=init)
+        assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        assert plane.result["outcome"] == "COMPLETED", plane.result
+        seen = dict(
+            line.split("=", 1)
+            for line in plane.uploads["transcript.txt"].decode().splitlines()
+            if "=" in line and not line.startswith(" ")
+        )
+    finally:
+        plane.stop()
+    assert seen["environ-own-child"] == "read"  # the agent reads a process of its own uid...
+    if init:  # ...and so an init's environment, with the claim token in it
+        assert seen["environ-1"] == "read" and seen["claim-token-in-1"] == "1", seen
+        assert seen["parent"] != "1" and seen[f"environ-{seen['parent']}"] == "refused", seen
+    else:  # ...but not the runner's, which is PID 1
+        assert seen["parent"] == "1", seen
+        assert seen["environ-1"] == "refused" and seen["claim-token-in-1"] == "0", seen
