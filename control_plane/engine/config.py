@@ -6,6 +6,7 @@ with short periods; the defaults suit AWS.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import Field
@@ -39,9 +40,12 @@ class EngineSettings(BaseSettings):
     agent_container: str = "agent"  # the container name in the agent task definitions
     ecs_workspace: str = "/workspace"  # OUTPOST_WORKSPACE of ECS tasks (the workspace volume's mount)
 
-    def warm_pool_sizes(self) -> dict[str, int]:
-        """Per agent, the warm-pool target for this environment (local mode uses the dev sizes)."""
+    def warm_pool_sizes(self, deployed: Iterable[str]) -> dict[str, int]:
+        """Per deployed agent, the warm-pool target for this environment (local mode uses the
+        dev sizes). Only the agents the stage deploys: a task for any other has no task
+        definition and would fail at every pass."""
         env = self.env if self.env in ENVIRONMENTS else "dev"
-        sizes = {name: int(agent.warm_pool.get(env, 0)) for name, agent in AGENTS.items()}
-        sizes.update({k: v for k, v in self.warm_pool.items() if k in AGENTS and v >= 0})
+        agents = [name for name in deployed if name in AGENTS]
+        sizes = {name: int(AGENTS[name].warm_pool.get(env, 0)) for name in agents}
+        sizes.update({k: v for k, v in self.warm_pool.items() if k in sizes and v >= 0})
         return sizes

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane.engine import tasks as t
@@ -27,6 +27,7 @@ from control_plane.engine.outcomes import Outcomes
 from control_plane.engine.tracker import Tracker
 from control_plane.lifecycle import TERMINAL, Status
 from control_plane.queueing import enqueue_dispatch
+from control_plane.runtime.base import RuntimeTask
 from control_plane.store import DispatchRecord, Stores
 from control_plane.store.codec import decode_item, encode, now, parse_iso
 
@@ -70,10 +71,13 @@ class Reconciler:
     enqueue_after_s: float = 30.0
     exit_grace_s: float = 30.0  # a task whose job ended is stopped if it has not exited by then
     dead_letters: DeadLetters | None = None
+    # the runtime's live tasks, listed once per pass and shared by the steps that read them
+    _listed: list[RuntimeTask] | None = field(default=None, init=False, repr=False)
 
     def tick(self) -> dict[str, int] | None:
         if not self.lease.acquire():
             return None
+        self._listed = None
         counts = {
             "enqueued": 0,
             "expired": 0,
@@ -89,6 +93,11 @@ class Reconciler:
             except Exception:
                 log.exception("reconciler step %s failed", step.__name__)
         return counts
+
+    def _runtime_tasks(self) -> list[RuntimeTask]:
+        if self._listed is None:
+            self._listed = [task for task in self.runtime.list_tasks() if task.live]
+        return self._listed
 
     def _enqueue(self, counts: dict[str, int]) -> None:
         for record in self.stores.dispatches.unenqueued(older_than_s=self.enqueue_after_s):
@@ -112,7 +121,7 @@ class Reconciler:
 
     def _running(self, counts: dict[str, int]) -> None:
         moment = now()
-        live_refs = {task.runtime_ref for task in self.runtime.list_tasks() if task.live}
+        live_refs = {task.runtime_ref for task in self._runtime_tasks()}
         for record in dispatches_in(self.client, self.table, Status.RUNNING):
             started = record.timestamps.get(str(Status.RUNNING)) or record.updated_at
             ran = (moment - parse_iso(started)).total_seconds()
@@ -148,7 +157,7 @@ class Reconciler:
 
     def _tasks(self, counts: dict[str, int]) -> None:
         moment = now()
-        runtime_tasks = [task for task in self.runtime.list_tasks() if task.live]
+        runtime_tasks = self._runtime_tasks()
         live_refs = {task.runtime_ref for task in runtime_tasks}
         records = self.tasks.live(self.agents)
         known_refs = {task.runtime_ref for task in records if task.runtime_ref}

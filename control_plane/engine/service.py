@@ -64,6 +64,14 @@ def build_runtime(
     )
 
 
+def deployed_agents(settings: Settings) -> list[str]:
+    """The agents this stage runs: on ECS, those whose task definitions the fleet injects
+    (OUTPOST_TASK_DEFINITIONS); local mode runs every agent of the registry."""
+    if settings.runtime == "ecs":
+        return [name for name in settings.task_definitions if name in AGENTS]
+    return list(AGENTS)
+
+
 class Engine:
     def __init__(
         self,
@@ -118,7 +126,7 @@ class Engine:
             lease=t.Lease(
                 client=ddb, table=table, name="scaler", owner=self.owner, duration_s=self.config.lease_s
             ),
-            warm_pool=self.config.warm_pool_sizes(),
+            warm_pool=self.config.warm_pool_sizes(deployed_agents(settings)),
             spot={name: agent.spot for name, agent in AGENTS.items()},
             runner_env=self.runner_env,
             max_tasks_per_agent=self.config.max_tasks_per_agent,

@@ -23,6 +23,7 @@ from control_plane.runtime.local import LocalRuntime
 from control_plane.settings import Settings
 from control_plane.store import Actor, DispatchRecord, Stores
 from control_plane.store.dispatches import new_dispatch_id
+from tests.emulators.ministack import running_ministack
 
 ADMIN_KEY = "op_admin_" + "e" * 40
 NO_WARM_POOL = {"claude": 0, "codex": 0, "gemini": 0, "aider": 0, "grok": 0, "shell": 0}
@@ -144,6 +145,13 @@ def make_world(moto_endpoint: str, tmp_path, **engine_overrides: Any) -> World:
     tenant = engine.stores.tenants.by_api_key(api_key=api_key)
     assert tenant is not None
     return World(resources, settings, engine, TestClient(app), tenant.tenant_id, api_key, runtime, events)
+
+
+@pytest.fixture(scope="session")
+def ministack_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ECS emulator (tests/emulators/ministack.py) on loopback for the whole session."""
+    with running_ministack(tmp_path_factory.mktemp("ministack") / "ministack.log") as url:
+        yield url
 
 
 @pytest.fixture
