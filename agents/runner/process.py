@@ -2,8 +2,9 @@
 
 Every process the runner starts (git, the agent) leads a new session, so that the runner can
 stop the whole tree: SIGTERM to the group, a grace period, then SIGKILL, and nothing of the
-job outlives it. The runner makes itself a child subreaper, so orphaned descendants are
-re-parented to it and reaped here rather than left as zombies.
+job outlives it. The runner is a child subreaper (hardening.py) and, on ECS, PID 1 (no init
+process): orphaned descendants re-parent to it and are reaped here rather than left as zombies,
+without taking the exit status of a process the runner itself waits for.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from agents.runner.hardening import harden
 
 _READ_BYTES = 64 * 1024
 _LINE_MAX_BYTES = 4 * 1024 * 1024
+# The processes the runner started and waits for through their Popen: never reaped elsewhere.
+_waited_for: set[int] = set()
+_waited_for_lock = threading.Lock()
 
 
 def harden_runner() -> None:
@@ -72,6 +76,7 @@ def run_agent(
     except OSError as exc:
         return AgentExit(exit_code=None, start_error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
     assert proc.stdout is not None
+    _track(proc.pid)
     reader = threading.Thread(target=_pump, args=(proc.stdout, on_line), name="agent-output", daemon=True)
     reader.start()
     timed_out = interrupted = False
@@ -87,8 +92,10 @@ def run_agent(
         if time.monotonic() >= deadline:
             timed_out = True
             break
+        reap_orphans()
     # Also after a normal exit: background processes the agent left behind end with the job.
     stop_group(proc, grace_s=kill_grace_s if (timed_out or interrupted) else 0.0)
+    _untrack(proc.pid)
     reader.join(timeout=5)
     if timed_out or interrupted:
         return AgentExit(exit_code=None, timed_out=timed_out, interrupted=interrupted)
@@ -117,6 +124,7 @@ def run_captured(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    _track(proc.pid)
     result: dict[str, bytes] = {}
     collector = threading.Thread(
         target=lambda: result.update(zip(("out", "err"), proc.communicate(), strict=True))
@@ -126,9 +134,11 @@ def run_captured(
         collector.join(timeout=0.1)
         if stop.is_set() or time.monotonic() >= deadline:
             stop_group(proc, grace_s=0.0)
+            _untrack(proc.pid)
             collector.join(timeout=5)
             raise StoppedError() if stop.is_set() else DeadlineError()
     stop_group(proc, grace_s=0.0)
+    _untrack(proc.pid)
     return subprocess.CompletedProcess(
         list(argv), proc.returncode, result.get("out", b""), result.get("err", b"")
     )
@@ -159,6 +169,37 @@ def stop_group(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
         except PermissionError:
             return
         time.sleep(0.02)
+
+
+def reap_orphans() -> None:
+    """Reaps every exited child that no Popen of the runner waits for: a process the agent
+    detached into its own session, whose parent is gone, is the runner's child now, and
+    would stay a zombie until the task ends. WNOWAIT looks before it reaps, so the exit
+    status of the agent (or of git) is left for its Popen to read."""
+    while True:
+        try:
+            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if exited is None:
+            return
+        with _waited_for_lock:
+            if exited.si_pid in _waited_for:
+                return  # its Popen reaps it; the others wait for the next call
+            try:
+                os.waitpid(exited.si_pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+
+
+def _track(pid: int) -> None:
+    with _waited_for_lock:
+        _waited_for.add(pid)
+
+
+def _untrack(pid: int) -> None:
+    with _waited_for_lock:
+        _waited_for.discard(pid)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.agents.runner_harness import make_job, run_runner, runner_env
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_UID = 10001
 MARKER = "outpost-hardening-marker-5d1e"
@@ -112,3 +114,26 @@ def test_the_runner_entry_point_hardens_before_anything_else() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "0"]  # EXIT_USAGE, and PR_GET_DUMPABLE answers 0
+
+
+def test_the_runner_reaps_orphans_that_left_the_agents_process_group(plane, workspace, tmp_path) -> None:
+    """The runner is PID 1 of the agent task and a child subreaper, so a process the agent
+    detaches (new session, parent gone) becomes the runner's child; when it exits the runner
+    reaps it while the agent still runs, and the agent's own exit status still arrives."""
+    pid_file = tmp_path / "daemon.pid"
+    # The detached process writes its pid and exits after 0.3 s; the agent waits up to 10 s for
+    # it to be gone (reaped), then says what is left of it: "Z" when nobody reaped it.
+    plane.job = make_job(
+        f"sh -c 'setsid sh -c \"echo \\$\\$ > {pid_file}.new && mv {pid_file}.new {pid_file}; sleep 0.3\" & exit 0'; "
+        f"while [ ! -s {pid_file} ]; do sleep 0.05; done; "
+        f"for i in $(seq 100); do [ -e /proc/$(cat {pid_file}) ] || break; sleep 0.1; done; "
+        f"echo daemon-state=$(cut -d' ' -f3 /proc/$(cat {pid_file})/stat 2>/dev/null || echo gone); "
+        "exit 7"
+    )
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert (plane.result["outcome"], plane.result["exit_code"]) == ("FAILED", 7)
+    transcript = plane.uploads["transcript.txt"].decode()
+    assert "daemon-state=gone" in transcript, transcript  # "Z" is a zombie nobody reaped
