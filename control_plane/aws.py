@@ -1,7 +1,8 @@
 """boto3 clients for the control plane, built once per app from the settings.
 
 Low-level clients (not resources) because clients are thread-safe and the API serves requests
-from a thread pool. Short timeouts keep a sick dependency from pinning request threads.
+from a thread pool. Short timeouts keep a sick dependency from pinning request threads; only
+SQS waits longer, because a claim long-polls it (agents/runner/timing.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from agents.runner.timing import SQS_READ_TIMEOUT_S
 from control_plane.settings import Settings
 
 
@@ -35,7 +37,8 @@ def make_clients(settings: Settings) -> AwsClients:
         s3={"addressing_style": "path"} if settings.aws_endpoint_url else {},
     )
 
-    def client(service: str) -> Any:
+    def client(service: str, config: Config = config) -> Any:
         return session.client(service, endpoint_url=settings.aws_endpoint_url, config=config)
 
-    return AwsClients(dynamodb=client("dynamodb"), s3=client("s3"), sqs=client("sqs"), ecs=client("ecs"))
+    sqs = client("sqs", config.merge(Config(read_timeout=SQS_READ_TIMEOUT_S)))
+    return AwsClients(dynamodb=client("dynamodb"), s3=client("s3"), sqs=sqs, ecs=client("ecs"))

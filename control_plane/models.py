@@ -83,6 +83,31 @@ class RepoPublic(BaseModel):
     ref: str | None
 
 
+class Cost(BaseModel):
+    """What a dispatch's agent used, as the runner's summary reports it (null: not reported)."""
+
+    model_config = ConfigDict(extra="forbid")
+    usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
+    input_tokens: int | None = Field(default=None, ge=0, strict=True)
+    output_tokens: int | None = Field(default=None, ge=0, strict=True)
+    cached_input_tokens: int | None = Field(default=None, ge=0, strict=True)
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> Cost | None:
+        """The summary's ``cost_usd`` and ``tokens``; None when it reports neither. Raises
+        ValueError (pydantic's ValidationError) for a negative, non-finite or non-numeric value."""
+        tokens = summary.get("tokens") or {}
+        if not isinstance(tokens, dict):
+            raise ValueError("summary.tokens must be an object or null")
+        cost = cls(
+            usd=summary.get("cost_usd"),
+            input_tokens=tokens.get("input"),
+            output_tokens=tokens.get("output"),
+            cached_input_tokens=tokens.get("cached_input"),
+        )
+        return cost if cost.model_dump(exclude_none=True) else None
+
+
 class DispatchPublic(BaseModel):
     dispatch_id: str
     agent: str
@@ -99,7 +124,7 @@ class DispatchPublic(BaseModel):
     exit_code: int | None
     error: str | None
     artifacts: list[str]
-    cost: dict[str, Any] | None
+    cost: Cost | None
 
     @classmethod
     def of(cls, record: DispatchRecord) -> DispatchPublic:
@@ -119,7 +144,7 @@ class DispatchPublic(BaseModel):
             exit_code=record.exit_code,
             error=record.error,
             artifacts=record.artifacts,
-            cost=record.cost,
+            cost=Cost.model_validate(record.cost) if record.cost else None,
         )
 
 

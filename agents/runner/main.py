@@ -40,11 +40,12 @@ from agents.runner.process import DeadlineError, StoppedError, harden_runner, ru
 from agents.runner.protocol import ControlPlane, Job, ProtocolError, upload
 from agents.runner.publish import Published, publish
 from agents.runner.redact import Redactor, child_environment, secret_values, url_password, without_credentials
+from agents.runner.timing import UPLOAD_TIMEOUT_S
 from agents.runner.workspace import CheckoutError, Git, Patch
 
 MIN_CLAIM_INTERVAL_S = 0.5  # a control plane that answers 204 at once is not hammered
 TRANSCRIPT_PARSE_MAX_BYTES = 32 * 1024 * 1024
-UPLOAD_TIMEOUT_S = 120.0
+UPLOAD_TRIES = 3
 PUBLISH_TIMEOUT_S = 300.0
 ERROR_MAX_CHARS = 2000  # the control plane refuses longer errors (and the summary has the rest)
 
@@ -357,32 +358,35 @@ class JobRun:
     def upload_bundle(self) -> list[str]:
         failed = []
         for name in FILES:
-            url = self.job.uploads.get(name)
-            if not url:
-                self.say(f"no upload URL for {name}; not uploaded")
-                failed.append(name)
-                continue
-            data = (self.bundle_dir / name).read_bytes()
-            for attempt in range(3):
-                timeout = self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S)
-                if timeout < 1:
-                    error: Exception | str = "no time left after SIGTERM"
-                    break
-                try:
-                    upload(url, data, timeout=timeout)
-                    error = ""
-                    break
-                except ProtocolError as exc:
-                    error = exc
-                    if not exc.retryable:
-                        break
-                time.sleep(0.5 * (attempt + 1))
+            error = self.upload_file(name, (self.bundle_dir / name).read_bytes())
             if error:
                 self.say(f"upload of {name} failed: {error}")
                 failed.append(name)
         if not failed:
             self.say(f"uploaded {', '.join(FILES)}")
         return failed
+
+    def upload_file(self, name: str, data: bytes) -> Exception | str:
+        """Uploads one bundle file; the error, or "" once it is stored."""
+        error: Exception | str = ""
+        for attempt in range(UPLOAD_TRIES):
+            timeout = self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S)
+            if timeout < 1:
+                return "no time left after SIGTERM"
+            try:
+                # Signed now, for this try: a URL from the start of a long job would have
+                # expired with the session that signed it (agents/runner/timing.py).
+                url = self.runner.control_plane.upload_urls(self.job, timeout=min(timeout, 15.0)).get(name)
+                if not url:
+                    return "the control plane gave no upload URL for it"
+                upload(url, data, timeout=timeout)
+                return ""
+            except ProtocolError as exc:
+                error = exc
+                if not exc.retryable:
+                    return error
+            time.sleep(0.5 * (attempt + 1))
+        return error
 
     def report(self, outcome: Outcome, summary: dict[str, Any]) -> int:
         body = {

@@ -1,8 +1,8 @@
 """The runner's side of the claim protocol (docs/design.md), over urllib.
 
-``POST /internal/claim`` (claim token), ``POST /internal/dispatches/{id}/logs`` and
-``POST /internal/dispatches/{id}/result`` (job token), and HTTP PUT of the bundle files to
-the presigned URLs of the claim answer.
+``POST /internal/claim`` (claim token), ``POST /internal/dispatches/{id}/logs``,
+``.../uploads`` and ``.../result`` (job token), and HTTP PUT of the bundle files to the
+presigned URLs that ``.../uploads`` answers with.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-CLAIM_TIMEOUT_S = 30.0  # the control plane long-polls up to 20 s
+from agents.runner.timing import CLAIM_TIMEOUT_S
+
 USER_AGENT = "outpost-runner"
 
 
@@ -91,7 +92,6 @@ class Job:
     timeout_s: float
     attempt: int
     job_token: str
-    uploads: dict[str, str]
     publish: Publish | None = None
 
     @classmethod
@@ -114,11 +114,6 @@ class Job:
             if ref is not None and not isinstance(ref, str):
                 raise ValueError("claim answer: field 'repo.ref' must be a string or null")
             repo = Repo(url=repo["url"], ref=ref or None)
-        uploads = body.get("uploads") or {}
-        if not isinstance(uploads, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in uploads.items()
-        ):
-            raise ValueError("claim answer: field 'uploads' must map file names to URLs")
         timeout_s = float(field("timeout_s", (int, float)))
         if timeout_s <= 0:
             raise ValueError("claim answer: field 'timeout_s' must be positive")
@@ -130,7 +125,6 @@ class Job:
             timeout_s=timeout_s,
             attempt=int(body.get("attempt") or 1),
             job_token=field("job_token", str),
-            uploads=dict(uploads),
             publish=Publish.from_claim(body.get("publish")),
         )
 
@@ -163,6 +157,17 @@ class ControlPlane:
             payload={"lines": lines},
             timeout=timeout,
         )
+
+    def upload_urls(self, job: Job, *, timeout: float = 15.0) -> dict[str, str]:
+        """Presigned PUT URLs for the bundle files, signed now (they expire in minutes)."""
+        _, body = _send("POST", self._dispatch_url(job, "uploads"), token=job.job_token, timeout=timeout)
+        uploads = json.loads(body or b"null")
+        uploads = uploads.get("uploads") if isinstance(uploads, dict) else None
+        if not isinstance(uploads, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in uploads.items()
+        ):
+            raise ProtocolError("upload URLs answer: field 'uploads' must map file names to URLs", 200)
+        return uploads
 
     def send_result(self, job: Job, result: dict[str, Any], *, timeout: float = 15.0) -> None:
         _send("POST", self._dispatch_url(job, "result"), token=job.job_token, payload=result, timeout=timeout)

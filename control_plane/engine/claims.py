@@ -11,10 +11,18 @@ queue; for a queued dispatch it
    ``transition``, conditional on status and version): a dispatch cancelled in the meantime
    fails the condition and is never started, and two tasks cannot both start one dispatch;
 3. finishes the task (``claiming`` → ``claimed``) with the hash of a fresh job token, and
-   answers with the job and presigned upload URLs for that dispatch's artifact prefix only.
+   answers with the job.
 
-A crash between the steps leaves the task ``claiming``; the runner's retry finds it there and
-either completes the claim (the dispatch is RUNNING on this task) or undoes the reservation.
+Step 2 happens only before the deadline the runner still waits for (agents/runner/timing.py):
+a poll that comes back later releases its message instead. A crash between the steps leaves
+the task ``claiming``; the runner's retry finds it there and either completes the claim (the
+dispatch is RUNNING on this task) or undoes the reservation. A claim whose answer never
+reached the runner (its job token was never used) is answered again to the retry, with a new
+job token.
+
+The job token is bound to that attempt while it runs: it is refused once the dispatch moved on
+to another attempt or ended. Upload URLs are signed when the runner asks for them, right before
+it uploads, for the attempt's own artifact prefix only.
 """
 
 from __future__ import annotations
@@ -26,11 +34,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.runner.timing import CLAIM_COMMIT_BUDGET_S, CLAIM_LONG_POLL_S, SQS_MAX_WAIT_S, UPLOAD_URL_TTL_S
 from control_plane.engine import tasks as t
 from control_plane.engine.metrics import StartMetrics
-from control_plane.lifecycle import IllegalTransitionError, Status
+from control_plane.lifecycle import TERMINAL, IllegalTransitionError, Status
 from control_plane.queueing import release
 from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
+from control_plane.store.artifacts import artifact_prefix
 from control_plane.store.codec import iso, now, parse_iso
 
 log = logging.getLogger("outpost.claims")
@@ -43,6 +53,10 @@ class ClaimRefusedError(Exception):
     """The token is unknown, spent, or does not belong to this task: answer 401."""
 
 
+class JobEndedError(Exception):
+    """A valid job token whose attempt is over (requeued, or the dispatch ended): answer 409."""
+
+
 @dataclass
 class ClaimService:
     stores: Stores
@@ -51,11 +65,17 @@ class ClaimService:
     queue_urls: Mapping[str, str]
     s3: Any
     bucket: str
-    long_poll_s: float = 20.0
+    long_poll_s: float = CLAIM_LONG_POLL_S
+    commit_budget_s: float = CLAIM_COMMIT_BUDGET_S
     visibility_timeout_s: int = 30
-    upload_url_slack_s: int = 900  # upload URLs outlive the job's timeout by this much
+    upload_url_ttl_s: int = UPLOAD_URL_TTL_S
     metrics: StartMetrics = field(default_factory=StartMetrics)
     clock: Callable[[], float] = time.monotonic
+
+    @property
+    def commit_deadline_s(self) -> float:
+        """A claim starts its job only this long after the request arrived; the runner waits longer."""
+        return self.long_poll_s + self.commit_budget_s
 
     # -- claim -------------------------------------------------------------------------------
 
@@ -70,17 +90,21 @@ class ClaimService:
 
     def claim(self, token: str, task_id: str | None) -> dict[str, Any] | None:
         """The job for this task, or None if none came within the long poll."""
+        arrived = self.clock()
         task = self.authenticate(token, task_id)
         if task.state == t.CLAIMING:
             task, job = self._recover(task)
             if job is not None:
                 return job
+        if task.state == t.CLAIMED:
+            return self._resume(task)
         if task.state != t.UNCLAIMED:
             raise ClaimRefusedError("the claim token is spent")
         queue_url = self.queue_urls.get(task.agent)
         if queue_url is None:
             raise ClaimRefusedError(f"no queue for agent {task.agent}")
-        deadline = self.clock() + self.long_poll_s
+        deadline = arrived + self.long_poll_s
+        commit_by = arrived + self.commit_deadline_s
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
@@ -88,11 +112,11 @@ class ClaimService:
             reply = self.sqs.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=1,
-                WaitTimeSeconds=max(0, min(20, int(remaining))),
+                WaitTimeSeconds=max(0, min(SQS_MAX_WAIT_S, int(remaining))),
                 VisibilityTimeout=self.visibility_timeout_s,
             )
             for message in reply.get("Messages", []):
-                job = self._try(task, message, queue_url)
+                job = self._try(task, message, queue_url, commit_by)
                 if job is not None:
                     return job
                 fresh = self.tasks.get(task.task_id)
@@ -102,7 +126,9 @@ class ClaimService:
             if not reply.get("Messages") and remaining < 1:
                 return None
 
-    def _try(self, task: t.TaskRecord, message: dict[str, Any], queue_url: str) -> dict[str, Any] | None:
+    def _try(
+        self, task: t.TaskRecord, message: dict[str, Any], queue_url: str, commit_by: float
+    ) -> dict[str, Any] | None:
         handle = message["ReceiptHandle"]
         try:
             dispatch_id = str(json.loads(message["Body"])["dispatch_id"])
@@ -121,6 +147,13 @@ class ClaimService:
         if reserved is None:  # the same token in a concurrent claim got there first
             release(message, sqs=self.sqs, queue_url=queue_url)
             raise ClaimRefusedError("the claim token is spent")
+        if self.clock() >= commit_by:
+            # The runner has stopped waiting for this answer: a job started now would run on
+            # nobody. Leave the job to the next claim.
+            log.warning("a claim for task %s polled past its deadline; job left queued", task.task_id)
+            self.tasks.move(reserved, t.UNCLAIMED, remove=("job", "job_attempt"))
+            release(message, sqs=self.sqs, queue_url=queue_url)
+            return None
         try:
             started = self.stores.dispatches.transition(
                 dispatch_id=dispatch_id,
@@ -152,8 +185,11 @@ class ClaimService:
             expect=(t.CLAIMING,),
             fields={"job_token_hash": job_hash, "claimed_at": iso(now()), "job": record.dispatch_id},
         )
-        if claimed is None:
-            raise ClaimRefusedError("the task changed during its claim")
+        if claimed is None:  # a concurrent retry of the claim finished it first
+            fresh = self.tasks.get(task.task_id)
+            if fresh is None or fresh.state != t.CLAIMED:
+                raise ClaimRefusedError("the task changed during its claim")
+            return self._resume(fresh)
         warm = parse_iso(task.created_at) < parse_iso(record.created_at)
         self.metrics.record_start(
             agent=record.agent,
@@ -178,17 +214,25 @@ class ClaimService:
             raise ClaimRefusedError("the claim token is spent")
         return undone, None
 
-    def job_answer(self, record: DispatchRecord, job_token: str) -> dict[str, Any]:
-        from control_plane.store.artifacts import artifact_prefix
+    def _resume(self, task: t.TaskRecord) -> dict[str, Any]:
+        """The claim answer again, with a new job token, for a runner that never received it
+        (it gave up waiting, or the answer was lost): as long as no job token was used, the
+        claim token's holder is the runner that has not started the job."""
+        record = self.stores.dispatches.get(dispatch_id=task.job or "", tenant_id=None)
+        if (
+            task.job_token_used
+            or record is None
+            or record.status is not Status.RUNNING
+            or (record.task_id, record.attempt) != (task.task_id, task.job_attempt)
+        ):
+            raise ClaimRefusedError("the claim token is spent")
+        job_token, job_hash = t.make_token(task.task_id)
+        if self.tasks.move(task, t.CLAIMED, fields={"job_token_hash": job_hash}) is None:
+            raise ClaimRefusedError("the claim token is spent")
+        log.info("task %s resumed its claim of dispatch %s", task.task_id, record.dispatch_id)
+        return self.job_answer(record, job_token)
 
-        ttl = int(record.timeout_s) + self.upload_url_slack_s
-        prefix = artifact_prefix(record.tenant_id, record.dispatch_id)
-        uploads = {
-            name: self.s3.generate_presigned_url(
-                "put_object", Params={"Bucket": self.bucket, "Key": prefix + name}, ExpiresIn=ttl
-            )
-            for name in BUNDLE_FILES
-        }
+    def job_answer(self, record: DispatchRecord, job_token: str) -> dict[str, Any]:
         repo = {"url": record.repo_url, "ref": record.repo_ref} if record.repo_url else None
         return {
             "dispatch_id": record.dispatch_id,
@@ -198,28 +242,61 @@ class ClaimService:
             "timeout_s": record.timeout_s,
             "attempt": record.attempt,
             "job_token": job_token,
-            "uploads": uploads,
+        }
+
+    def upload_urls(self, record: DispatchRecord) -> dict[str, str]:
+        """Presigned PUT URLs for the attempt's bundle files, signed now with the control plane's
+        current credentials (a presigned URL dies with the session that signed it)."""
+        prefix = artifact_prefix(record.tenant_id, record.dispatch_id, record.attempt)
+        return {
+            name: self.s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": prefix + name},
+                ExpiresIn=self.upload_url_ttl_s,
+            )
+            for name in BUNDLE_FILES
         }
 
     # -- job-token calls (logs, result) -------------------------------------------------------
 
-    def authenticate_job(self, token: str, dispatch_id: str) -> tuple[t.TaskRecord, DispatchRecord]:
+    def authenticate_job(
+        self, token: str, dispatch_id: str, *, ended: bool = False
+    ) -> tuple[t.TaskRecord, DispatchRecord]:
+        """The task and dispatch of a job token that is valid now: its attempt is the dispatch's
+        current one, on this task, and still RUNNING (or, with ``ended``, finished on it: a
+        repeated result report). Raises ClaimRefusedError (401) or JobEndedError (409)."""
         parts = t.split_token(token)
         if parts is None:
             raise ClaimRefusedError("unknown job token")
+        for _ in range(3):
+            task, record = self._job_of(parts, dispatch_id, ended=ended)
+            # The first use tells a claim retry that the answer arrived (see _resume).
+            if task.job_token_used or self.tasks.move(task, task.state, fields={"job_token_used": True}):
+                return task, record
+        log.warning("task %s: the first use of its job token could not be recorded", task.task_id)
+        return task, record
+
+    def _job_of(
+        self, parts: tuple[str, str], dispatch_id: str, *, ended: bool
+    ) -> tuple[t.TaskRecord, DispatchRecord]:
         task = self.tasks.get(parts[0])
         if task is None or task.job != dispatch_id or not t.token_matches(parts[1], task.job_token_hash):
             raise ClaimRefusedError("unknown job token")
         record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
         if record is None:
             raise ClaimRefusedError("unknown job token")
+        if (record.task_id, record.attempt) != (task.task_id, task.job_attempt):
+            raise JobEndedError(
+                f"the job token belongs to attempt {task.job_attempt}, which is over;"
+                f" the dispatch is at attempt {record.attempt}"
+            )
+        if record.status is not Status.RUNNING and not (ended and record.status in TERMINAL):
+            raise JobEndedError(f"the job token's attempt is over: the dispatch is {record.status}")
         return task, record
 
 
 def stored_bundle(record: DispatchRecord, s3: Any, bucket: str) -> list[str]:
-    """The bundle files present under the dispatch's artifact prefix."""
-    from control_plane.store.artifacts import artifact_prefix
-
-    prefix = artifact_prefix(record.tenant_id, record.dispatch_id)
+    """The bundle files present under the attempt's artifact prefix."""
+    prefix = artifact_prefix(record.tenant_id, record.dispatch_id, record.attempt)
     reply = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     return sorted(entry["Key"][len(prefix) :] for entry in reply.get("Contents", []))

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.registry import AGENTS, ENVIRONMENTS
+from agents.runner.timing import CLAIM_LONG_POLL_S, SQS_MAX_WAIT_S
 
 
 class EngineSettings(BaseSettings):
@@ -21,7 +22,7 @@ class EngineSettings(BaseSettings):
     env: str = "local"
     scale_interval_s: float = Field(default=2.0, gt=0)
     reconcile_interval_s: float = Field(default=15.0, gt=0)
-    claim_long_poll_s: float = Field(default=20.0, ge=0, le=20)
+    claim_long_poll_s: float = Field(default=CLAIM_LONG_POLL_S, ge=0, le=SQS_MAX_WAIT_S)
     timeout_grace_s: float = Field(default=60.0, ge=0)  # after a job's timeout, before TIMED_OUT
     launch_grace_s: float = Field(default=120.0, gt=0)  # a launched task must show up by then
     max_attempts: int = Field(default=3, ge=1, le=10)  # Spot interruptions requeue up to this

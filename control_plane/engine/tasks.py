@@ -88,6 +88,7 @@ class TaskRecord:
     job: str | None = None  # the dispatch it claimed
     job_attempt: int | None = None
     claimed_at: str | None = None
+    job_token_used: bool = False  # the runner has called with its job token: the claim arrived
     stop_reason: str | None = None
     event_version: int = 0
     version: int = 1

@@ -1,4 +1,7 @@
-"""A dispatch's result bundle in the artifacts bucket: list it with short-lived download URLs."""
+"""A dispatch's result bundles in the artifacts bucket: list one with short-lived download URLs.
+
+The engine signs the upload URLs (control_plane/engine/claims.py).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def artifact_prefix(tenant_id: str, dispatch_id: str) -> str:
-    """The per-tenant prefix of docs/design.md; every object of a dispatch lives under it."""
-    return f"tenants/{tenant_id}/dispatches/{dispatch_id}/"
+def artifact_prefix(tenant_id: str, dispatch_id: str, attempt: int) -> str:
+    """The per-tenant prefix of docs/design.md, one per attempt: a late upload of an earlier
+    attempt can never overwrite the bundle of the attempt that ran last."""
+    return f"tenants/{tenant_id}/dispatches/{dispatch_id}/attempt-{attempt}/"
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,9 @@ class ArtifactStore:
         self._bucket = bucket
         self._url_ttl_s = url_ttl_s
 
-    def list(self, *, tenant_id: str, dispatch_id: str) -> list[Artifact]:
-        prefix = artifact_prefix(tenant_id, dispatch_id)
+    def list(self, *, tenant_id: str, dispatch_id: str, attempt: int) -> list[Artifact]:
+        """The bundle of one attempt (the API shows the dispatch's current, i.e. final, one)."""
+        prefix = artifact_prefix(tenant_id, dispatch_id, attempt)
         artifacts: list[Artifact] = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
             for entry in page.get("Contents", []):
@@ -43,13 +48,3 @@ class ArtifactStore:
                     )
                 )
         return artifacts
-
-    def upload_url(self, *, tenant_id: str, dispatch_id: str, name: str) -> str:
-        """A presigned PUT URL for one bundle file (the engine hands these to the runner)."""
-        if "/" in name or name.startswith("."):
-            raise ValueError(f"artifact name {name!r} must be a plain file name")
-        return self._s3.generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self._bucket, "Key": artifact_prefix(tenant_id, dispatch_id) + name},
-            ExpiresIn=self._url_ttl_s,
-        )

@@ -1,5 +1,6 @@
 """A small control plane for the runner's tests: the claim protocol of docs/design.md over
-real HTTP on loopback, plus a PUT target standing in for the presigned upload URLs.
+real HTTP on loopback, plus a PUT target standing in for the presigned upload URLs (a URL is
+valid for ``url_ttl_s`` after the runner asked for it, as S3 honours a presigned URL).
 
 It records every request so tests can assert on what the runner sent.
 """
@@ -51,6 +52,8 @@ class FakeControlPlane:
     result_received: threading.Event = field(default_factory=threading.Event)
     pull_requests: list[dict[str, Any]] = field(default_factory=list)  # the fake GitHub API's
     refuse_uploads: bool = False  # answer 403 to every PUT, as S3 does for an expired URL
+    url_ttl_s: float = 600.0
+    url_requests: list[float] = field(default_factory=list)  # when the runner asked for URLs
     spent: bool = False
 
     def start(self) -> None:
@@ -73,11 +76,17 @@ class FakeControlPlane:
             self.empty_claims -= 1
             return 204, None
         self.spent = True
+        return 200, self.job
+
+    def upload_urls(self) -> dict[str, Any]:
+        signed = time.time()
+        self.url_requests.append(signed)
+        assert self.job is not None
         uploads = {
-            name: f"{self.url}/uploads/{self.job['dispatch_id']}/{name}?X-Signature=abc"
+            name: f"{self.url}/uploads/{self.job['dispatch_id']}/{name}?X-Signature=abc&signed={signed}"
             for name in BUNDLE_FILES
         }
-        return 200, {**self.job, "uploads": uploads}
+        return {"uploads": uploads, "expires_in_s": self.url_ttl_s}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -124,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
             if plane.on_logs:
                 plane.on_logs(body["lines"])
             return self._reply(204)
+        if self.path == f"/internal/dispatches/{dispatch}/uploads":
+            return self._reply(200, plane.upload_urls())
         if self.path == f"/internal/dispatches/{dispatch}/result":
             plane.results.append(body)
             plane.result_received.set()
@@ -131,10 +142,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self._reply(404, {"title": "not found"})
 
     def do_PUT(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         prefix = f"/uploads/{self.plane.job['dispatch_id'] if self.plane.job else ''}/"
-        if self.plane.refuse_uploads or not path.startswith(prefix) or "X-Signature=abc" not in self.path:
+        if self.plane.refuse_uploads or not path.startswith(prefix) or "X-Signature=abc" not in query:
             return self._reply(403, {"title": "bad signature"})
+        signed = float(query.rpartition("signed=")[2] or 0)
+        if time.time() > signed + self.plane.url_ttl_s:
+            return self._reply(403, {"title": "Request has expired"})
         self.plane.uploads[path.removeprefix(prefix)] = self._body()
         return self._reply(200)
 

@@ -291,6 +291,24 @@ def test_skip_publishing_failed_job(
     assert "outpost/d-0001" not in git("branch", "--list", cwd=bare)
 
 
+def test_upload_bundle_of_a_job_that_ran_its_full_timeout_through_urls_signed_at_upload(
+    plane: FakeControlPlane, workspace: Path
+) -> None:
+    # Upload URLs live shorter than the job: only URLs asked for after the agent ended work.
+    plane.job = make_job("echo partial > work.txt; sleep 300", timeout_s=2)
+    plane.url_ttl_s = 1.5
+    assert plane.url_ttl_s < plane.job["timeout_s"]
+
+    started = time.time()
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "TIMED_OUT"
+    assert set(plane.uploads) == set(BUNDLE_FILES)
+    assert "+partial" in plane.uploads["patch.diff"].decode()
+    assert plane.url_requests and min(plane.url_requests) >= started + plane.job["timeout_s"]
+
+
 def test_fail_job_whose_bundle_cannot_be_uploaded(plane: FakeControlPlane, workspace: Path) -> None:
     plane.job = make_job("echo work > work.txt")
     plane.refuse_uploads = True

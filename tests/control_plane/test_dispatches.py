@@ -78,7 +78,7 @@ def test_get_dispatch_shows_status_object(client: TestClient, tenant: dict) -> N
         dispatch_id=created["dispatch_id"],
         to=Status.COMPLETED,
         actor=SYSTEM,
-        changes={"exit_code": 0, "artifacts": ["patch.diff"], "cost": {"usd": 0.25}},
+        changes={"exit_code": 0, "artifacts": ["patch.diff"], "cost": {"usd": 0.25, "input_tokens": 900}},
     )
     body = client.get(f"/dispatch/{created['dispatch_id']}", headers=tenant["headers"]).json()
     assert body["status"] == "COMPLETED"
@@ -86,7 +86,7 @@ def test_get_dispatch_shows_status_object(client: TestClient, tenant: dict) -> N
     assert (body["exit_code"], body["artifacts"], body["cost"], body["version"]) == (
         0,
         ["patch.diff"],
-        {"usd": 0.25},
+        {"usd": 0.25, "input_tokens": 900, "output_tokens": None, "cached_input_tokens": None},
         3,
     )
 
@@ -244,7 +244,7 @@ def test_follow_logs_streams_until_dispatch_ends(client: TestClient, tenant: dic
 def test_list_artifacts_gives_download_urls(client: TestClient, tenant: dict, settings: Any) -> None:
     created = _create(client, tenant)
     s3 = client.app.state.clients.s3  # type: ignore[attr-defined]
-    prefix = f"tenants/{tenant['tenant_id']}/dispatches/{created['dispatch_id']}/"
+    prefix = f"tenants/{tenant['tenant_id']}/dispatches/{created['dispatch_id']}/attempt-1/"
     s3.put_object(Bucket=settings.artifacts_bucket, Key=prefix + "patch.diff", Body=b"--- a\n+++ b\n")
     items = client.get(f"/dispatch/{created['dispatch_id']}/artifacts", headers=tenant["headers"]).json()[
         "items"

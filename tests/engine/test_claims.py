@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from agents.runner.timing import UPLOAD_URL_TTL_S
 from control_plane.engine import tasks as t
 from control_plane.lifecycle import Status
 from control_plane.metrics import COLD_STARTS, WARM_POOL_HITS
@@ -15,7 +16,7 @@ from tests.engine.conftest import World
 FORGED_TOKEN = "t-forged.secret"  # noqa: S105 - a token the control plane never issued
 
 
-def test_claim_starts_the_job_and_answers_with_uploads_scoped_to_its_prefix(world: World):
+def test_claim_starts_the_job_and_upload_urls_are_scoped_to_its_attempt(world: World):
     record = world.dispatch("echo hi > out.txt", timeout_s=120)
     task, token = world.new_task()
     reply = world.claim(token, task.task_id)
@@ -30,15 +31,17 @@ def test_claim_starts_the_job_and_answers_with_uploads_scoped_to_its_prefix(worl
         None,
     )
     assert job["job_token"] and job["job_token"] != token
-    assert set(job["uploads"]) == {"patch.diff", "transcript.txt", "summary.json", "manifest.json"}
-    prefix = f"/{world.settings.artifacts_bucket}/tenants/{world.tenant_id}/dispatches/{record.dispatch_id}/"
-    for name, url in job["uploads"].items():
-        assert urlsplit(url).path == prefix + name
+    assert "uploads" not in job  # signed when the runner is ready to upload, not at claim time
     # the dispatch is RUNNING on this task, in one write
     started = world.get(record.dispatch_id)
     assert started.status is Status.RUNNING and started.task_id == task.task_id
+    uploads = _uploads(world, job)
+    assert set(uploads) == {"patch.diff", "transcript.txt", "summary.json", "manifest.json"}
+    prefix = f"/{world.settings.artifacts_bucket}/tenants/{world.tenant_id}/dispatches/{record.dispatch_id}/attempt-1/"
+    for name, url in uploads.items():
+        assert urlsplit(url).path == prefix + name
     # and an upload URL works
-    assert httpx.put(job["uploads"]["patch.diff"], content=b"diff --git a/x b/x\n").status_code == 200
+    assert httpx.put(uploads["patch.diff"], content=b"diff --git a/x b/x\n").status_code == 200
     listed = world.client.get(
         f"/dispatch/{record.dispatch_id}/artifacts", headers={"Authorization": f"Bearer {world.api_key}"}
     ).json()
@@ -48,7 +51,12 @@ def test_claim_starts_the_job_and_answers_with_uploads_scoped_to_its_prefix(worl
 def test_a_claim_token_works_once_and_a_task_claims_at_most_one_job(world: World):
     first, second = world.dispatch(), world.dispatch()
     task, token = world.new_task()
-    assert world.claim(token, task.task_id).status_code == 200
+    claimed = world.claim(token, task.task_id)
+    assert claimed.status_code == 200
+    # until the job token is used, a retry gets the same job (its answer may have been lost)
+    retry = world.claim(token, task.task_id)
+    assert retry.status_code == 200 and retry.json()["dispatch_id"] == claimed.json()["dispatch_id"]
+    assert _post(world, retry.json(), "logs", {"lines": ["started"]}).status_code == 202
     again = world.claim(token, task.task_id)
     assert again.status_code == 401
     assert {world.get(first.dispatch_id).status, world.get(second.dispatch_id).status} == {
@@ -140,12 +148,29 @@ def test_a_stopping_task_cannot_claim(world: World):
     assert world.claim(token, task.task_id).status_code == 401
 
 
+def _claimed(world: World, token: str, task_id: str) -> dict:
+    """The job a claim answers with; a 1 s test poll on a busy machine may first come back empty."""
+    for _ in range(5):
+        reply = world.claim(token, task_id)
+        if reply.status_code != 204:
+            break
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
 def _job(world: World) -> tuple[dict, str]:
     record = world.dispatch("true")
     task, token = world.new_task()
-    job = world.claim(token, task.task_id).json()
+    job = _claimed(world, token, task.task_id)
     assert job["dispatch_id"] == record.dispatch_id
     return job, task.task_id
+
+
+def _uploads(world: World, job: dict) -> dict[str, str]:
+    reply = _post(world, job, "uploads", {})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["expires_in_s"] == UPLOAD_URL_TTL_S
+    return reply.json()["uploads"]
 
 
 def _post(world: World, job: dict, what: str, body: dict, token: str | None = None):
@@ -158,7 +183,7 @@ def _post(world: World, job: dict, what: str, body: dict, token: str | None = No
 
 def test_result_completes_the_dispatch_with_exit_code_and_artifacts(world: World):
     job, _ = _job(world)
-    httpx.put(job["uploads"]["patch.diff"], content=b"patch")
+    httpx.put(_uploads(world, job)["patch.diff"], content=b"patch")
     reply = _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0, "summary": {"files": 1}})
     assert reply.status_code == 200, reply.text
     record = world.get(job["dispatch_id"])
@@ -196,7 +221,7 @@ def test_interrupted_result_requeues_until_attempts_run_out(world: World):
     assert record.attempt == 2 and record.enqueued and record.task_id is None
     for attempt in (2, 3):
         task, token = world.new_task()
-        again = world.claim(token, task.task_id).json()
+        again = _claimed(world, token, task.task_id)
         assert (again["dispatch_id"], again["attempt"]) == (job["dispatch_id"], attempt)
         reply = _post(world, again, "result", {"outcome": "INTERRUPTED", "error": "SIGTERM"})
     assert reply.json()["status"] == "FAILED"
@@ -242,3 +267,102 @@ def test_internal_endpoints_answer_503_where_no_engine_runs(world: World):
     bare = TestClient(create_app(world.settings, clients=world.clients))
     reply = bare.post("/internal/claim", json={"task_id": "t-1"}, headers={"Authorization": "Bearer t-1.x"})
     assert reply.status_code == 503
+
+
+def _api(world: World, path: str):
+    return world.client.get(path, headers={"Authorization": f"Bearer {world.api_key}"})
+
+
+def test_a_job_token_is_refused_once_its_attempt_was_requeued(world: World):
+    first, _ = _job(world)
+    assert _post(world, first, "result", {"outcome": "INTERRUPTED", "error": "SIGTERM"}).status_code == 200
+    for what, body in (("logs", {"lines": ["late"]}), ("uploads", {}), ("result", {"outcome": "COMPLETED"})):
+        reply = _post(world, first, what, body)
+        assert reply.status_code == 409, (what, reply.text)
+        assert "attempt 1" in reply.json()["detail"]
+    task, token = world.new_task()
+    second = _claimed(world, token, task.task_id)
+    assert second["attempt"] == 2
+    assert _post(world, first, "logs", {"lines": ["late"]}).status_code == 409
+    assert _post(world, first, "uploads", {}).status_code == 409
+    assert _post(world, second, "logs", {"lines": ["attempt 2"]}).status_code == 202
+    assert _api(world, f"/dispatch/{first['dispatch_id']}/logs").json()["lines"] == ["attempt 2"]
+
+
+def test_a_job_token_is_refused_once_the_dispatch_ended(world: World):
+    job, _ = _job(world)
+    assert _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0}).status_code == 200
+    for what, body in (("logs", {"lines": ["after the end"]}), ("uploads", {})):
+        reply = _post(world, job, what, body)
+        assert reply.status_code == 409, (what, reply.text)
+        assert "COMPLETED" in reply.json()["detail"]
+    # the runner's repeated report of the same outcome is still answered 2xx
+    assert _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0}).status_code == 200
+    assert _api(world, f"/dispatch/{job['dispatch_id']}/logs").json()["lines"] == []
+
+
+def test_a_late_upload_of_an_earlier_attempt_never_replaces_the_final_bundle(world: World):
+    first, _ = _job(world)
+    stale = _uploads(world, first)  # attempt 1 is about to be interrupted
+    assert _post(world, first, "result", {"outcome": "INTERRUPTED", "error": "SIGTERM"}).status_code == 200
+    task, token = world.new_task()
+    second = _claimed(world, token, task.task_id)
+    for name, url in _uploads(world, second).items():
+        assert httpx.put(url, content=f"attempt 2 {name}".encode()).status_code == 200
+    assert _post(world, second, "result", {"outcome": "COMPLETED", "exit_code": 0}).status_code == 200
+    # attempt 1's runner uploads late, through URLs S3 still honours
+    assert httpx.put(stale["patch.diff"], content=b"attempt 1 patch.diff").status_code == 200
+
+    record = world.get(first["dispatch_id"])
+    assert record.attempt == 2 and sorted(record.artifacts) == sorted(stale)
+    listed = _api(world, f"/dispatch/{first['dispatch_id']}/artifacts").json()["items"]
+    assert sorted(item["name"] for item in listed) == sorted(stale)
+    for item in listed:
+        assert httpx.get(item["url"]).content == f"attempt 2 {item['name']}".encode()
+
+
+def test_result_records_the_cost_and_tokens_of_the_summary(world: World):
+    job, _ = _job(world)
+    summary = {"tokens": {"input": 1200, "output": 340, "cached_input": None}, "cost_usd": 0.0421}
+    reply = _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0, "summary": summary})
+    assert reply.status_code == 200, reply.text
+    shown = _api(world, f"/dispatch/{job['dispatch_id']}").json()
+    assert shown["cost"] == {
+        "usd": 0.0421,
+        "input_tokens": 1200,
+        "output_tokens": 340,
+        "cached_input_tokens": None,
+    }
+
+
+def test_a_job_without_usage_has_no_cost(world: World):
+    job, _ = _job(world)
+    summary = {"tokens": {"input": None, "output": None, "cached_input": None}, "cost_usd": None}
+    assert (
+        _post(world, job, "result", {"outcome": "FAILED", "exit_code": 1, "summary": summary}).status_code
+        == 200
+    )
+    assert _api(world, f"/dispatch/{job['dispatch_id']}").json()["cost"] is None
+
+
+def test_a_result_with_a_bad_cost_is_refused_and_nothing_is_written(world: World):
+    job, _ = _job(world)
+    for summary in (
+        {"cost_usd": -0.5},
+        {"cost_usd": "0.5"},
+        {"cost_usd": True},
+        {"tokens": {"input": -1}},
+        {"tokens": {"output": 1.5}},
+        {"tokens": ["1200"]},
+    ):
+        reply = _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0, "summary": summary})
+        assert reply.status_code == 422, (summary, reply.text)
+    # JSON's non-standard NaN, as Python's json module would send it
+    raw = world.client.post(
+        f"/internal/dispatches/{job['dispatch_id']}/result",
+        content=b'{"outcome": "COMPLETED", "summary": {"cost_usd": NaN}}',
+        headers={"Authorization": f"Bearer {job['job_token']}", "Content-Type": "application/json"},
+    )
+    assert raw.status_code == 422, raw.text
+    record = world.get(job["dispatch_id"])
+    assert record.status is Status.RUNNING and record.cost is None and record.summary is None

@@ -276,6 +276,6 @@ def get_logs(
 
 @router.get("/dispatch/{dispatch_id}/artifacts", response_model=ArtifactList)
 def list_artifacts(dispatch_id: DispatchId, tenant: TenantDep, stores: StoreDep) -> ArtifactList:
-    _load(stores, tenant, dispatch_id)
-    items = stores.artifacts.list(tenant_id=tenant.tenant_id, dispatch_id=dispatch_id)
+    record = _load(stores, tenant, dispatch_id)
+    items = stores.artifacts.list(tenant_id=tenant.tenant_id, dispatch_id=dispatch_id, attempt=record.attempt)
     return ArtifactList(items=[ArtifactPublic.model_validate(vars(a)) for a in items])

@@ -2,8 +2,9 @@
 
 In AWS only the agent security group reaches them: the public load balancer refuses
 ``/internal/*`` and the control-plane security group admits the agents' group on the service
-port. Authentication is the one-time claim token (claim) or the job token (logs, result), both
-as ``Authorization: Bearer``; an unknown, spent or foreign token is 401.
+port. Authentication is the one-time claim token (claim) or the job token (logs, uploads,
+result), both as ``Authorization: Bearer``; an unknown, spent or foreign token is 401, a job
+token whose attempt is over (the dispatch was requeued or ended) is 409.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from control_plane.engine import tasks
-from control_plane.engine.claims import ClaimRefusedError, ClaimService, stored_bundle
+from control_plane.engine.claims import ClaimRefusedError, ClaimService, JobEndedError, stored_bundle
 from control_plane.engine.outcomes import Outcomes
 from control_plane.lifecycle import TERMINAL, Status
+from control_plane.models import Cost
 from control_plane.problems import Problem
 
 log = logging.getLogger("outpost.internal")
@@ -45,6 +47,20 @@ class ResultBody(BaseModel):
     error: Annotated[str, Field(max_length=4096)] | None = None
     summary: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _usage_is_valid(self) -> ResultBody:
+        self.cost()  # a bad cost or token count is a 422 here, never a 500 or a half-written record
+        return self
+
+    def cost(self) -> dict[str, Any] | None:
+        """The record's ``cost``: the summary's ``cost_usd`` and ``tokens``."""
+        try:
+            cost = Cost.from_summary(self.summary)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise ValueError(f"summary usage: {problems}") from None
+        return cost.model_dump(exclude_none=True) if cost else None
+
 
 def _engine(request: Request) -> Any:
     engine = getattr(request.app.state, "engine", None)
@@ -68,7 +84,9 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-def _refused(error: ClaimRefusedError) -> Problem:
+def _refused(error: ClaimRefusedError | JobEndedError) -> Problem:
+    if isinstance(error, JobEndedError):
+        return Problem(409, "Conflict", str(error), type_="attempt-over")
     return Problem(
         401, "Unauthorized", str(error), type_="unauthorized", headers={"WWW-Authenticate": "Bearer"}
     )
@@ -100,12 +118,26 @@ def append_logs(
     engine = _engine(request)
     try:
         _, record = engine.claims.authenticate_job(_bearer(authorization), dispatch_id)
-    except ClaimRefusedError as error:
+    except (ClaimRefusedError, JobEndedError) as error:
         raise _refused(error) from None
     if not body.lines:
         return {"chunk": 0}
     chunk = engine.stores.logs.append(tenant_id=record.tenant_id, dispatch_id=dispatch_id, lines=body.lines)
     return {"chunk": chunk}
+
+
+@router.post("/dispatches/{dispatch_id}/uploads")
+def upload_urls(
+    dispatch_id: DispatchId, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
+    """Presigned PUT URLs for the running attempt's bundle files, valid for ``expires_in_s``:
+    the runner asks right before it uploads, so a long job never holds an expired URL."""
+    claims: ClaimService = _engine(request).claims
+    try:
+        _, record = claims.authenticate_job(_bearer(authorization), dispatch_id)
+    except (ClaimRefusedError, JobEndedError) as error:
+        raise _refused(error) from None
+    return {"uploads": claims.upload_urls(record), "expires_in_s": claims.upload_url_ttl_s}
 
 
 @router.post("/dispatches/{dispatch_id}/result")
@@ -117,8 +149,8 @@ def report_result(
 ) -> dict[str, Any]:
     engine = _engine(request)
     try:
-        task, record = engine.claims.authenticate_job(_bearer(authorization), dispatch_id)
-    except ClaimRefusedError as error:
+        task, record = engine.claims.authenticate_job(_bearer(authorization), dispatch_id, ended=True)
+    except (ClaimRefusedError, JobEndedError) as error:
         raise _refused(error) from None
     outcomes: Outcomes = engine.outcomes
     if record.status in TERMINAL:
@@ -139,7 +171,11 @@ def report_result(
             expect_task=task.task_id,
         )
     else:
-        changes: dict[str, Any] = {"summary": body.summary or None, "error": body.error}
+        changes: dict[str, Any] = {
+            "summary": body.summary or None,
+            "error": body.error,
+            "cost": body.cost(),
+        }
         if body.exit_code is not None:
             changes["exit_code"] = body.exit_code
         changes["artifacts"] = stored_bundle(record, engine.clients.s3, engine.settings.artifacts_bucket)

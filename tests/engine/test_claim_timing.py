@@ -1,0 +1,146 @@
+"""The claim's timeouts with their production values: the long poll, the SQS client under it,
+the deadline the control plane promises the runner, and the runner's own timeout."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from agents.runner import protocol
+from agents.runner.timing import SQS_MAX_WAIT_S
+from control_plane.aws import make_clients
+from control_plane.engine import tasks as t
+from control_plane.engine.config import EngineSettings
+from control_plane.lifecycle import Status
+from tests.engine.conftest import World, make_world
+
+PRODUCTION_POLL_S = EngineSettings.model_fields["claim_long_poll_s"].default
+
+
+@pytest.fixture
+def production_world(moto_endpoint: str, tmp_path) -> Iterator[World]:
+    """An engine with the production claim settings (the 20 s long poll)."""
+    instance = make_world(moto_endpoint, tmp_path, claim_long_poll_s=PRODUCTION_POLL_S)
+    try:
+        yield instance
+    finally:
+        instance.runtime.close(stop_tasks=True, timeout_s=5)
+
+
+@pytest.fixture
+def served_url(production_world: World) -> Iterator[str]:
+    app = production_world.client.app
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_production_long_poll_on_an_empty_queue_answers_204_before_the_runner_gives_up(
+    production_world: World, served_url: str
+):
+    """The one slow test here: a real 20 s long poll against the emulator's SQS, over HTTP,
+    with the control plane's real clients and the runner's real protocol code."""
+    assert PRODUCTION_POLL_S == 20
+    task, token = production_world.new_task()
+    control_plane = protocol.ControlPlane(served_url)
+    started = time.monotonic()
+    assert control_plane.claim(token, task.task_id) is None  # 204: no job, call again
+    elapsed = time.monotonic() - started
+    assert PRODUCTION_POLL_S - 1 <= elapsed < protocol.CLAIM_TIMEOUT_S
+    # the token is still good, and the next claim gets the job at once
+    record = production_world.dispatch()
+    job = control_plane.claim(token, task.task_id)
+    assert job is not None and job.dispatch_id == record.dispatch_id
+    assert production_world.get(record.dispatch_id).status is Status.RUNNING
+
+
+def test_claim_timeouts_nest_from_the_sqs_client_to_the_runner(production_world: World):
+    settings = EngineSettings()
+    claims = production_world.engine.claims
+    assert claims.long_poll_s == settings.claim_long_poll_s == PRODUCTION_POLL_S
+    # SQS refuses a longer wait, so the engine does too
+    assert settings.claim_long_poll_s <= SQS_MAX_WAIT_S
+    with pytest.raises(ValueError):
+        EngineSettings(claim_long_poll_s=SQS_MAX_WAIT_S + 1)
+    # the client that long-polls waits longer than the longest poll: an empty poll is no timeout
+    sqs = make_clients(production_world.settings).sqs
+    assert sqs.meta.config.read_timeout > SQS_MAX_WAIT_S
+    assert production_world.clients.sqs.meta.config.read_timeout > SQS_MAX_WAIT_S
+    # the runner waits longer than the deadline the control plane commits a claim by
+    assert claims.long_poll_s < claims.commit_deadline_s
+    assert protocol.CLAIM_TIMEOUT_S >= claims.commit_deadline_s + 5
+
+
+class LateReceive:
+    """The engine's clock, moved past the claim's commit deadline when a ReceiveMessage
+    answers: a poll that came back after its runner gave up."""
+
+    def __init__(self, world: World) -> None:
+        self.offset = 0.0
+        self.world = world
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def receive_answered(self, **_: Any) -> None:
+        self.offset += self.world.engine.claims.commit_deadline_s + 1
+
+
+def test_a_poll_that_answers_after_the_commit_deadline_never_starts_the_job(world: World):
+    record = world.dispatch()
+    task, token = world.new_task()
+    late = LateReceive(world)
+    world.engine.claims.clock = late
+    events = world.clients.sqs.meta.events
+    events.register("after-call.sqs.ReceiveMessage", late.receive_answered)
+    try:
+        assert world.claim(token, task.task_id).status_code == 204
+    finally:
+        events.unregister("after-call.sqs.ReceiveMessage", late.receive_answered)
+        world.engine.claims.clock = time.monotonic
+    assert world.get(record.dispatch_id).status is Status.PENDING
+    assert world.tasks.get(task.task_id).state == t.UNCLAIMED
+    # the message was released at once, not left invisible, and the token still claims it
+    reply = world.claim(token, task.task_id)
+    assert reply.status_code == 200 and reply.json()["dispatch_id"] == record.dispatch_id
+
+
+def test_a_claim_whose_answer_was_lost_is_resumed_by_the_retry(world: World):
+    record = world.dispatch()
+    task, token = world.new_task()
+    lost = world.engine.claims.claim(token, task.task_id)  # committed; the runner never saw it
+    assert lost is not None and world.get(record.dispatch_id).status is Status.RUNNING
+    retry = world.claim(token, task.task_id)
+    assert retry.status_code == 200, retry.text
+    job = retry.json()
+    assert (job["dispatch_id"], job["attempt"]) == (record.dispatch_id, 1)
+    assert job["job_token"] != lost["job_token"]
+    logs = f"/internal/dispatches/{record.dispatch_id}/logs"
+    assert (
+        world.client.post(logs, json={"lines": ["x"]}, headers=_bearer(lost["job_token"])).status_code == 401
+    )
+    assert (
+        world.client.post(logs, json={"lines": ["x"]}, headers=_bearer(job["job_token"])).status_code == 202
+    )
+    # once the runner has used its job token, the claim token is spent for good
+    assert world.claim(token, task.task_id).status_code == 401
+    assert world.get(record.dispatch_id).task_id == task.task_id
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
