@@ -1,4 +1,8 @@
-"""The encrypted EFS file system for agent workspaces, reached through a non-root access point."""
+"""The encrypted EFS file system, reached only through a non-root access point.
+
+Agent workspaces are task-local storage, not this file system (README, "Why agent workspaces
+are not on EFS"); it is kept for platform-written shared data such as a git mirror cache.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ class Workspaces(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
-        # Ingress on 2049 is added by the fleet for the agent and control-plane groups only.
+        # No ingress rule: nothing mounts the file system yet. Its mount targets admit only the
+        # groups given NFS (2049) ingress here, so every client is refused until a mount is
+        # wired in deliberately.
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, description="Workspaces EFS", allow_all_outbound=False
         )

@@ -70,7 +70,6 @@ class EnvironmentConfig:
     interface_endpoints: bool
     agents: tuple[str, ...]
     account: str | None = None  # None: environment-agnostic (dev without CDK_DEFAULT_ACCOUNT)
-    alarm_email: str | None = None
     control_plane_cpu: int = 512
     control_plane_memory: int = 1024
     control_plane_desired_count: int = 1
@@ -110,8 +109,6 @@ def _check(cfg: EnvironmentConfig) -> None:
     unknown = sorted(set(cfg.agents) - set(AGENTS))
     if unknown or not cfg.agents:
         fail("agents", f"unknown agents {unknown}" if unknown else "at least one agent is required")
-    if cfg.alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", cfg.alarm_email):
-        fail("alarm_email", "not an e-mail address")
     if cfg.control_plane_memory not in CONTROL_PLANE_SIZES.get(cfg.control_plane_cpu, ()):
         fail("control_plane_memory", f"not a Fargate size with control_plane_cpu {cfg.control_plane_cpu}")
     if not 1 <= cfg.control_plane_desired_count <= cfg.control_plane_max_count:

@@ -150,8 +150,10 @@ class DataStack(cdk.Stack):
             acknowledge(
                 self.secrets,
                 finding,
-                "Provider API keys and the GitHub token are issued by those services and rotated there by an "
-                "operator; the admin key is rotated with `outpost admin rotate`. No rotation Lambda could do either.",
+                "Provider API keys and the GitHub token are issued by those services: an operator rotates them "
+                "there and stores the new value with put-secret-value. The admin key is rotated by an operator "
+                "(put-secret-value, then a forced new deployment of the control-plane service, whose tasks read "
+                "the secret at start; README, Deploying). A rotation Lambda can issue neither.",
             )
         acknowledge(
             self.backups,
