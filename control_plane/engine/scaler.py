@@ -81,13 +81,17 @@ class Scaler:
         queued = queued_jobs(self.client, self.table)
         launched: dict[str, int] = {}
         for agent in self.warm_pool:
-            if not self.lease.held(margin_s=min(1.0, self.lease.duration_s / 4)):
+            if not self._leading():
                 break
             try:
                 launched[agent] = self._scale(agent, queued.get(agent, []))
             except Exception:
                 log.exception("scaling agent %s failed", agent)
         return launched
+
+    def _leading(self) -> bool:
+        """Whether this replica's lease still holds, with a margin for the next step's call."""
+        return self.lease.held(margin_s=min(1.0, self.lease.duration_s / 4))
 
     def _scale(self, agent: str, queued: list[Queued]) -> int:
         live = self.tasks.live([agent])
@@ -103,9 +107,12 @@ class Scaler:
         return 0
 
     def _launch(self, agent: str, count: int, queued: list[Queued]) -> int:
+        """Record and launch up to ``count`` tasks, one at a time while the lease holds: a pass
+        can outlive its lease (RunTask retries and capacity fallbacks take seconds per task),
+        and once it has run out another replica may be launching for the same pools."""
         candidates = iter(queued)
-        requests: list[tuple[t.TaskRecord, LaunchRequest]] = []
-        while len(requests) < count:
+        recorded = started = 0
+        while recorded < count and self._leading():
             job = next(candidates, None)
             if job is not None:
                 token = client_token(job.dispatch_id, job.attempt)
@@ -123,6 +130,7 @@ class Scaler:
                 token_hash=token_hash,
             ):
                 continue  # already launched for that job (by this or another replica)
+            recorded += 1
             record = self.tasks.get(task_id)
             assert record is not None
             env = {
@@ -131,21 +139,10 @@ class Scaler:
                 "OUTPOST_AGENT": agent,
                 "OUTPOST_TASK_ID": task_id,
             }
-            requests.append(
-                (
-                    record,
-                    LaunchRequest(
-                        agent=agent,
-                        task_id=task_id,
-                        client_token=token,
-                        env=env,
-                        spot=self.spot.get(agent, False),
-                    ),
-                )
+            request = LaunchRequest(
+                agent=agent, task_id=task_id, client_token=token, env=env, spot=self.spot.get(agent, False)
             )
-        results = self.runtime.launch([request for _, request in requests])
-        started = 0
-        for (record, _), result in zip(requests, results, strict=True):
+            [result] = self.runtime.launch([request])
             if isinstance(result, LaunchError):
                 self.metrics.record(LAUNCH_FAILURES, agent)
                 self.tasks.move(record, t.STOPPED, fields={"stop_reason": f"launch failed: {result}"[:500]})

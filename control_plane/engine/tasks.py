@@ -23,6 +23,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -262,17 +263,27 @@ class TaskStore:
 class Lease:
     """A lease item: whoever holds it runs the leased work; it lapses unless renewed."""
 
-    def __init__(self, *, client: Any, table: str, name: str, owner: str, duration_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        table: str,
+        name: str,
+        owner: str,
+        duration_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._table = table
         self.name = name
         self.owner = owner
         self.duration_s = duration_s
         self.held_until = 0.0
+        self._clock = clock
 
     def acquire(self) -> bool:
         """Take or renew the lease; False when another owner holds an unexpired one."""
-        moment = time.time()
+        moment = self._clock()  # before the write: the lease is never believed longer than written
         until = moment + self.duration_s
         if not conditionally(
             self._client.update_item,
@@ -293,7 +304,10 @@ class Lease:
         return True
 
     def held(self, margin_s: float = 0.0) -> bool:
-        return time.time() + margin_s < self.held_until
+        """Whether the lease still holds ``margin_s`` from now. Work that must run once checks
+        this before each step that has an effect: a pass can outlive the lease it started under,
+        and another replica takes the lease over once it has run out."""
+        return self._clock() + margin_s < self.held_until
 
     def release(self) -> None:
         if not self.held_until:

@@ -10,14 +10,36 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
 
 from control_plane.aws import make_clients
 from control_plane.engine import tasks as t
+from control_plane.engine.config import EngineSettings
 from control_plane.engine.scaler import Scaler
 from control_plane.metrics import LAUNCH_FAILURES
 from control_plane.runtime.base import client_token
 from control_plane.runtime.local import LocalRuntime
-from tests.engine.conftest import World
+from tests.engine.conftest import World, make_world
+
+
+@pytest.fixture
+def atomic_world(ministack_endpoint: str, tmp_path) -> Iterator[World]:
+    """A world whose DynamoDB applies each conditional write atomically, as DynamoDB does.
+
+    ministack does; the moto server does not: it reads the item, evaluates the condition and
+    writes in separate steps without a lock, so two writers racing one item can both win
+    (test_moto_server_lets_two_racing_conditional_updates_win). Races between replicas are
+    therefore tested here.
+    """
+    instance = make_world(ministack_endpoint, tmp_path)
+    try:
+        yield instance
+    finally:
+        instance.runtime.close(stop_tasks=True, timeout_s=5)
 
 
 def scaler_for(
@@ -120,7 +142,8 @@ def test_a_failed_launch_is_recorded_and_retried_on_the_next_pass(world: World, 
         broken.close()
 
 
-def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(world: World, tmp_path):
+def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(atomic_world: World, tmp_path):
+    world = atomic_world
     for _ in range(3):
         world.dispatch()
     runtimes = [
@@ -177,3 +200,81 @@ def test_a_replica_takes_over_when_the_leader_stops_renewing(world: World):
 
 def test_scaler_runs_the_real_runner_command_by_default():
     assert LocalRuntime.__dataclass_fields__["command"].default == (sys.executable, "-m", "agents.runner")
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowRuntime:
+    """A runtime whose every launch takes ``seconds`` of the clock (RunTask retries, fallbacks)."""
+
+    def __init__(self, inner, clock: SteppingClock, seconds: float) -> None:
+        self.inner, self.clock, self.seconds = inner, clock, seconds
+
+    def launch(self, requests):
+        self.clock.now += self.seconds * len(requests)
+        return self.inner.launch(requests)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_pass_that_outlives_its_lease_stops_launching(world: World):
+    lease_s = EngineSettings().lease_s  # the production lease
+    clock = SteppingClock()
+    scaler = scaler_for(world, warm=5, runtime=SlowRuntime(world.runtime, clock, lease_s * 0.4))
+    scaler.lease = t.Lease(
+        client=world.clients.dynamodb,
+        table=world.settings.dispatches_table,
+        name="scaler",
+        owner="slow-leader",
+        duration_s=lease_s,
+        clock=clock,
+    )
+    # renewed at 0; launches at 0, 0.4 and 0.8 of the lease; at 1.2 it has run out, and another
+    # replica may be scaling the same pool: this pass launches nothing more
+    assert scaler.tick() == {"shell": 3}
+    assert len(live(world)) == 3 and len(world.runtime.list_tasks()) == 3
+
+
+def test_racing_replicas_never_hold_one_lease_together(atomic_world: World):
+    table = atomic_world.settings.dispatches_table
+    # one connection per replica, so that the 20 conditional writes reach the store together
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=atomic_world.settings.aws_endpoint_url,
+        config=Config(max_pool_connections=20),
+    )
+    leases = [
+        t.Lease(
+            client=dynamodb,
+            table=table,
+            name="race",
+            owner=f"replica-{n}",
+            duration_s=EngineSettings().lease_s,
+        )
+        for n in range(20)
+    ]
+    for _ in range(3):
+        start = threading.Barrier(len(leases))
+        won: list[str] = []
+
+        def race(lease: t.Lease, start: threading.Barrier, won: list[str]) -> None:
+            start.wait()
+            if lease.acquire():
+                won.append(lease.owner)
+
+        threads = [threading.Thread(target=race, args=(lease, start, won)) for lease in leases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1, won
+        [holder] = [lease for lease in leases if lease.owner == won[0]]
+        assert [lease.owner for lease in leases if lease.held()] == won
+        holder.release()  # the next round starts from a free lease
