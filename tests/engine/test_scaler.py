@@ -30,10 +30,11 @@ from tests.engine.conftest import World, make_world
 def atomic_world(ministack_endpoint: str, tmp_path) -> Iterator[World]:
     """A world whose DynamoDB applies each conditional write atomically, as DynamoDB does.
 
-    ministack does; the moto server does not: it reads the item, evaluates the condition and
-    writes in separate steps without a lock, so two writers racing one item can both win
-    (test_moto_server_lets_two_racing_conditional_updates_win). Races between replicas are
-    therefore tested here.
+    ministack does; the moto server does not: its UpdateItem reads the item, evaluates the
+    condition and writes in separate steps without a lock, so two writers racing one item can
+    both win (seen here in 11 to 14 of 30 two-thread races on a new item, and 5 of 30
+    twenty-thread races on an existing one; none of 30 on ministack). Races between replicas
+    are therefore tested here.
     """
     instance = make_world(ministack_endpoint, tmp_path)
     try:
