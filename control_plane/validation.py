@@ -72,7 +72,7 @@ def _check_host(host: str) -> None:
         check_address(address, host)
         return
     labels = host.split(".")
-    if not all(_HOST_LABEL.match(label) for label in labels):
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
         raise UnsafeRepoError(f"host {host!r} is not a valid host name")
     if labels[-1].isdigit() or re.fullmatch(r"0x[0-9a-f]+", labels[-1]):
         # 127.1, 2130706433, 0x7f.0.0.1, 0251.0376.0251.0376: forms resolvers read as addresses
@@ -131,7 +131,7 @@ def check_repo_resolution(url: str, resolve: Resolver | None = None) -> None:
         pass
     try:
         answers = (resolve or socket.getaddrinfo)(host, 443, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, ValueError):  # no answer (or a name the resolver rejects)
         return
     for answer in answers:
         try:

@@ -60,6 +60,7 @@ UNSAFE_URLS = [
     "http://2852039166/a/b",
     "https://0xa9fea9fe/a/b",
     "https://0251.0376.0251.0376/a/b",
+    "https://" + ".".join(["a" * 63] * 5) + "/a/b",  # a host name longer than DNS allows
 ]
 # ssh forms: no ssh client in the agent images and agent egress is 443 only
 SSH_URLS = {
