@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -45,7 +46,7 @@ from agents.runner.workspace import CheckoutError, Git, Patch
 
 MIN_CLAIM_INTERVAL_S = 0.5  # a control plane that answers 204 at once is not hammered
 TRANSCRIPT_PARSE_MAX_BYTES = 32 * 1024 * 1024
-UPLOAD_TRIES = 3
+RETRY_S = 120.0  # uploads and the report retry this long (within the stop budget after SIGTERM)
 PUBLISH_TIMEOUT_S = 300.0
 ERROR_MAX_CHARS = 2000  # the control plane refuses longer errors (and the summary has the rest)
 
@@ -359,34 +360,28 @@ class JobRun:
         failed = []
         for name in FILES:
             error = self.upload_file(name, (self.bundle_dir / name).read_bytes())
-            if error:
+            if error is not None:
                 self.say(f"upload of {name} failed: {error}")
                 failed.append(name)
         if not failed:
             self.say(f"uploaded {', '.join(FILES)}")
         return failed
 
-    def upload_file(self, name: str, data: bytes) -> Exception | str:
-        """Uploads one bundle file; the error, or "" once it is stored."""
-        error: Exception | str = ""
-        for attempt in range(UPLOAD_TRIES):
-            timeout = self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S)
-            if timeout < 1:
-                return "no time left after SIGTERM"
-            try:
-                # Signed now, for this try: a URL from the start of a long job would have
-                # expired with the session that signed it (agents/runner/timing.py).
-                url = self.runner.control_plane.upload_urls(self.job, timeout=min(timeout, 15.0)).get(name)
-                if not url:
-                    return "the control plane gave no upload URL for it"
-                upload(url, data, timeout=timeout)
-                return ""
-            except ProtocolError as exc:
-                error = exc
-                if not exc.retryable:
-                    return error
-            time.sleep(0.5 * (attempt + 1))
-        return error
+    def upload_file(self, name: str, data: bytes) -> ProtocolError | str | None:
+        """Uploads one bundle file; the error, or None once it is stored."""
+        if self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S) < 1:
+            return "no time left after SIGTERM"
+
+        def attempt() -> None:
+            timeout = max(1.0, self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S))
+            # Signed now, for this try: a URL from the start of a long job would have expired
+            # with the session that signed it (agents/runner/timing.py).
+            url = self.runner.control_plane.upload_urls(self.job, timeout=min(timeout, 15.0)).get(name)
+            if not url:
+                raise ProtocolError("the control plane gave no upload URL for it", 200)
+            upload(url, data, timeout=timeout)
+
+        return self.retrying(attempt, reserve=10.0)  # the report needs the rest of the budget
 
     def report(self, outcome: Outcome, summary: dict[str, Any]) -> int:
         body = {
@@ -395,21 +390,35 @@ class JobRun:
             "error": outcome.error[:ERROR_MAX_CHARS] if outcome.error else None,
             "summary": summary,
         }
-        give_up = self.stop.deadline(self.config.stop_budget_s) or time.monotonic() + 120
-        delay = 0.5
-        while True:
-            timeout = max(1.0, min(15.0, give_up - time.monotonic()))
-            try:
-                self.runner.control_plane.send_result(self.job, body, timeout=timeout)
-                return EXIT_OK
-            except ProtocolError as exc:
-                if not exc.retryable or time.monotonic() + delay >= give_up:
-                    _note(self.redact(f"could not report the outcome: {exc}"))
-                    return EXIT_ERROR
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        error = self.retrying(
+            lambda: self.runner.control_plane.send_result(
+                self.job, body, timeout=max(1.0, self.time_left(default=15.0, reserve=0.0, cap=15.0))
+            )
+        )
+        if error is None:
+            return EXIT_OK
+        _note(self.redact(f"could not report the outcome: {error}"))
+        return EXIT_ERROR
 
     # -- helpers -----------------------------------------------------------------------
+
+    def retrying(self, call: Callable[[], None], *, reserve: float = 0.0) -> ProtocolError | None:
+        """Runs ``call`` until it succeeds; again, with a capped backoff, after what may pass
+        (network errors, 408, 429, 5xx: the control plane may be restarting) for up to
+        RETRY_S, or after SIGTERM until ``reserve`` before the stop budget ends. The last
+        error, or None."""
+        started, delay = time.monotonic(), 0.5
+        while True:
+            try:
+                call()
+                return None
+            except ProtocolError as exc:
+                stop_deadline = self.stop.deadline(self.config.stop_budget_s)
+                give_up = started + RETRY_S if stop_deadline is None else stop_deadline - reserve
+                if not exc.retryable or time.monotonic() + delay >= give_up:
+                    return exc
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def interrupted(self) -> Outcome:
         return Outcome("INTERRUPTED", None, f"stopped by {self.stop.name or 'a signal'}")

@@ -54,6 +54,7 @@ class FakeControlPlane:
     refuse_uploads: bool = False  # answer 403 to every PUT, as S3 does for an expired URL
     url_ttl_s: float = 600.0
     url_requests: list[float] = field(default_factory=list)  # when the runner asked for URLs
+    url_outages: int = 0  # answer 503 to this many requests for URLs (a restarting control plane)
     spent: bool = False
 
     def start(self) -> None:
@@ -134,6 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
                 plane.on_logs(body["lines"])
             return self._reply(204)
         if self.path == f"/internal/dispatches/{dispatch}/uploads":
+            if plane.url_outages > 0:
+                plane.url_outages -= 1
+                return self._reply(503, {"title": "Service Unavailable"})
             return self._reply(200, plane.upload_urls())
         if self.path == f"/internal/dispatches/{dispatch}/result":
             plane.results.append(body)

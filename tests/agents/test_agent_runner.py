@@ -309,6 +309,18 @@ def test_upload_bundle_of_a_job_that_ran_its_full_timeout_through_urls_signed_at
     assert plane.url_requests and min(plane.url_requests) >= started + plane.job["timeout_s"]
 
 
+def test_upload_bundle_after_the_control_plane_comes_back(plane: FakeControlPlane, workspace: Path) -> None:
+    # The control plane that signs the upload URLs restarts while the job ends (seconds of 503s).
+    plane.job = make_job("echo work > work.txt")
+    plane.url_outages = 4
+
+    done = run_runner(runner_env(plane, workspace))
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "COMPLETED"
+    assert plane.url_outages == 0 and set(plane.uploads) == set(BUNDLE_FILES)
+
+
 def test_fail_job_whose_bundle_cannot_be_uploaded(plane: FakeControlPlane, workspace: Path) -> None:
     plane.job = make_job("echo work > work.txt")
     plane.refuse_uploads = True
