@@ -1,8 +1,11 @@
-"""Putting a dispatch on its agent's queue: one function for the API and the reconciler.
+"""Putting a dispatch on its agent's queue: one function for the API, the engine and the reconciler.
 
-The record is written first (enqueued=false), then the message is sent, then the record is
-marked enqueued. A crash or an SQS error between the steps leaves enqueued=false, and the
-reconciler finds the record with `DispatchStore.unenqueued` and calls this function again.
+The record is written first (enqueued=false), then admitted (it takes one of its tenant's run
+slots, `DispatchStore.admit`), then the message is sent, then the record is marked enqueued. A
+dispatch whose tenant has no free slot stays PENDING without a message until the engine's
+admission pass (control_plane.engine.admission) admits it. A crash or an SQS error after the
+admission leaves enqueued=false, and the reconciler finds the record with
+`DispatchStore.unenqueued` and calls this function again.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ def queue_message(record: DispatchRecord) -> dict[str, Any]:
 def enqueue_dispatch(
     record: DispatchRecord, *, sqs: Any, queue_urls: Mapping[str, str], store: DispatchStore
 ) -> bool:
-    """Send the dispatch's message and mark it enqueued; False (and logged) if the send failed."""
+    """Admit the dispatch, send its message and mark it enqueued; False when its tenant has no
+    free run slot (it waits PENDING) or the send failed (logged)."""
+    admitted = store.admit(record=record)
+    if admitted is None:
+        return False
+    record = admitted
     try:
         sqs.send_message(
             QueueUrl=queue_urls[record.agent],

@@ -20,6 +20,7 @@ from typing import Any
 from agents.registry import AGENTS
 from control_plane.aws import AwsClients
 from control_plane.engine import tasks as t
+from control_plane.engine.admission import Admission
 from control_plane.engine.claims import ClaimService
 from control_plane.engine.config import EngineSettings
 from control_plane.engine.control import EngineTaskControl
@@ -110,6 +111,9 @@ class Engine:
             bucket=settings.artifacts_bucket,
             long_poll_s=self.config.claim_long_poll_s,
             metrics=self.metrics,
+        )
+        self.admission = Admission(
+            client=ddb, table=table, stores=stores, sqs=clients.sqs, queue_urls=queue_urls
         )
         self.task_control = EngineTaskControl(tasks=self.tasks, runtime=self.runtime, agents=self.agents)
         self.tracker = Tracker(
@@ -205,6 +209,7 @@ class Engine:
         if not self.config.engine_enabled or self._threads:
             return
         self._stop.clear()
+        self._loop("admission", self.config.scale_interval_s, self.admission.tick)
         self._loop("scaler", self.config.scale_interval_s, self.scaler.tick)
         self._loop("reconciler", self.config.reconcile_interval_s, self.reconciler.tick)
         if self.settings.task_events_queue_url:

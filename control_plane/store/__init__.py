@@ -52,7 +52,13 @@ class Stores:
         audit = AuditLog(client=ddb, table=settings.audit_table, ttl_days=settings.audit_ttl_days)
         stats = FleetStats(client=ddb, table=settings.dispatches_table)
         return cls(
-            dispatches=DispatchStore(client=ddb, table=settings.dispatches_table, audit=audit, stats=stats),
+            dispatches=DispatchStore(
+                client=ddb,
+                table=settings.dispatches_table,
+                tenants_table=settings.tenants_table,
+                audit=audit,
+                stats=stats,
+            ),
             tenants=TenantStore(client=ddb, table=settings.tenants_table, audit=audit),
             audit=audit,
             idempotency=IdempotencyStore(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -87,6 +89,27 @@ def conditionally(write: Callable[..., object], **request: Any) -> bool:
             return False
         raise
     return True
+
+
+def transactionally(client: Any, items: list[dict[str, Any]], *, attempts: int = 5) -> bool:
+    """Makes one DynamoDB transaction; False when one of its conditions did not hold.
+
+    A transaction cancelled only because another transaction touched one of its items at the
+    same moment (TransactionConflict) changed nothing and is tried again: the caller asked for
+    a decision on the conditions, not on timing.
+    """
+    for attempt in range(attempts):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return True
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise
+            reasons = {r.get("Code") for r in getattr(error, "response", {}).get("CancellationReasons", [])}
+            if "TransactionConflict" not in reasons or "ConditionalCheckFailed" in reasons:
+                return False
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not security
+    return False
 
 
 def is_condition_failure(error: Exception) -> bool:

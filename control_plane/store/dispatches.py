@@ -32,6 +32,7 @@ from control_plane.store.codec import (
     iso,
     now,
     parse_iso,
+    transactionally,
     update_expression,
 )
 from control_plane.store.errors import NotFoundError, VersionConflictError
@@ -64,6 +65,7 @@ class DispatchRecord:
     attempt: int = 1
     version: int = 1
     enqueued: bool = False  # becomes true once the queue accepted the job (see DispatchStore.unenqueued)
+    admitted: bool = False  # holds one of its tenant's run slots (see DispatchStore.admit)
     task_id: str | None = None  # Outpost's id of the task running this attempt
     runtime_ref: str | None = None  # the runtime's handle for it (ECS task ARN, local id)
     exit_code: int | None = None
@@ -88,9 +90,12 @@ class DispatchRecord:
 
 
 class DispatchStore:
-    def __init__(self, *, client: Any, table: str, audit: AuditLog, stats: FleetStats) -> None:
+    def __init__(
+        self, *, client: Any, table: str, tenants_table: str, audit: AuditLog, stats: FleetStats
+    ) -> None:
         self._client = client
         self._table = table
+        self._tenants_table = tenants_table
         self._audit = audit
         self._stats = stats
 
@@ -187,7 +192,8 @@ class DispatchStore:
         return key
 
     def unenqueued(self, *, older_than_s: float, limit: int = 100) -> builtins.list[DispatchRecord]:
-        """PENDING dispatches whose queue message was never confirmed sent, idle for `older_than_s`.
+        """Admitted PENDING dispatches whose queue message was never confirmed sent, idle for
+        `older_than_s`. (Dispatches still waiting for a run slot are the admission pass's.)
 
         Creating a dispatch writes the record with enqueued=false, sends the queue message, then
         sets enqueued=true (`mark_enqueued`); a requeue sets it back to false. A crash between
@@ -204,12 +210,18 @@ class DispatchStore:
             "TableName": self._table,
             "IndexName": "by-status",
             "KeyConditionExpression": "#s = :s AND created_at < :c",
-            "FilterExpression": "#e = :f AND #u < :c",
-            "ExpressionAttributeNames": {"#s": "status", "#e": "enqueued", "#u": "updated_at"},
+            "FilterExpression": "#e = :f AND #a = :t AND #u < :c",
+            "ExpressionAttributeNames": {
+                "#s": "status",
+                "#e": "enqueued",
+                "#a": "admitted",
+                "#u": "updated_at",
+            },
             "ExpressionAttributeValues": {
                 ":s": encode(str(Status.PENDING)),
                 ":c": encode(cutoff),
                 ":f": encode(False),
+                ":t": encode(True),
             },
         }
         records: builtins.list[DispatchRecord] = []
@@ -234,6 +246,7 @@ class DispatchStore:
             timestamps={str(Status.PENDING): record.created_at or at},
             version=1,
             enqueued=False,
+            admitted=False,
         )
         if not conditionally(
             self._client.put_item,
@@ -297,6 +310,65 @@ class DispatchStore:
             },
         )
 
+    def admit(self, *, record: DispatchRecord) -> DispatchRecord | None:
+        """Give a PENDING dispatch one of its tenant's run slots; None while all are taken.
+
+        A tenant runs at most ``max_running`` dispatches at once, whatever the API, the scaler
+        and the claims do: the tenant item counts the slots its admitted, unfinished dispatches
+        hold (``run_slots``), a dispatch goes on its agent's queue only once admitted
+        (control_plane.queueing), and it gives its slot back in the transaction that makes it
+        terminal (`transition`). Each change writes both items in one transaction, so the
+        count never drifts, and two writers admitting at once cannot overfill a tenant. Work
+        beyond the limit waits PENDING, unqueued, and so never stands in another tenant's way.
+        """
+        if record.admitted:
+            return record
+        admitted = self._transact(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"dispatch_id": encode(record.dispatch_id)},
+                    "UpdateExpression": "SET #a = :t",
+                    "ConditionExpression": "#s = :p AND (attribute_not_exists(#a) OR #a = :f)",
+                    "ExpressionAttributeNames": {"#a": "admitted", "#s": "status"},
+                    "ExpressionAttributeValues": {
+                        ":t": encode(True),
+                        ":f": encode(False),
+                        ":p": encode(str(Status.PENDING)),
+                    },
+                }
+            },
+            tenant_id=record.tenant_id,
+            slots=+1,
+        )
+        if admitted:
+            return replace(record, admitted=True)
+        current = self.get(dispatch_id=record.dispatch_id, tenant_id=None)  # `record` may be stale
+        return (
+            current if current is not None and current.admitted and current.status is Status.PENDING else None
+        )
+
+    def _transact(self, change: dict[str, Any], *, tenant_id: str, slots: int) -> bool:
+        """One transaction: `change` to a dispatch, and its tenant's run-slot count by `slots`.
+
+        Taking a slot (+1) is conditional on a free one; giving one back (-1) never fails.
+        """
+        names = {"#slots": "run_slots", "#max": "max_running"}
+        values: dict[str, Any] = {":zero": encode(0), ":n": encode(abs(slots))}
+        tenant: dict[str, Any] = {
+            "TableName": self._tenants_table,
+            "Key": {"tenant_id": encode(tenant_id)},
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if slots > 0:
+            tenant["UpdateExpression"] = "SET #slots = if_not_exists(#slots, :zero) + :n"
+            tenant["ConditionExpression"] = "(attribute_not_exists(#slots) AND #max > :zero) OR #slots < #max"
+        else:
+            names.pop("#max")
+            tenant["UpdateExpression"] = "SET #slots = if_not_exists(#slots, :n) - :n"
+        return transactionally(self._client, [change, {"Update": tenant}])
+
     def transition(
         self,
         *,
@@ -343,16 +415,23 @@ class DispatchStore:
             ":expected": encode(current.version),
             ":from": encode(str(current.status)),
         }
+        releases_slot = current.admitted and to in TERMINAL
+        if releases_slot:
+            updates["admitted"] = False
         expression = update_expression(updates, names=names, values=values, sets=("#ts.#st = :at",))
-        if not conditionally(
-            self._client.update_item,
-            TableName=self._table,
-            Key={"dispatch_id": encode(dispatch_id)},
-            UpdateExpression=expression,
-            ConditionExpression="#ver = :expected AND #status = :from",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        ):
+        write = {
+            "TableName": self._table,
+            "Key": {"dispatch_id": encode(dispatch_id)},
+            "UpdateExpression": expression,
+            "ConditionExpression": "#ver = :expected AND #status = :from",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if releases_slot:
+            written = self._transact({"Update": write}, tenant_id=current.tenant_id, slots=-1)
+        else:
+            written = conditionally(self._client.update_item, **write)
+        if not written:
             raise VersionConflictError("dispatch", dispatch_id, current.version)
 
         record_fields = {k: v for k, v in updates.items() if k != "tenant_status"}

@@ -124,7 +124,10 @@ def test_create_refuses_to_overwrite_existing_dispatch(stores: Stores) -> None:
 
 def test_enqueue_failure_leaves_record_for_reconciler(stores: Stores, clients: AwsClients) -> None:
     """A crash or SQS error between the write and the send loses nothing."""
-    record = _new(stores)
+    tenant, _ = stores.tenants.create(
+        name="store", max_running=1, max_queued=10, allowed_agents=None, actor=ACTOR
+    )
+    record = _new(stores, tenant_id=tenant.tenant_id)
     sqs = clients.sqs
     gone = sqs.create_queue(QueueName="deleted-before-send")["QueueUrl"]
     sqs.delete_queue(QueueUrl=gone)
@@ -137,7 +140,12 @@ def test_enqueue_failure_leaves_record_for_reconciler(stores: Stores, clients: A
     assert enqueue_dispatch(record, sqs=sqs, queue_urls={"shell": queue}, store=stores.dispatches) is True
     assert record.dispatch_id not in [r.dispatch_id for r in stores.dispatches.unenqueued(older_than_s=0)]
     body = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
-    assert body == {"dispatch_id": record.dispatch_id, "tenant_id": "t-store", "agent": "shell", "attempt": 1}
+    assert body == {
+        "dispatch_id": record.dispatch_id,
+        "tenant_id": tenant.tenant_id,
+        "agent": "shell",
+        "attempt": 1,
+    }
 
 
 def test_unenqueued_skips_recent_records(stores: Stores) -> None:
