@@ -71,5 +71,6 @@ def release(message: Mapping[str, Any], *, sqs: Any, queue_url: str) -> None:
         attributes["attempt"] = {"DataType": "Number", "StringValue": str(attempt)}
     except (ValueError, KeyError, TypeError):
         pass  # not a message enqueue_dispatch wrote: given back as it came
-    sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"], MessageAttributes=attributes)
+    extra = {"MessageAttributes": attributes} if attributes else {}
+    sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"], **extra)
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -72,11 +72,13 @@ class DeadLetters:
         record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
         failed = 0
         if record is not None and record.status is Status.PENDING and record.attempt == attempt:
-            # the receives on the source queue, less this one from the DLQ
+            # the receives on the source queue, less this one from the DLQ (SQS carries the count
+            # over; should a queue ever restart it, the reason still holds without a number)
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)) - 1
+            count = f"{receives} receives" if receives > 0 else "its queue's receive limit"
             error = (
-                f"its queue message was dead-lettered after {receives} receives without the job "
-                "starting (claims kept failing); dispatch it again"
+                f"its queue message was dead-lettered after {count} without the job starting "
+                "(claims kept failing); dispatch it again"
             )
             try:
                 self.stores.dispatches.transition(

@@ -11,6 +11,7 @@ import pytest
 
 from control_plane.engine.deadletters import DeadLetters
 from control_plane.lifecycle import Status
+from control_plane.queueing import release
 from control_plane.store import Actor, VersionConflictError
 from tests.engine.conftest import World
 
@@ -34,6 +35,18 @@ def test_local_queues_dead_letter_after_as_many_receives_as_the_deployed_ones(wo
         QueueUrl=world.settings.dispatch_queue_urls["shell"], AttributeNames=["RedrivePolicy"]
     )["Attributes"]["RedrivePolicy"]
     assert int(json.loads(policy)["maxReceiveCount"]) == deployed == MAX_RECEIVES
+
+
+@pytest.mark.parametrize("body", [json.dumps({"dispatch_id": "d-1", "attempt": 2}), "not json"])
+def test_release_gives_a_message_back_without_spending_its_receives(world: World, body: str) -> None:
+    sqs, url = world.clients.sqs, world.settings.dispatch_queue_urls["shell"]
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    for _ in range(3 * MAX_RECEIVES):
+        [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=30)["Messages"]
+        assert message["Body"] == body
+        release(message, sqs=sqs, queue_url=url)
+    assert queue_size(world, url) == 1
+    assert queue_size(world, world.settings.dead_letter_queue_url or "") == 0
 
 
 def test_a_message_given_back_more_often_than_the_receive_limit_is_never_dead_lettered(
