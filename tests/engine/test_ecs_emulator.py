@@ -81,15 +81,11 @@ class EcsWorld(World):
 
 
 @pytest.fixture
-def ecs_world(moto_endpoint: str, ministack_endpoint: str, shell_task_definition, request) -> EcsWorld:
-    return make_ecs_world(
-        moto_endpoint, ministack_endpoint, shell_task_definition, **getattr(request, "param", {})
-    )
+def ecs_world(moto_endpoint: str, ministack_endpoint: str, shell_task_definition) -> EcsWorld:
+    return make_ecs_world(moto_endpoint, ministack_endpoint, shell_task_definition)
 
 
-def make_ecs_world(
-    moto_endpoint: str, ministack_endpoint: str, properties: dict[str, Any], **engine_overrides: Any
-) -> EcsWorld:
+def make_ecs_world(moto_endpoint: str, ministack_endpoint: str, properties: dict[str, Any]) -> EcsWorld:
     prefix = f"x{uuid.uuid4().hex[:10]}"
     raw = ecs_client("us-east-1", ministack_endpoint)
     cluster = raw.create_cluster(
@@ -136,8 +132,10 @@ def make_ecs_world(
             security_groups=(SECURITY_GROUP,),
         ),
     )
-    options = {"env": "dev", "engine_enabled": False, "claim_long_poll_s": 1.0, **engine_overrides}
-    app = create_engine_app(settings, engine_settings=EngineSettings(**options), runtime=runtime)
+    # the dev stage's warm pools and every production interval; the loops stay off (tests drive
+    # each pass), and a claim's long poll is short since every claim here finds its job queued
+    options = EngineSettings(env="dev", engine_enabled=False, claim_long_poll_s=1.0)
+    app = create_engine_app(settings, engine_settings=options, runtime=runtime)
     engine: Engine = app.state.engine
     _, api_key = engine.stores.tenants.create(
         name="ecs-tests", max_running=50, max_queued=50, allowed_agents=None, actor=Actor.system("test")
@@ -220,17 +218,13 @@ def test_a_stage_deploying_only_shell_and_claude_never_launches_for_other_agents
     assert groups == ["outpost:claude", "outpost:shell"]
 
 
-def test_an_orphan_task_is_stopped(ecs_world: EcsWorld):
+def test_an_orphan_task_is_stopped_and_a_task_someone_else_started_is_left_alone(ecs_world: EcsWorld):
     orphan = run_foreign(ecs_world)
+    service_task = run_foreign(ecs_world, started_by="ecs-svc/1234567890")
     counts = ecs_world.engine.reconciler.tick()
     assert counts is not None and counts["orphans"] == 1
     assert ecs_world.describe(orphan)["lastStatus"] == "STOPPED"
     assert ecs_world.describe(orphan)["stoppedReason"] == "Outpost: orphan task"
-
-
-def test_a_task_someone_else_started_is_left_alone(ecs_world: EcsWorld):
-    service_task = run_foreign(ecs_world, started_by="ecs-svc/1234567890")
-    assert ecs_world.engine.reconciler.tick()["orphans"] == 0  # type: ignore[index]
     assert ecs_world.describe(service_task)["lastStatus"] == "RUNNING"
 
 
@@ -304,20 +298,13 @@ def test_the_reconciler_lists_tasks_once_per_pass(ecs_world: EcsWorld):
     assert ecs_world.ecs.calls == {"list_tasks": 2, "describe_tasks": 1}
 
 
-def test_throttled_reads_are_retried_and_the_pass_still_runs(ecs_world: EcsWorld):
+def test_throttled_calls_are_retried_and_the_pass_still_runs(ecs_world: EcsWorld):
     orphan = run_foreign(ecs_world)
-    left = [throttle(ecs_world.ecs.client, op, 2) for op in ("ListTasks", "DescribeTasks")]
+    left = [throttle(ecs_world.ecs.client, op, 2) for op in ("ListTasks", "DescribeTasks", "StopTask")]
     counts = ecs_world.engine.reconciler.tick()
-    assert [n[0] for n in left] == [0, 0]  # every injected throttle was met, and retried
+    assert [n[0] for n in left] == [0, 0, 0]  # every injected throttle was met, and retried
     assert counts is not None and counts["orphans"] == 1
     assert ecs_world.describe(orphan)["lastStatus"] == "STOPPED"
-
-
-def test_a_throttled_stop_is_retried(ecs_world: EcsWorld):
-    orphan = run_foreign(ecs_world)
-    left = throttle(ecs_world.ecs.client, "StopTask", 2)
-    ecs_world.runtime.stop(orphan, "Outpost: cancelled")
-    assert left[0] == 0 and ecs_world.describe(orphan)["lastStatus"] == "STOPPED"
 
 
 def test_launch_returns_one_result_per_request_when_the_cleanup_stop_fails(ecs_world: EcsWorld):
@@ -353,8 +340,12 @@ def test_launch_returns_one_result_per_request_when_the_cleanup_stop_fails(ecs_w
     assert ecs_world.engine.reconciler.tick()["orphans"] == 2  # type: ignore[index]
 
 
-def test_the_emulator_layer_refuses_what_ecs_refuses(ecs_world: EcsWorld):
-    ecs, cluster = ecs_world.ecs, ecs_world.settings.cluster_arn
+def test_the_emulator_layer_refuses_what_ecs_refuses(ministack_endpoint: str, shell_task_definition):
+    raw = ecs_client("us-east-1", ministack_endpoint)
+    name = f"rules{uuid.uuid4().hex[:8]}"
+    cluster = raw.create_cluster(clusterName=name, capacityProviders=["FARGATE"])["cluster"]["clusterArn"]
+    definition = raw.register_task_definition(**register_input(shell_task_definition, name))
+    ecs = DocumentedEcs(raw)
     refused = [
         lambda: ecs.list_tasks(cluster=cluster, startedBy="outpost", desiredStatus="STOPPED"),
         lambda: ecs.list_tasks(cluster=cluster, maxResults=101),
@@ -370,12 +361,12 @@ def test_the_emulator_layer_refuses_what_ecs_refuses(ecs_world: EcsWorld):
     # clientToken: the same request answers the first reply; another request is refused
     params = {
         "cluster": cluster,
-        "taskDefinition": ecs_world.settings.task_definitions["shell"],
+        "taskDefinition": definition["taskDefinition"]["taskDefinitionArn"],
         "clientToken": "same-token",
         "networkConfiguration": {"awsvpcConfiguration": {"subnets": list(SUBNETS)}},
     }
     first = ecs.run_task(**params)["tasks"][0]["taskArn"]
     assert ecs.run_task(**params)["tasks"][0]["taskArn"] == first
-    assert len(ecs_world.arns()) == 1
+    assert raw.list_tasks(cluster=cluster)["taskArns"] == [first]
     with pytest.raises(ecs.client.exceptions.ClientError):
         ecs.run_task(**{**params, "startedBy": "someone-else"})
