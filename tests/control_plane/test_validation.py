@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from control_plane.validation import UnsafeRepoError, check_repo_resolution, check_repo_url
 from tests.control_plane.helpers import make_tenant
@@ -248,3 +251,31 @@ def test_refuse_in_the_api_a_name_that_resolves_inward(
     assert _count(client, tenant) == 0
     public = {**body, "repo": {"url": "https://8.8.8.8.nip.io/o/r.git"}}
     assert client.post("/dispatch", json=public, headers=tenant["headers"]).status_code == 202
+
+
+@given(st.ip_addresses(v=4))
+def test_every_ipv6_form_embedding_an_ipv4_address_is_refused(v4: ipaddress.IPv4Address) -> None:
+    n = int(v4)
+    embedded = [
+        ipaddress.IPv6Address((0xFFFF << 32) | n),  # ::ffff:a.b.c.d, IPv4-mapped
+        ipaddress.IPv6Address(n),  # ::a.b.c.d, IPv4-compatible
+        ipaddress.IPv6Address((0x64FF9B << 96) | n),  # 64:ff9b::a.b.c.d, NAT64
+        ipaddress.IPv6Address((0x2002 << 112) | (n << 80)),  # 2002:a.b.c.d::, 6to4
+    ]
+    for address in embedded:
+        with pytest.raises(UnsafeRepoError):
+            check_repo_url(f"https://[{address}]/o/r.git")
+
+
+@given(st.ip_addresses(v=4).filter(lambda a: not a.is_global or a.is_multicast))
+def test_every_internal_ipv4_address_is_refused_as_a_literal_and_as_an_answer(
+    v4: ipaddress.IPv4Address,
+) -> None:
+    with pytest.raises(UnsafeRepoError):
+        check_repo_url(f"https://{v4}/o/r.git")
+
+    def answer(host: str, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (str(v4), port))]
+
+    with pytest.raises(UnsafeRepoError):
+        check_repo_resolution("https://git.example.com/o/r.git", resolve=answer)
