@@ -38,13 +38,18 @@ class Queued:
 
 
 def queued_jobs(client: Any, table: str) -> dict[str, list[Queued]]:
-    """PENDING dispatches per agent, oldest first (the table's by-status index)."""
+    """Admitted PENDING dispatches per agent, oldest first (the table's by-status index).
+
+    A dispatch still waiting for one of its tenant's run slots is left out: no task could run
+    it yet (control_plane.engine.admission).
+    """
     kwargs: dict[str, Any] = {
         "TableName": table,
         "IndexName": "by-status",
         "KeyConditionExpression": "#s = :s",
-        "ExpressionAttributeNames": {"#s": "status"},
-        "ExpressionAttributeValues": {":s": encode(str(Status.PENDING))},
+        "FilterExpression": "#a = :t",
+        "ExpressionAttributeNames": {"#s": "status", "#a": "admitted"},
+        "ExpressionAttributeValues": {":s": encode(str(Status.PENDING)), ":t": encode(True)},
     }
     jobs: dict[str, list[Queued]] = {}
     while True:
