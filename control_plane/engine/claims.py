@@ -69,6 +69,9 @@ class ClaimService:
     commit_budget_s: float = CLAIM_COMMIT_BUDGET_S
     visibility_timeout_s: int = 30
     upload_url_ttl_s: int = UPLOAD_URL_TTL_S
+    # A reservation this old belongs to no live request: each of the two writes that follow it
+    # gives up within about 50 s (botocore's 4 tries of 2 s connect + 10 s read timeouts).
+    reservation_stale_s: float = 120.0
     metrics: StartMetrics = field(default_factory=StartMetrics)
     clock: Callable[[], float] = time.monotonic
 
@@ -96,6 +99,8 @@ class ClaimService:
             task, job = self._recover(task)
             if job is not None:
                 return job
+            if task.state == t.CLAIMING:  # an earlier request is still writing this claim
+                return None
         if task.state == t.CLAIMED:
             return self._resume(task)
         if task.state != t.UNCLAIMED:
@@ -205,10 +210,16 @@ class ClaimService:
         return self.job_answer(record, job_token)
 
     def _recover(self, task: t.TaskRecord) -> tuple[t.TaskRecord, dict[str, Any] | None]:
-        """A task left ``claiming`` by a crash: complete the claim or undo the reservation."""
+        """A task found ``claiming``: by an earlier request of its runner that is still writing
+        (the runner gave up waiting and asked again), or left so by a crash. Complete the claim
+        if the dispatch is already RUNNING on this task; leave a recent reservation to the
+        request that holds it (the task stays ``claiming``: ask again); undo an old one."""
         record = self.stores.dispatches.get(dispatch_id=task.job or "", tenant_id=None)
         if record is not None and record.status is Status.RUNNING and record.task_id == task.task_id:
             return task, self._finish(task, record)
+        reserved_s = (now() - parse_iso(task.updated_at or task.created_at)).total_seconds()
+        if record is not None and record.status is Status.PENDING and reserved_s < self.reservation_stale_s:
+            return task, None
         undone = self.tasks.move(task, t.UNCLAIMED, expect=(t.CLAIMING,), remove=("job", "job_attempt"))
         if undone is None:
             raise ClaimRefusedError("the claim token is spent")

@@ -80,6 +80,7 @@ class TaskRecord:
     agent: str
     state: str
     created_at: str
+    updated_at: str | None = None
     launched_for: str = "warm"  # "warm", or "<dispatch id>#<attempt>" for a launch for a queued job
     client_token: str = ""
     token_hash: str | None = None

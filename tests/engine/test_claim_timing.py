@@ -84,6 +84,10 @@ def test_claim_timeouts_nest_from_the_sqs_client_to_the_runner(production_world:
     # the runner waits longer than the deadline the control plane commits a claim by
     assert claims.long_poll_s < claims.commit_deadline_s
     assert protocol.CLAIM_TIMEOUT_S >= claims.commit_deadline_s + 5
+    # a claim's reservation is taken for abandoned only after each of its writes gave up
+    ddb = production_world.clients.dynamodb.meta.config
+    one_write_s = ddb.retries["total_max_attempts"] * (ddb.connect_timeout + ddb.read_timeout)
+    assert claims.reservation_stale_s > 2 * one_write_s
 
 
 class LateReceive:
@@ -144,3 +148,49 @@ def test_a_claim_whose_answer_was_lost_is_resumed_by_the_retry(world: World):
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_retry_during_a_slow_commit_waits_for_it_and_then_resumes_the_claim(world: World):
+    """The runner gave up while its claim was still writing (a slow DynamoDB call): the retry
+    must neither undo that claim's reservation nor lose the job it is starting."""
+    record = world.dispatch()
+    task, token = world.new_task()
+    in_commit, may_finish = threading.Event(), threading.Event()
+
+    def slow_transition(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key", {}).get("dispatch_id", {}).get("S") == record.dispatch_id:
+            in_commit.set()
+            assert may_finish.wait(30)
+
+    events = world.clients.dynamodb.meta.events
+    events.register("before-parameter-build.dynamodb.UpdateItem", slow_transition)
+    original: list[Any] = []
+    first = threading.Thread(target=lambda: original.append(world.claim(token, task.task_id)))
+    first.start()
+    try:
+        assert in_commit.wait(30)
+        retry = world.claim(token, task.task_id)  # the runner stopped waiting and asks again
+        assert retry.status_code == 204, retry.text  # in progress: call again
+        assert world.tasks.get(task.task_id).state == t.CLAIMING
+    finally:
+        may_finish.set()
+        first.join(30)
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", slow_transition)
+    assert original and original[0].status_code == 200  # answered to nobody: the runner left
+    resumed = world.claim(token, task.task_id)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["dispatch_id"] == record.dispatch_id
+    started = world.get(record.dispatch_id)
+    assert started.status is Status.RUNNING and started.task_id == task.task_id
+
+
+def test_a_reservation_left_by_a_crashed_claim_is_undone_and_the_job_claimed(world: World):
+    record = world.dispatch()
+    task, token = world.new_task()
+    # a claim reserved the task, then its process died before starting the job
+    assert world.tasks.move(task, t.CLAIMING, fields={"job": record.dispatch_id, "job_attempt": 1})
+    world.engine.claims.reservation_stale_s = 0.0  # its age is past the limit (see the relation test)
+    reply = world.claim(token, task.task_id)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["dispatch_id"] == record.dispatch_id
+    assert world.get(record.dispatch_id).task_id == task.task_id

@@ -68,19 +68,22 @@ def test_a_claim_token_works_once_and_a_task_claims_at_most_one_job(world: World
 def test_concurrent_claims_with_one_token_start_exactly_one_job(world: World):
     jobs = [world.dispatch() for _ in range(3)]
     task, token = world.new_task()
-    answers: list[int] = []
+    answers: list[httpx.Response] = []
     barrier = threading.Barrier(3)
 
     def claim() -> None:
         barrier.wait()
-        answers.append(world.claim(token, task.task_id).status_code)
+        answers.append(world.claim(token, task.task_id))
 
     threads = [threading.Thread(target=claim) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(answers) == [200, 401, 401]
+    # The losers are refused, except one that arrives after the winner committed: the claim's
+    # answer may have been lost, so it gets the same job again (and the first job token dies).
+    assert {reply.status_code for reply in answers} <= {200, 401}
+    assert len({reply.json()["dispatch_id"] for reply in answers if reply.status_code == 200}) == 1
     statuses = [world.get(j.dispatch_id).status for j in jobs]
     assert statuses.count(Status.RUNNING) == 1 and statuses.count(Status.PENDING) == 2
 
