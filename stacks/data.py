@@ -22,7 +22,7 @@ from stacks.config import EnvironmentConfig
 from stacks.policies import acknowledge, removal_policy
 
 ARTIFACT_RETENTION_DAYS = 30
-ARTIFACT_PREFIX = "tenants/"  # then {tenant_id}/dispatches/{dispatch_id}/ (docs/design.md)
+ARTIFACT_PREFIX = "tenants/"  # then {tenant_id}/dispatches/{dispatch_id}/attempt-{n}/ (docs/design.md)
 
 
 class DataStack(cdk.Stack):
