@@ -299,8 +299,8 @@ class EcsRuntime:
         # tasks ECS is stopping (a Spot interruption gives the runner up to the stop timeout to
         # report) still run and must not look vanished, so the STOPPED-desired ones are listed
         # too and told apart by what DescribeTasks says.
-        arns = self._list_arns(startedBy=STARTED_BY)
-        arns += [arn for arn in self._list_arns(desiredStatus="STOPPED") if arn not in set(arns)]
+        listed = self._list_arns(startedBy=STARTED_BY) + self._list_arns(desiredStatus="STOPPED")
+        arns = list(dict.fromkeys(listed))  # each once, in listing order
         tasks: list[RuntimeTask] = []
         for start in range(0, len(arns), MAX_DESCRIBE):
             reply = self._call(
