@@ -216,19 +216,36 @@ def test_reconciler_stops_the_task_of_a_cancelled_job_and_orphans(world: World):
     assert world.runtime.list_tasks() == []
 
 
-def test_reconciler_enqueues_a_dispatch_left_unenqueued_by_a_crash(moto_endpoint, tmp_path):
+def _written_then_crashed(world) -> DispatchRecord:
+    return world.stores.dispatches.create(  # written, then the process died before the send
+        record=DispatchRecord(
+            dispatch_id=new_dispatch_id(),
+            tenant_id=world.tenant_id,
+            agent="shell",
+            task="x",
+            timeout_s=60,
+        ),
+        actor=Actor.system("test"),
+    )
+
+
+def test_admission_enqueues_a_dispatch_left_unadmitted_by_a_crash(moto_endpoint, tmp_path):
     world = make_world(moto_endpoint, tmp_path)
     try:
-        record = world.stores.dispatches.create(  # written, then the process died before the send
-            record=DispatchRecord(
-                dispatch_id=new_dispatch_id(),
-                tenant_id=world.tenant_id,
-                agent="shell",
-                task="x",
-                timeout_s=60,
-            ),
-            actor=Actor.system("test"),
-        )
+        record = _written_then_crashed(world)
+        assert world.engine.admission.tick() == 1
+        assert world.get(record.dispatch_id).enqueued
+        task, token = world.new_task()
+        assert world.claim(token, task.task_id).json()["dispatch_id"] == record.dispatch_id
+    finally:
+        world.runtime.close()
+
+
+def test_reconciler_enqueues_a_dispatch_admitted_but_left_unenqueued_by_a_crash(moto_endpoint, tmp_path):
+    world = make_world(moto_endpoint, tmp_path)
+    try:
+        record = _written_then_crashed(world)
+        assert world.stores.dispatches.admit(record=record) is not None  # then the process died
         world.engine.reconciler.enqueue_after_s = 0.0
         time.sleep(0.01)
         assert world.engine.reconciler.tick()["enqueued"] == 1
