@@ -15,7 +15,9 @@ ECS. This layer refuses what ECS refuses (InvalidParameterException, as ECS woul
   ``detail.version`` ECS increments per task, handed to ``sink`` (the task-events queue);
 - a Spot interruption (``interrupt``): desired STOPPED while the task runs out its stop
   timeout (DEACTIVATING), then STOPPED with stopCode ``SpotInterruption``;
-- a task that vanishes without any event reaching Outpost (``vanish``).
+- a task that vanishes without any event reaching Outpost (``vanish``);
+- a RunTask answer lost on the way back (``lose_run_task_answers``): ECS started the task and
+  keeps its client token, the caller sees a read timeout.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 LIST_FILTERS = ("containerInstance", "family", "serviceName", "desiredStatus", "launchType")
 SPOT_REASON = "Your Spot Task was interrupted."
@@ -44,6 +46,7 @@ class DocumentedEcs:
     client: Any  # a boto3 ECS client pointed at ministack
     sink: Callable[[dict[str, Any]], None] = lambda event: None
     calls: dict[str, int] = field(default_factory=dict)
+    lose_run_task_answers: int = 0
     _tokens: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     _status: dict[str, dict[str, str]] = field(default_factory=dict)  # arn -> overlaid fields
     _versions: dict[str, int] = field(default_factory=dict)
@@ -76,6 +79,9 @@ class DocumentedEcs:
             self._emit(task)
         if token is not None:
             self._tokens[token] = (request, reply)
+        if self.lose_run_task_answers > 0:
+            self.lose_run_task_answers -= 1
+            raise ReadTimeoutError(endpoint_url="https://ecs.us-east-1.amazonaws.com")
         return reply
 
     def stop_task(self, **params: Any) -> dict[str, Any]:

@@ -370,3 +370,11 @@ def test_the_emulator_layer_refuses_what_ecs_refuses(ministack_endpoint: str, sh
     assert raw.list_tasks(cluster=cluster)["taskArns"] == [first]
     with pytest.raises(ecs.client.exceptions.ClientError):
         ecs.run_task(**{**params, "startedBy": "someone-else"})
+
+
+def test_a_runtask_whose_answer_is_lost_starts_one_task(ecs_world: EcsWorld):
+    ecs_world.ecs.lose_run_task_answers = 1  # ECS starts the task; its answer never arrives
+    assert ecs_world.engine.scaler.tick() == {"shell": 1, "claude": 0}
+    [record] = ecs_world.tasks.live(["shell"])
+    assert ecs_world.arns() == [record.runtime_ref]  # the retry, same client token, found it
+    assert ecs_world.ecs.calls["run_task"] == 2
