@@ -125,8 +125,12 @@ class ClaimService:
                 if job is not None:
                     return job
                 fresh = self.tasks.get(task.task_id)
-                if fresh is None or fresh.state != t.UNCLAIMED:
+                if fresh is None or fresh.state not in (t.UNCLAIMED, t.CLAIMING, t.CLAIMED):
                     raise ClaimRefusedError("the claim token is spent")
+                if fresh.state != t.UNCLAIMED:
+                    # Another request with this token (the runner's retry, or the request it
+                    # stopped waiting for) is claiming: the runner's next call resumes that claim.
+                    return None
                 task = fresh
             if not reply.get("Messages") and remaining < 1:
                 return None
@@ -151,7 +155,7 @@ class ClaimService:
         )
         if reserved is None:  # the same token in a concurrent claim got there first
             release(message, sqs=self.sqs, queue_url=queue_url)
-            raise ClaimRefusedError("the claim token is spent")
+            return None
         if self.clock() >= commit_by:
             # The runner has stopped waiting for this answer: a job started now would run on
             # nobody. Leave the job to the next claim.

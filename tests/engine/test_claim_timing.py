@@ -194,3 +194,35 @@ def test_a_reservation_left_by_a_crashed_claim_is_undone_and_the_job_claimed(wor
     assert reply.status_code == 200, reply.text
     assert reply.json()["dispatch_id"] == record.dispatch_id
     assert world.get(record.dispatch_id).task_id == task.task_id
+
+
+def test_a_request_that_loses_the_claim_to_its_own_retry_answers_204_not_401(world: World):
+    """Two requests of one runner overlap (it stopped waiting for the first): whichever loses
+    the reservation must not answer 401, which would make the runner exit with a job started."""
+    jobs = [world.dispatch(), world.dispatch()]
+    task, token = world.new_task()
+    received, go_on = threading.Event(), threading.Event()
+    receives: list[int] = []
+
+    def hold_the_first(**_: Any) -> None:
+        receives.append(1)
+        if len(receives) == 1:
+            received.set()
+            assert go_on.wait(30)
+
+    events = world.clients.sqs.meta.events
+    events.register("after-call.sqs.ReceiveMessage", hold_the_first)
+    earlier: list[Any] = []
+    first = threading.Thread(target=lambda: earlier.append(world.claim(token, task.task_id)))
+    first.start()
+    try:
+        assert received.wait(30)  # the first request holds a message
+        retry = world.claim(token, task.task_id)
+    finally:
+        go_on.set()
+        first.join(30)
+        events.unregister("after-call.sqs.ReceiveMessage", hold_the_first)
+    assert retry.status_code == 200, retry.text
+    assert earlier and earlier[0].status_code == 204, earlier[0].text
+    statuses = [world.get(job.dispatch_id).status for job in jobs]
+    assert sorted(statuses) == sorted([Status.RUNNING, Status.PENDING])
