@@ -414,8 +414,10 @@ ENVIRON_PROBE = (
     'else echo "environ-$pid=refused"; fi; '
     'echo "claim-token-in-$pid=$(tr "\\0" "\\n" </proc/$pid/environ 2>/dev/null | grep -c ^OUTPOST_CLAIM_TOKEN=)"; '
     "done; "
-    "sleep 60 & "
-    'if tr "\\0" "\\n" </proc/$!/environ | grep -q ^HOME=; then echo "environ-own-child=read"; fi; '
+    # the control: a child of the job's own (a subshell that never execs, so nothing races an
+    # exec replacing its memory while it is read)
+    "( while :; do sleep 1; done ) & "
+    'if tr "\\0" "\\n" </proc/$!/environ | grep -q =; then echo "environ-own-child=read"; fi; '
     "kill $!"
 )
 
