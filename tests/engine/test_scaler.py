@@ -10,10 +10,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import boto3
-import pytest
 from botocore.config import Config
 
 from control_plane.aws import make_clients
@@ -23,24 +21,7 @@ from control_plane.engine.scaler import Scaler
 from control_plane.metrics import LAUNCH_FAILURES
 from control_plane.runtime.base import client_token
 from control_plane.runtime.local import LocalRuntime
-from tests.engine.conftest import World, make_world
-
-
-@pytest.fixture
-def atomic_world(ministack_endpoint: str, tmp_path) -> Iterator[World]:
-    """A world whose DynamoDB applies each conditional write atomically, as DynamoDB does.
-
-    ministack does; the moto server does not: its UpdateItem reads the item, evaluates the
-    condition and writes in separate steps without a lock, so two writers racing one item can
-    both win (seen here in 11 to 14 of 30 two-thread races on a new item, and 5 of 30
-    twenty-thread races on an existing one; none of 30 on ministack). Races between replicas
-    are therefore tested here.
-    """
-    instance = make_world(ministack_endpoint, tmp_path)
-    try:
-        yield instance
-    finally:
-        instance.runtime.close(stop_tasks=True, timeout_s=5)
+from tests.engine.conftest import World
 
 
 def scaler_for(
@@ -143,8 +124,7 @@ def test_a_failed_launch_is_recorded_and_retried_on_the_next_pass(world: World, 
         broken.close()
 
 
-def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(atomic_world: World, tmp_path):
-    world = atomic_world
+def test_two_replicas_scaling_at_once_launch_exactly_what_one_would(world: World, tmp_path):
     for _ in range(3):
         world.dispatch()
     runtimes = [
@@ -243,12 +223,12 @@ def test_a_pass_that_outlives_its_lease_stops_launching(world: World):
     assert len(live(world)) == 3 and len(world.runtime.list_tasks()) == 3
 
 
-def test_racing_replicas_never_hold_one_lease_together(atomic_world: World):
-    table = atomic_world.settings.dispatches_table
+def test_racing_replicas_never_hold_one_lease_together(world: World):
+    table = world.settings.dispatches_table
     # one connection per replica, so that the 20 conditional writes reach the store together
     dynamodb = boto3.client(
         "dynamodb",
-        endpoint_url=atomic_world.settings.aws_endpoint_url,
+        endpoint_url=world.settings.aws_endpoint_url,
         config=Config(max_pool_connections=20),
     )
     leases = [
