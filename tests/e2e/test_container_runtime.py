@@ -162,7 +162,8 @@ def test_cancelling_a_running_job_stops_its_container_and_removes_it(dev: Dev):
     assert reply.status_code == 200 and reply.json()["status"] == "CANCELLED", reply.text
     wait_for(lambda: not in_namespace(task["namespace"]), 30, what="every process of the container gone")
     wait_for(lambda: task["container"] not in _containers(), 30, what="the container removed")
-    assert not Path(task["task_dir"]).exists()
+    # the task's directory goes right after its container (buildah rm, then the directory)
+    wait_for(lambda: not Path(task["task_dir"]).exists(), 30, what="the task directory removed")
     assert dev.get(created["dispatch_id"])["status"] == "CANCELLED"
 
 
