@@ -25,26 +25,24 @@ lists what chroot isolation cannot enforce.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.registry import AGENTS
 from control_plane.runtime import buildah as b
-from control_plane.runtime.base import EventSink, LaunchedTask, LaunchError, LaunchRequest, RuntimeTask
+from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
 from control_plane.runtime.container_spec import ContainerSpec, load_specs
-from control_plane.runtime.local import _proc_start_ticks, task_state_event
+from control_plane.runtime.supervised import SupervisedRuntime, SupervisedTask, proc_start_ticks
 
 log = logging.getLogger(__name__)
 EXEC_SHIM = "buildah-chroot-exec"  # buildah's process that starts the container's command
@@ -64,34 +62,29 @@ def image_ref(image: str, tag: str) -> str:
 
 
 @dataclass
-class _Task:
-    task_id: str
-    agent: str
-    pid: int  # `buildah run`
-    start_ticks: int
+class _Task(SupervisedTask):  # pid: `buildah run`
     container: str
     rootfs: str
     task_dir: str
-    log_path: str
     stop_timeout_s: int
     read_only_root: bool
-    version: int = 1
-    stop_reason: str | None = None
     main_pid: int | None = None
     namespace: str | None = None
-    process: Any = None
-    log_file: IO[bytes] | None = None
-    stop_requested_at: float | None = None
     terminated: bool = False
 
-    def state(self) -> dict[str, Any]:
-        keep = ("task_id", "agent", "pid", "start_ticks", "container", "rootfs", "task_dir", "log_path")
-        more = ("stop_timeout_s", "read_only_root", "version", "stop_reason", "main_pid", "namespace")
-        return {key: getattr(self, key) for key in keep + more}
+    PERSISTED: ClassVar[tuple[str, ...]] = (
+        "container",
+        "rootfs",
+        "task_dir",
+        "stop_timeout_s",
+        "read_only_root",
+        "main_pid",
+        "namespace",
+    )
 
 
 @dataclass
-class ContainerRuntime:
+class ContainerRuntime(SupervisedRuntime[_Task]):
     state_dir: Path
     specs: dict[str, ContainerSpec]
     image_tag: str = "latest"
@@ -104,6 +97,12 @@ class ContainerRuntime:
     poll_interval_s: float = 0.2
     name: str = "container"
 
+    KIND: ClassVar[str] = "container"
+    CAPACITY: ClassVar[str] = "CONTAINER"
+    STATE_SUBDIR: ClassVar[str] = "state"
+    CLOSE_POLL_S: ClassVar[float] = 0.1
+    JOIN_TIMEOUT_S: ClassVar[float] = 10
+
     def __post_init__(self) -> None:
         if os.geteuid() != 0:
             raise b.BuildahError("the container runtime needs root here (bind mounts, chroot isolation)")
@@ -111,53 +110,7 @@ class ContainerRuntime:
         for sub in ("state", "tasks", "logs"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.buildah = b.Buildah(self.storage)
-        self._tasks: dict[str, _Task] = {}
-        self._lock = threading.RLock()
-        self._closed = threading.Event()
-        self._adopt()
-        self._monitor = threading.Thread(target=self._watch, name="outpost-container-runtime", daemon=True)
-        self._monitor.start()
-
-    # -- the Runtime interface --------------------------------------------------------------
-
-    def launch(self, requests: list[LaunchRequest]) -> list[LaunchedTask | LaunchError]:
-        return [self._launch_one(r) for r in requests]
-
-    def stop(self, runtime_ref: str, reason: str) -> None:
-        with self._lock:
-            task = self._tasks.get(runtime_ref)
-            if task is None or task.stop_requested_at is not None:
-                return
-            task.stop_reason = reason
-            task.stop_requested_at = time.monotonic()
-            self._save(task)
-        self._terminate(task)
-
-    def list_tasks(self) -> list[RuntimeTask]:
-        with self._lock:
-            return [
-                RuntimeTask(
-                    runtime_ref=t.task_id,
-                    agent=t.agent,
-                    task_id=t.task_id,
-                    last_status="STOPPING" if t.stop_requested_at else "RUNNING",
-                    extra={"container": t.container},
-                )
-                for t in self._tasks.values()
-            ]
-
-    def close(self, *, stop_tasks: bool = True, timeout_s: float | None = None) -> None:
-        if self._closed.is_set():
-            return
-        if stop_tasks:
-            for task in list(self._tasks.values()):
-                self.stop(task.task_id, "Outpost: control plane shut down")
-            longest = max((t.stop_timeout_s for t in self._tasks.values()), default=0)
-            deadline = time.monotonic() + (timeout_s if timeout_s is not None else longest + 10)
-            while self._tasks and time.monotonic() < deadline:
-                time.sleep(0.1)
-        self._closed.set()
-        self._monitor.join(timeout=10)
+        self._start_supervising()
 
     def container_of(self, task_id: str) -> str | None:
         with self._lock:
@@ -166,10 +119,7 @@ class ContainerRuntime:
 
     # -- launching ---------------------------------------------------------------------------
 
-    def _launch_one(self, request: LaunchRequest) -> LaunchedTask | LaunchError:
-        with self._lock:
-            if request.task_id in self._tasks:  # the same launch again: idempotent, like clientToken
-                return LaunchedTask(request.task_id, request.task_id, "CONTAINER")
+    def _start_task(self, request: LaunchRequest) -> _Task | LaunchError:
         spec = self.specs.get(request.agent)
         if spec is None:
             return LaunchError(f"agent {request.agent!r} has no task definition in the Dev stage")
@@ -183,15 +133,10 @@ class ContainerRuntime:
         container = f"outpost-{request.task_id}"
         task_dir = self.state_dir / "tasks" / request.task_id
         try:
-            task = self._start(request, spec, config, image, container, task_dir)
+            return self._start(request, spec, config, image, container, task_dir)
         except (b.BuildahError, subprocess.SubprocessError, OSError) as error:
             self._dismantle(container, str(task_dir))
             return LaunchError(f"could not start the container: {error}")
-        with self._lock:
-            self._tasks[task.task_id] = task
-            self._save(task)
-        self._emit(task, "RUNNING")
-        return LaunchedTask(task.task_id, task.task_id, "CONTAINER")
 
     def _environment(self, request: LaunchRequest, spec: ContainerSpec) -> dict[str, str]:
         """What ECS gives the container: task definition environment, secrets, overrides."""
@@ -260,7 +205,7 @@ class ContainerRuntime:
             task_id=request.task_id,
             agent=request.agent,
             pid=process.pid,
-            start_ticks=_proc_start_ticks(process.pid) or 0,
+            start_ticks=proc_start_ticks(process.pid) or 0,
             container=container,
             rootfs=rootfs,
             task_dir=str(task_dir),
@@ -272,19 +217,6 @@ class ContainerRuntime:
         )
 
     # -- watching ----------------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        while not self._closed.wait(self.poll_interval_s):
-            for task in list(self._tasks.values()):
-                try:
-                    self._check(task)
-                except Exception:  # the watcher must never die
-                    log.exception("checking container task %s failed", task.task_id)
-
-    def _alive(self, task: _Task) -> bool:
-        if task.process is not None:
-            return task.process.poll() is None
-        return _proc_start_ticks(task.pid) == task.start_ticks
 
     def _find_main(self, task: _Task) -> None:
         """The container's main process: the child of buildah's exec shim (the runner)."""
@@ -340,14 +272,8 @@ class ContainerRuntime:
             return
         # The essential container exited: nothing of it outlives it, then report and clean up.
         self._kill_all(task)
-        exit_code = task.process.returncode if task.process is not None else None
-        if task.log_file is not None:
-            task.log_file.close()
         self._dismantle(task.container, task.task_dir, task.rootfs, task.read_only_root)
-        with self._lock:
-            self._tasks.pop(task.task_id, None)
-        self._emit(task, "STOPPED", exit_code=exit_code)
-        (self.state_dir / "state" / f"{task.task_id}.json").unlink(missing_ok=True)
+        self._report_stopped(task)
 
     def _dismantle(
         self, container: str, task_dir: str, rootfs: str | None = None, read_only: bool = False
@@ -359,54 +285,19 @@ class ContainerRuntime:
             self.buildah("rm", container)
         shutil.rmtree(task_dir, ignore_errors=True)
 
-    # -- state and events ----------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------------
 
-    def _save(self, task: _Task) -> None:
-        path = self.state_dir / "state" / f"{task.task_id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(task.state()))
-        tmp.replace(path)
+    def _restore(self, state: dict[str, Any]) -> _Task:
+        try:
+            return _Task(**state)
+        except TypeError as error:  # not a record of this runtime's tasks
+            raise ValueError(error) from error
 
-    def _adopt(self) -> None:
-        """Take over the containers a previous control plane left running."""
-        for path in sorted((self.state_dir / "state").glob("*.json")):
-            try:
-                task = _Task(**json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError):
-                path.unlink(missing_ok=True)
-                continue
-            if task.stop_reason:
-                task.stop_requested_at = time.monotonic()
-            self._tasks[task.task_id] = task
+    def _extra(self, task: _Task) -> dict[str, Any]:
+        return {"container": task.container}
 
-    def _emit(self, task: _Task, status: str, exit_code: int | None = None) -> None:
-        task.version += 1
-        if status != "STOPPED":
-            with self._lock:
-                if task.task_id in self._tasks:
-                    self._save(task)
-        stopped = status == "STOPPED"
-        event = task_state_event(
-            task_arn=task.task_id,
-            agent=task.agent,
-            task_id=task.task_id,
-            last_status=status,
-            version=task.version,
-            stop_code=(
-                None if not stopped else ("UserInitiated" if task.stop_reason else "EssentialContainerExited")
-            ),
-            stopped_reason=(
-                None
-                if not stopped
-                else (task.stop_reason or f"Essential container in task exited (exit code {exit_code})")
-            ),
-            exit_code=exit_code,
-        )
-        if self.event_sink is not None:
-            try:
-                self.event_sink(event)
-            except Exception:  # the reconciler catches what a lost event misses
-                log.exception("could not deliver the event of task %s", task.task_id)
+    def _shutdown_wait_s(self) -> float:
+        return max((t.stop_timeout_s for t in self._tasks.values()), default=0) + 10
 
 
 def _init_volume(host: Path, rootfs: Path, path: str, *, declared: bool) -> None:
