@@ -7,10 +7,13 @@ SQS waits longer, because a claim long-polls it (agents/runner/timing.py).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 from agents.runner.timing import SQS_READ_TIMEOUT_S
@@ -25,8 +28,22 @@ class AwsClients:
     ecs: Any
 
 
+@functools.cache
+def _data_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def new_session(region: str) -> boto3.session.Session:
+    """A session of its own (credentials, region), sharing one loader of botocore's service
+    models and endpoint data: each session would otherwise parse those JSON files again
+    (about half a second of CPU), which local mode and the tests pay per app they start."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _data_loader())
+    return boto3.session.Session(botocore_session=core, region_name=region)
+
+
 def make_clients(settings: Settings) -> AwsClients:
-    session = boto3.session.Session(region_name=settings.region)
+    session = new_session(settings.region)
     config = Config(
         connect_timeout=2,
         read_timeout=10,

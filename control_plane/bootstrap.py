@@ -10,11 +10,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import boto3
 from botocore.exceptions import ClientError
 
 from agents.registry import AGENTS
 from control_plane import schema
+from control_plane.aws import new_session
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def ensure_resources(
     agents: Iterable[str] = tuple(AGENTS),
 ) -> Resources:
     """Create (or find) every table, queue and the bucket; idempotent, safe to call on each start."""
-    session = boto3.session.Session(region_name=region)
+    session = new_session(region)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     sqs = session.client("sqs", endpoint_url=endpoint_url)
     s3 = session.client("s3", endpoint_url=endpoint_url)
