@@ -146,6 +146,7 @@ class JobRun:
         self.stop = runner.stop
         self.job = job
         self.claimed_at = time.monotonic()
+        self.upload_urls: dict[str, str] | None = None  # signed when the bundle upload starts
         self.durations: dict[str, float | None] = {
             "claim": round(claim_s, 3),
             "checkout": None,
@@ -374,12 +375,18 @@ class JobRun:
 
         def attempt() -> None:
             timeout = max(1.0, self.time_left(default=UPLOAD_TIMEOUT_S, reserve=10.0, cap=UPLOAD_TIMEOUT_S))
-            # Signed now, for this try: a URL from the start of a long job would have expired
-            # with the session that signed it (agents/runner/timing.py).
-            url = self.runner.control_plane.upload_urls(self.job, timeout=min(timeout, 15.0)).get(name)
+            # Signed when the bundle upload starts, not at the claim: a URL from the start of a
+            # long job would have expired with the session that signed it
+            # (agents/runner/timing.py). One call signs the whole bundle; a failed try drops them
+            # and the next try asks for fresh ones.
+            urls, self.upload_urls = self.upload_urls, None
+            if urls is None:
+                urls = self.runner.control_plane.upload_urls(self.job, timeout=min(timeout, 15.0))
+            url = urls.get(name)
             if not url:
                 raise ProtocolError("the control plane gave no upload URL for it", 200)
             upload(url, data, timeout=timeout)
+            self.upload_urls = urls
 
         return self.retrying(attempt, reserve=10.0)  # the report needs the rest of the budget
 

@@ -307,6 +307,7 @@ def test_upload_bundle_of_a_job_that_ran_its_full_timeout_through_urls_signed_at
     assert set(plane.uploads) == set(BUNDLE_FILES)
     assert "+partial" in plane.uploads["patch.diff"].decode()
     assert plane.url_requests and min(plane.url_requests) >= started + plane.job["timeout_s"]
+    assert len(plane.url_requests) == 1  # one call signs the whole bundle
 
 
 def test_upload_bundle_after_the_control_plane_comes_back(plane: FakeControlPlane, workspace: Path) -> None:
@@ -319,6 +320,7 @@ def test_upload_bundle_after_the_control_plane_comes_back(plane: FakeControlPlan
     assert done.returncode == 0, done.stderr
     assert plane.result["outcome"] == "COMPLETED"
     assert plane.url_outages == 0 and set(plane.uploads) == set(BUNDLE_FILES)
+    assert len(plane.url_requests) == 1  # the 503s signed nothing; the one answer served the bundle
 
 
 def test_fail_job_whose_bundle_cannot_be_uploaded(plane: FakeControlPlane, workspace: Path) -> None:
