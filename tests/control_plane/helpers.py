@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 
 from control_plane.bootstrap import Resources, ensure_resources
@@ -15,6 +18,24 @@ from control_plane.hooks import PoolStatus
 from control_plane.settings import Settings
 
 ADMIN_KEY = "op_admin_" + "k" * 40
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[tuple[str, int]]:
+    """``app`` served by uvicorn on a loopback port for real HTTP clients; (host, port)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield host, port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @dataclass

@@ -6,32 +6,19 @@ import io
 import json
 import logging
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from control_plane.observability import JsonFormatter
+from tests.control_plane.helpers import serving
 
 
 @pytest.fixture
 def served(app: Any) -> Iterator[tuple[str, int]]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    try:
-        yield host, port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app) as address:
+        yield address
 
 
 def test_refuse_endless_chunked_body_after_reading_little(served: tuple[str, int], tenant: dict) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from agents.runner import protocol
 from agents.runner.timing import SQS_MAX_WAIT_S
@@ -17,6 +16,7 @@ from control_plane.aws import make_clients
 from control_plane.engine import tasks as t
 from control_plane.engine.config import EngineSettings
 from control_plane.lifecycle import Status
+from tests.control_plane.helpers import serving
 from tests.engine.conftest import World, make_world
 
 PRODUCTION_POLL_S = EngineSettings.model_fields["claim_long_poll_s"].default
@@ -35,19 +35,8 @@ def production_world(moto_endpoint: str, tmp_path) -> Iterator[World]:
 @pytest.fixture
 def served_url(production_world: World) -> Iterator[str]:
     app = production_world.client.app
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    try:
+    with serving(app) as (host, port):
         yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_a_production_long_poll_on_an_empty_queue_answers_204_before_the_runner_gives_up(
