@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -110,16 +111,21 @@ class ClaimService:
             raise ClaimRefusedError(f"no queue for agent {task.agent}")
         deadline = arrived + self.long_poll_s
         commit_by = arrived + self.commit_deadline_s
+        polled = False
         while True:
             remaining = deadline - self.clock()
-            if remaining <= 0:
+            if remaining <= 0 and polled:
                 return None
+            # At least one receive per claim, rounded up to whole seconds: a claim that spent
+            # its (short) poll before reaching the queue must still see a waiting job. Never
+            # longer than the poll rounded up, which the commit deadline allows for.
             reply = self.sqs.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=1,
-                WaitTimeSeconds=max(0, min(SQS_MAX_WAIT_S, int(remaining))),
+                WaitTimeSeconds=max(0, min(SQS_MAX_WAIT_S, math.ceil(remaining))),
                 VisibilityTimeout=self.visibility_timeout_s,
             )
+            polled = True
             for message in reply.get("Messages", []):
                 job = self._try(task, message, queue_url, commit_by)
                 if job is not None:

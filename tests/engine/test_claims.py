@@ -370,3 +370,21 @@ def test_a_result_with_a_bad_cost_is_refused_and_nothing_is_written(world: World
     assert raw.status_code == 422, raw.text
     record = world.get(job["dispatch_id"])
     assert record.status is Status.RUNNING and record.cost is None and record.summary is None
+
+
+def test_a_claim_that_reaches_the_queue_after_its_poll_still_takes_a_waiting_job(world: World):
+    # a loaded machine: authenticating and reading the task took longer than the whole poll
+    record = world.dispatch()
+    task, token = world.new_task()
+    real = world.engine.claims.clock
+    started = real()
+    calls = iter(range(1_000_000))
+    world.engine.claims.clock = lambda: (
+        started if next(calls) == 0 else real() + world.engine.claims.long_poll_s
+    )
+    try:
+        reply = world.claim(token, task.task_id)
+    finally:
+        world.engine.claims.clock = real
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["dispatch_id"] == record.dispatch_id
