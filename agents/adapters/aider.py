@@ -34,12 +34,13 @@ What the documentation and source say (looked up 2026-11-25):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from agents.adapters.base import Adapter, AgentOutput, add_optional, clip, strip_ansi
 
 
-def arguments(task: str, scratch: Path) -> list[str]:
+def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
     return [
         f"--message={task}",
         "--yes-always",

@@ -39,16 +39,25 @@ class AgentOutput:
 @dataclass(frozen=True)
 class Adapter:
     name: str
-    # Arguments after the registry's command: (task, scratch directory) -> argv tail.
-    arguments: Callable[[str, Path], list[str]]
+    # Arguments after the registry's command: (task, scratch directory, the agent's
+    # environment) -> argv tail. The environment carries OUTPOST_AGENT_MODEL and
+    # OUTPOST_AGENT_BASE_URL, which each adapter translates into what its CLI reads.
+    arguments: Callable[[str, Path, Mapping[str, str]], list[str]]
     parse: Callable[[str], AgentOutput]
     # Environment variable the CLI reads -> other names the provider key may arrive under.
     key_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Variables the CLI should see unless the image or task sets them otherwise.
     defaults: Mapping[str, str] = field(default_factory=dict)
+    # Writes the CLI's configuration files into the job's own HOME before the agent starts
+    # and returns extra variables for the agent: (home, the agent's environment) -> variables.
+    setup: Callable[[Path, Mapping[str, str]], dict[str, str]] | None = None
 
-    def command(self, task: str, *, scratch: Path) -> list[str]:
-        return [*AGENTS[self.name].command, *self.arguments(task, scratch)]
+    def command(self, task: str, *, scratch: Path, env: Mapping[str, str]) -> list[str]:
+        return [*AGENTS[self.name].command, *self.arguments(task, scratch, env)]
+
+    def prepare(self, home: Path, env: Mapping[str, str]) -> dict[str, str]:
+        """Config files for the CLI under ``home``; the variables to add to its environment."""
+        return self.setup(home, env) if self.setup is not None else {}
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """The agent's environment: ``env`` plus the key under the name the CLI reads."""

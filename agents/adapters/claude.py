@@ -31,13 +31,14 @@ What the documentation says (looked up 2026-11-25):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agents.adapters.base import Adapter, AgentOutput, add_optional, as_float, as_int, clip, json_objects
 
 
-def arguments(task: str, scratch: Path) -> list[str]:
+def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
     return [
         "-p",
         "--output-format",

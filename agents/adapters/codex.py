@@ -31,12 +31,13 @@ https://developers.openai.com/codex/noninteractive.md, and openai/codex ``docs/e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects
 
 
-def arguments(task: str, scratch: Path) -> list[str]:
+def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
     return [
         "exec",
         "--json",

@@ -38,13 +38,14 @@ working with it is not confirmed here: check before relying on this agent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects
 
 
-def arguments(task: str, scratch: Path) -> list[str]:
+def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
     return [f"--prompt={task}", "--output-format", "stream-json", "--approval-mode", "yolo"]
 
 

@@ -31,12 +31,13 @@ this module's flags and parser in the same change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from agents.adapters.base import Adapter, AgentOutput, clip, json_objects
 
 
-def arguments(task: str, scratch: Path) -> list[str]:
+def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
     return [f"--prompt={task}"]
 
 

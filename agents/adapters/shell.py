@@ -9,12 +9,13 @@ the command printed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from agents.adapters.base import Adapter, AgentOutput, clip, strip_ansi
 
 
-def arguments(task: str, scratch: Path) -> list[str]:
+def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
     return ["--", task]
 
 

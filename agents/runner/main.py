@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agents.adapters import AgentOutput, adapter_for
+from agents.adapters import Adapter, AgentOutput, adapter_for
 from agents.runner import VERSION
 from agents.runner.bundle import FILES, PATCH, SUMMARY, TRANSCRIPT, write_json, write_manifest
 from agents.runner.config import (
@@ -264,7 +264,8 @@ class JobRun:
         if self.stop.event.is_set():
             return self.interrupted()
         adapter = adapter_for(self.config.agent)
-        argv = adapter.command(self.job.task, scratch=self.scratch)
+        agent_env = self.agent_environment(adapter, env)
+        argv = adapter.command(self.job.task, scratch=self.scratch, env=agent_env)
         self.command = [_hide_task(arg, self.job.task) for arg in argv]
         self.say(f"running {shlex.join(self.command)}")
         started = time.monotonic()
@@ -279,7 +280,7 @@ class JobRun:
             result = run_agent(
                 argv,
                 cwd=self.repo_dir,
-                env=adapter.environment(env),
+                env=agent_env,
                 deadline=deadline,
                 stop=self.stop.event,
                 kill_grace_s=self.config.kill_grace_s,
@@ -300,6 +301,18 @@ class JobRun:
         if result.killed_by:
             return Outcome("FAILED", result.exit_code, f"agent killed by {result.killed_by}")
         return Outcome("FAILED", result.exit_code, f"agent exited with code {result.exit_code}")
+
+    def agent_environment(self, adapter: Adapter, env: dict[str, str]) -> dict[str, str]:
+        """The agent's environment, with a HOME of its own in the job's scratch space.
+
+        CLIs keep settings, caches and the config files the adapter writes there: never in
+        the home of the user running a local-mode runner, never shared between jobs.
+        """
+        home = self.scratch / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        agent_env = adapter.environment({**env, "HOME": str(home)})
+        agent_env.update(adapter.prepare(home, agent_env))
+        return agent_env
 
     def collect_patch(self, env: dict[str, str], outcome: Outcome) -> tuple[Patch, Outcome]:
         if self.base is None:

@@ -23,7 +23,7 @@ def test_cover_every_registry_agent() -> None:
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_build_command_with_task_as_one_argument(agent: str) -> None:
     task = "--help; rm -rf / # a task that looks like flags"
-    command = adapter_for(agent).command(task, scratch=Path("/scratch"))
+    command = adapter_for(agent).command(task, scratch=Path("/scratch"), env={})
 
     assert command[: len(AGENTS[agent].command)] == list(AGENTS[agent].command)
     carriers = [arg for arg in command if task in arg]
@@ -34,7 +34,7 @@ def test_build_command_with_task_as_one_argument(agent: str) -> None:
 
 
 def test_build_aider_command_keeps_history_out_of_repo() -> None:
-    command = adapter_for("aider").command("fix it", scratch=Path("/scratch"))
+    command = adapter_for("aider").command("fix it", scratch=Path("/scratch"), env={})
 
     assert command[command.index("--chat-history-file") + 1] == "/scratch/aider.chat.history.md"
     assert command[command.index("--input-history-file") + 1] == "/scratch/aider.input.history"

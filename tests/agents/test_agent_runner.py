@@ -493,7 +493,7 @@ def test_run_agent_cli_through_its_adapter(
     )
     assert summary["final_message"]
     scratch = workspace / "job-d-0001-1" / "scratch"
-    expected = adapter_for(agent).command(task, scratch=scratch)
+    expected = adapter_for(agent).command(task, scratch=scratch, env={})
     assert (tmp_path / "argv").read_text().splitlines() == expected[1:]
     assert summary["command"] == [arg.replace(task, "<task>") for arg in expected]
     agent_env = (tmp_path / "env").read_text().splitlines()
