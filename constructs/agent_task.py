@@ -12,6 +12,8 @@ and is destroyed with it, which is the one-job sandbox the platform promises.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
@@ -46,6 +48,7 @@ class AgentTask(Construct):
         log_retention: logs.RetentionDays,
         logs_key: kms.IKey,
         removal_policy: RemovalPolicy,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.log_group = logs.LogGroup(
@@ -92,7 +95,10 @@ class AgentTask(Construct):
             stop_timeout=STOP_TIMEOUT,
             essential=True,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=agent.name, log_group=self.log_group),
-            # The claim token and the control-plane URL arrive per task in RunTask overrides.
+            # The agent's settings (model, provider endpoint, extra non-secret variables; checked
+            # in agents/agent_settings.py). The claim token and the control-plane URL arrive per
+            # task in RunTask overrides.
+            environment=dict(environment) if environment else None,
             secrets=(
                 {PROVIDER_KEY_ENV[agent.secret]: ecs.Secret.from_secrets_manager(secret)}
                 if secret and agent.secret

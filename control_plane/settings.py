@@ -9,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.agent_settings import AgentSettings, AgentSettingsError, parse_agent_settings
+from agents.registry import AGENTS
 
 MIN_ADMIN_KEY_CHARS = 32
 
@@ -39,6 +43,11 @@ class Settings(BaseSettings):
     subnets: list[str] = Field(default_factory=list)
     agent_security_group: str | None = None
     internal_url: str | None = None
+    # Per agent: default and allowed models, provider base URL, extra variables (the fleet
+    # stack writes the environment's settings from cdk.json; local mode reads them from here).
+    agent_settings: dict[str, Any] = Field(default_factory=dict)
+    # Local mode only (`outpost dev --allow-local-repos DIR`): file:// repositories under DIR.
+    allow_local_repos: Path | None = None
 
     # Service behaviour; defaults suit every environment, the variables exist for tuning.
     default_max_running: int = Field(default=10, ge=0)
@@ -52,6 +61,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
+        try:
+            parse_agent_settings(self.agent_settings, agents=AGENTS)
+        except AgentSettingsError as error:
+            raise ValueError(f"OUTPOST_AGENT_SETTINGS: {error}") from None
+        if self.allow_local_repos is not None and (self.env != "local" or self.runtime != "local"):
+            raise ValueError("OUTPOST_ALLOW_LOCAL_REPOS: file:// repositories are for local mode only")
         if self.env == "local":
             if self.admin_key is None:
                 # Local mode prints this key (`outpost dev`); it never leaves the machine.
@@ -69,6 +84,10 @@ class Settings(BaseSettings):
                 "OUTPOST_CLUSTER_ARN, OUTPOST_TASK_DEFINITIONS and OUTPOST_SUBNETS: needed by ecs"
             )
         return self
+
+    def settings_of(self, agent: str) -> AgentSettings:
+        """The agent's model and endpoint settings (empty ones when none are configured)."""
+        return parse_agent_settings(self.agent_settings, agents=AGENTS).get(agent) or AgentSettings()
 
     def admin_key_value(self) -> str:
         assert self.admin_key is not None  # set by the validator in every mode

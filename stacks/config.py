@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
+from agents.agent_settings import AgentSettings, AgentSettingsError, parse_agent_settings
 from agents.errors import SettingError
 from agents.registry import AGENTS
 
@@ -77,6 +79,9 @@ class EnvironmentConfig:
     ingress_cidrs: tuple[str, ...] = ("10.0.0.0/8",)
     certificate_arn: str | None = None
     image_tag: str = "latest"
+    # per agent: default and allowed models, provider base URL, extra non-secret variables
+    # (agents/agent_settings.py); cdk.json holds their JSON form
+    agent_settings: Mapping[str, AgentSettings] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def stage_name(self) -> str:
@@ -134,12 +139,20 @@ def _coerce(env: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
         if name == "name":
             continue
         if name not in raw:
-            if spec.default is MISSING:
+            if spec.default is MISSING and spec.default_factory is MISSING:
                 raise ConfigError(env, name, None, "required setting is missing")
             continue
         value = raw[name]
         expected = str(spec.type)
-        if "tuple" in expected:
+        if name == "agent_settings":
+            try:
+                value = parse_agent_settings(value, agents=raw.get("agents") or ())
+            except AgentSettingsError as error:
+                shown = value.get(error.agent) if isinstance(value, Mapping) else value
+                raise ConfigError(
+                    env, f"agent_settings.{error.agent}.{error.field_name}", shown, error.problem
+                ) from None
+        elif "tuple" in expected:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(env, name, value, "must be a list of strings")
             value = tuple(value)

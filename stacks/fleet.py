@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_servicediscovery as servicediscovery
 
+from agents.agent_settings import agent_environment, settings_json
 from agents.registry import AGENTS
 from constructs import Construct
 from constructs.agent_task import AgentTask
@@ -83,6 +85,7 @@ class FleetStack(cdk.Stack):
                 log_retention=retention,
                 logs_key=logs_key,
                 removal_policy=removal,
+                environment=agent_environment(config.agent_settings.get(name)),
             )
             for name in config.agents
         }
@@ -155,6 +158,8 @@ class FleetStack(cdk.Stack):
             "OUTPOST_SUBNETS": self.to_json_string(private),
             "OUTPOST_AGENT_SECURITY_GROUP": self.agent_security_group.security_group_id,
             "OUTPOST_INTERNAL_URL": f"http://{CLOUD_MAP_NAME}.{NAMESPACE}:{PORT}",
+            # what POST /dispatch checks a requested model against (agents/agent_settings.py)
+            "OUTPOST_AGENT_SETTINGS": json.dumps(settings_json(config.agent_settings), sort_keys=True),
         }
         for schema in TABLES:
             environment[f"OUTPOST_{schema.settings_field.upper()}"] = data.tables[schema.id].table_name
@@ -242,6 +247,15 @@ class FleetStack(cdk.Stack):
                     f"No certificate is configured for {config.name}: the HTTP listener admits only "
                     f"{', '.join(config.ingress_cidrs)}. Set certificate_arn to serve HTTPS (README, Deploying).",
                 )
+        for name, task in self.agents.items():
+            if agent_environment(config.agent_settings.get(name)):
+                acknowledge(
+                    task.task_definition,
+                    "AwsSolutions-ECS2",
+                    "The variables are the agent's model, provider base URL and extra settings, which "
+                    "agents/agent_settings.py checks to hold no secret-looking name or value; the provider "
+                    "key is injected from Secrets Manager.",
+                )
         acknowledge(
             self.ecr_auth_policy,
             "AwsSolutions-IAM5[Resource::*]",
@@ -257,6 +271,7 @@ class FleetStack(cdk.Stack):
         acknowledge(
             self.control_plane.task_definition,
             "AwsSolutions-ECS2",
-            "The variables are generated resource names (tables, queues, cluster, subnets); the one secret, the "
-            "admin key, is injected from Secrets Manager.",
+            "The variables are generated resource names (tables, queues, cluster, subnets) and the agents' "
+            "non-secret model settings (agents/agent_settings.py refuses secret-looking names and values); the "
+            "one secret, the admin key, is injected from Secrets Manager.",
         )

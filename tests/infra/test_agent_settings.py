@@ -1,0 +1,180 @@
+"""Per-agent model and endpoint settings: checked when loaded, carried by the task definitions.
+
+The synthesized stage here is the Dev stage of cdk.json with production-shaped settings added
+(the real model names and provider endpoints an operator would set), through the real gate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from agents.agent_settings import BASE_URL_ENV, MODEL_ENV, check_variable_name, parse_agent_settings
+from agents.registry import AGENTS, PROVIDER_KEY_ENV
+from app import build_app
+from control_plane.runtime.container_spec import load_specs
+from stacks.config import CONTEXT_KEY, ConfigError, load_environments
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SETTINGS: dict[str, Any] = {
+    "claude": {
+        "default_model": "claude-sonnet-4-5",
+        "allowed_models": ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"],
+        "base_url": "https://gateway.example.com/anthropic",
+        "extra": {"DISABLE_TELEMETRY": "1", "MAX_THINKING_TOKENS": "8000"},
+    },
+    "codex": {"default_model": "gpt-5-codex", "base_url": "https://gateway.example.com/openai/v1"},
+    "gemini": {"default_model": "gemini-2.5-pro", "allowed_models": ["gemini-2.5-pro", "gemini-2.5-flash"]},
+}
+
+
+def context(settings: Any) -> dict[str, Any]:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    context[CONTEXT_KEY]["dev"]["agent_settings"] = settings
+    return context
+
+
+def load_dev(settings: Any) -> Any:
+    (config,) = load_environments(context(settings)[CONTEXT_KEY], selected="dev")
+    return config
+
+
+def test_settings_load_into_the_environment_config() -> None:
+    config = load_dev(SETTINGS)
+    claude = config.agent_settings["claude"]
+    assert claude.default_model == "claude-sonnet-4-5"
+    assert claude.allows("claude-opus-4-1") and not claude.allows("gpt-5")
+    assert config.agent_settings["codex"].allows("gpt-5-codex")  # the default is always allowed
+    assert not config.agent_settings["codex"].allows("gpt-5")
+    assert "shell" not in config.agent_settings
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"claude": {"extra": {"ANTHROPIC_API_KEY": "x"}}}, "looks like a secret's name"),
+        ({"claude": {"extra": {"GITHUB_TOKEN": "x"}}}, "looks like a secret's name"),
+        ({"claude": {"extra": {"DB_PASSWORD": "x"}}}, "looks like a secret's name"),
+        ({"claude": {"extra": {"OUTPOST_AGENT_MODEL": "x"}}}, "is set by Outpost"),
+        ({"claude": {"extra": {"OUTPOST_CLAIM_TOKEN_X": "x"}}}, "secret"),
+        ({"claude": {"extra": {"PATH": "/evil"}}}, "is set by Outpost"),
+        ({"claude": {"extra": {"LD_PRELOAD": "/evil.so"}}}, "is set by Outpost"),
+        ({"claude": {"extra": {"AWS_REGION": "us-east-1"}}}, "is set by Outpost"),
+        ({"claude": {"extra": {"ANTHROPIC_BASE_URL": "https://x"}}}, "set `base_url`"),
+        ({"claude": {"extra": {"lower": "x"}}}, "must be 1-64 of A-Z 0-9 _"),
+        ({"claude": {"extra": {"NOTE": "sk-ant-api03-abcdefghijkl"}}}, "looks like a key"),
+        ({"claude": {"extra": {"NOTE": "line\nbreak"}}}, "control characters"),
+        ({"claude": {"extra": {"NOTE": 3}}}, "must be a string"),
+        ({"claude": {"extra": {"NOTE": "x" * 1025}}}, "longer than 1024"),
+        ({"claude": {"base_url": "https://user:pw@gateway.example.com"}}, "must not carry credentials"),
+        ({"claude": {"base_url": "https://gateway.example.com/?key=abc"}}, "must not carry credentials"),
+        ({"claude": {"base_url": "file:///etc/passwd"}}, "http(s)://host"),
+        ({"claude": {"base_url": "https://"}}, "http(s)://host"),
+        ({"claude": {"default_model": "x", "allowed_models": ["y"]}}, "not in allowed_models"),
+        ({"claude": {"allowed_models": ["a", "a"]}}, "lists a model twice"),
+        ({"claude": {"default_model": "-rf"}}, "a model name is"),
+        ({"claude": {"default_model": "a b"}}, "a model name is"),
+        ({"claude": {"colour": "blue"}}, "unknown setting"),
+        ({"nope": {}}, "not an agent of this environment"),
+        ({"claude": "claude-sonnet-4-5"}, "must be an object"),
+    ],
+)
+def test_bad_settings_stop_synth_with_one_line(settings: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_dev(settings)
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+    assert text.startswith("config: environment 'dev', field 'agent_settings.")
+
+
+def test_settings_of_an_agent_the_environment_does_not_deploy_are_refused() -> None:
+    raw = context({"grok": {"default_model": "grok-4"}})[CONTEXT_KEY]
+    raw["dev"]["agents"] = ["claude", "shell"]
+    with pytest.raises(ConfigError, match="not an agent of this environment"):
+        load_environments(raw, selected="dev")
+
+
+@pytest.fixture(scope="module")
+def dev_stage(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """The Dev stage synthesized with SETTINGS: (fleet template, cloud assembly directory)."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = cdk.App(outdir=str(outdir), context={**context(SETTINGS), "env": "dev"})
+    (stage,) = build_app(app)
+    assembly = app.synth()  # raises if the security gate finds anything unacknowledged
+    for stack in assembly.get_nested_assembly(f"assembly-{stage.stage_name}").stacks:
+        if stack.hierarchical_id.endswith("/Fleet"):
+            return stack.template, outdir
+    raise AssertionError("no Fleet stack")
+
+
+def agent_container(template: dict[str, Any], agent: str) -> dict[str, Any]:
+    (task,) = [
+        r["Properties"]
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"Agent{agent.capitalize()}")
+    ]
+    (container,) = task["ContainerDefinitions"]
+    return dict(container)
+
+
+def test_task_definitions_carry_each_agents_settings(dev_stage: tuple[dict[str, Any], Path]) -> None:
+    template, _ = dev_stage
+    claude = {e["Name"]: e["Value"] for e in agent_container(template, "claude")["Environment"]}
+    assert claude == {
+        MODEL_ENV: "claude-sonnet-4-5",
+        BASE_URL_ENV: "https://gateway.example.com/anthropic",
+        "DISABLE_TELEMETRY": "1",
+        "MAX_THINKING_TOKENS": "8000",
+    }
+    codex = {e["Name"]: e["Value"] for e in agent_container(template, "codex")["Environment"]}
+    assert codex == {MODEL_ENV: "gpt-5-codex", BASE_URL_ENV: "https://gateway.example.com/openai/v1"}
+    gemini = {e["Name"]: e["Value"] for e in agent_container(template, "gemini")["Environment"]}
+    assert gemini == {MODEL_ENV: "gemini-2.5-pro"}
+    for agent in ("aider", "grok", "shell"):  # no settings: no environment, the CLI's defaults
+        assert "Environment" not in agent_container(template, agent)
+
+
+def test_task_definitions_hold_no_secret_values(dev_stage: tuple[dict[str, Any], Path]) -> None:
+    template, _ = dev_stage
+    for agent in AGENTS:
+        container = agent_container(template, agent)
+        for variable in container.get("Environment", []):
+            assert isinstance(variable["Value"], str)
+            name = variable["Name"]
+            assert name in (MODEL_ENV, BASE_URL_ENV) or check_variable_name(name) is None
+            assert name not in PROVIDER_KEY_ENV.values()
+        # the provider key is a Secrets Manager reference, never a value in the template
+        secrets = container.get("Secrets", [])
+        expected = [PROVIDER_KEY_ENV[s]] if (s := AGENTS[agent].secret) else []
+        assert [s["Name"] for s in secrets] == expected
+        assert all(set(s) == {"Name", "ValueFrom"} for s in secrets)
+
+
+def test_control_plane_reads_the_same_settings(dev_stage: tuple[dict[str, Any], Path]) -> None:
+    template, _ = dev_stage
+    (container,) = [
+        r["Properties"]["ContainerDefinitions"][0]
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and k.startswith("ControlPlane")
+    ]
+    (raw,) = [e["Value"] for e in container["Environment"] if e["Name"] == "OUTPOST_AGENT_SETTINGS"]
+    assert parse_agent_settings(json.loads(raw), agents=AGENTS) == parse_agent_settings(
+        SETTINGS, agents=AGENTS
+    )
+
+
+def test_container_runtime_reads_the_settings_from_the_task_definition(
+    dev_stage: tuple[dict[str, Any], Path],
+) -> None:
+    _, outdir = dev_stage
+    specs = load_specs(outdir)
+    assert dict(specs["codex"].environment) == {
+        MODEL_ENV: "gpt-5-codex",
+        BASE_URL_ENV: "https://gateway.example.com/openai/v1",
+    }
+    assert specs["shell"].environment == ()
