@@ -310,7 +310,7 @@ class JobRun:
         """
         home = self.scratch / "home"
         home.mkdir(parents=True, exist_ok=True)
-        agent_env = adapter.environment({**env, "HOME": str(home)})
+        agent_env = adapter.environment({**env, "HOME": str(home), **self.job.settings_env()})
         agent_env.update(adapter.prepare(home, agent_env))
         return agent_env
 

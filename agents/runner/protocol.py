@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from agents.agent_settings import MODEL_ENV, check_model_name
 from agents.runner.timing import CLAIM_TIMEOUT_S
 
 USER_AGENT = "outpost-runner"
@@ -93,6 +94,11 @@ class Job:
     attempt: int
     job_token: str
     publish: Publish | None = None
+    model: str | None = None  # the dispatch's model; None: the agent's configured default
+
+    def settings_env(self) -> dict[str, str]:
+        """What the job changes in the agent's settings: the dispatch's model replaces the default."""
+        return {MODEL_ENV: self.model} if self.model else {}
 
     @classmethod
     def from_claim(cls, body: Any) -> Job:
@@ -114,6 +120,11 @@ class Job:
             if ref is not None and not isinstance(ref, str):
                 raise ValueError("claim answer: field 'repo.ref' must be a string or null")
             repo = Repo(url=repo["url"], ref=ref or None)
+        model = body.get("model")
+        if model is not None:
+            if not isinstance(model, str):
+                raise ValueError("claim answer: field 'model' must be a string or null")
+            check_model_name(model)  # raises ValueError naming the rule
         timeout_s = float(field("timeout_s", (int, float)))
         if timeout_s <= 0:
             raise ValueError("claim answer: field 'timeout_s' must be positive")
@@ -126,6 +137,7 @@ class Job:
             attempt=int(body.get("attempt") or 1),
             job_token=field("job_token", str),
             publish=Publish.from_claim(body.get("publish")),
+            model=model or None,
         )
 
 

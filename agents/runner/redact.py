@@ -1,7 +1,7 @@
 """Keeping secrets away from the agent and out of everything the runner sends.
 
 The agent's environment is built explicitly from the runner's: every ``OUTPOST_*`` variable
-(the claim token among them) and any container-credential variable is dropped; the job token
+but the agent's model and endpoint (the claim token among them) and any container-credential variable is dropped; the job token
 never enters any environment. Whatever leaves the task (log lines, transcript, errors) goes
 through a :class:`Redactor` that masks the tokens, credentials in URLs and the values of key
 variables, so a transcript does not hand the operator's provider key to a tenant by accident
@@ -16,7 +16,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
+
 MASK = "[redacted]"
+# The agent's model and endpoint (agents/agent_settings.py) are for the agent: the adapter reads them.
+AGENT_SETTING_NAMES = (MODEL_ENV, BASE_URL_ENV)
 _MIN_SECRET_LEN = 8
 _DROPPED_PREFIXES = ("OUTPOST_", "AWS_CONTAINER_CREDENTIALS_", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 _SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
@@ -69,7 +73,11 @@ def child_environment(env: Mapping[str, str], *, scratch: Path) -> dict[str, str
     Built from ``env`` minus the runner's own variables; git never prompts; HOME and TMPDIR
     point into the workspace when the image's are not writable (read-only root file system).
     """
-    child = {name: value for name, value in env.items() if not name.startswith(_DROPPED_PREFIXES)}
+    child = {
+        name: value
+        for name, value in env.items()
+        if not name.startswith(_DROPPED_PREFIXES) or name in AGENT_SETTING_NAMES
+    }
     child["GIT_TERMINAL_PROMPT"] = "0"
     child.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     for name, fallback in (("HOME", scratch / "home"), ("TMPDIR", scratch / "tmp")):
