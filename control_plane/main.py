@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from control_plane import problems
 from control_plane.api.middleware import BodyLimit, RequestContext
-from control_plane.api.routes import dispatches, health, internal, tenants
+from control_plane.api.routes import dispatches, health, internal, tenants, usage
 from control_plane.aws import AwsClients, make_clients
 from control_plane.hooks import NoTaskControl, TaskControl
 from control_plane.observability import configure_logging
@@ -47,6 +47,7 @@ def create_app(
     )
     app.include_router(tenants.router, responses=problems.documented(401, 403, 404, 409, 413, 422))
     app.include_router(health.router, responses=problems.documented(401, 403))
+    app.include_router(usage.router, responses=problems.documented(401, 403, 422))
     app.include_router(internal.router)  # the runners' claim protocol; 503 until an engine is attached
     # Outermost first: the request id exists before the body limit can refuse anything.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)

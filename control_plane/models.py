@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from agents.agent_settings import MAX_MODELS, check_model_name
 from agents.registry import AGENTS
 from control_plane.lifecycle import Status
 from control_plane.store.dispatches import DispatchRecord
 from control_plane.store.tenants import TenantRecord
-from control_plane.validation import UnsafeRepoError, check_git_ref, check_repo_url
+from control_plane.usage import CostSource, cost_source
+from control_plane.validation import UnsafeRepoError, check_git_ref, check_repo_url, is_local_repo_url
 
 MAX_TASK_CHARS = 32 * 1024
 MAX_LABELS = 32
@@ -31,6 +33,8 @@ class RepoSpec(Strict):
     @field_validator("url")
     @classmethod
     def _safe_url(cls, url: str) -> str:
+        if is_local_repo_url(url):
+            return url  # the route decides: local mode with --allow-local-repos only
         try:
             return check_repo_url(url)
         except UnsafeRepoError as error:
@@ -48,6 +52,11 @@ class DispatchCreate(Strict):
         min_length=1, max_length=MAX_TASK_CHARS, description="the prompt; the command for shell"
     )
     repo: RepoSpec | None = None
+    model: str | None = Field(
+        default=None,
+        max_length=128,
+        description="a model the agent and the tenant allow; null: the agent's default model",
+    )
     timeout_s: int | None = Field(default=None, ge=1, description="defaults to the agent's default timeout")
     labels: dict[str, Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE_CHARS)]] = Field(
         default_factory=dict, max_length=MAX_LABELS
@@ -59,6 +68,11 @@ class DispatchCreate(Strict):
         if agent not in AGENTS:
             raise ValueError(f"unknown agent; known: {', '.join(AGENTS)}")
         return agent
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, model: str | None) -> str | None:
+        return None if model is None else check_model_name(model)
 
     @field_validator("labels")
     @classmethod
@@ -83,29 +97,24 @@ class RepoPublic(BaseModel):
     ref: str | None
 
 
-class Cost(BaseModel):
-    """What a dispatch's agent used, as the runner's summary reports it (null: not reported)."""
+class Tokens(BaseModel):
+    """A run's token counts as its agent's CLI reported them (null: not reported)."""
 
-    model_config = ConfigDict(extra="forbid")
-    usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
-    input_tokens: int | None = Field(default=None, ge=0, strict=True)
-    output_tokens: int | None = Field(default=None, ge=0, strict=True)
-    cached_input_tokens: int | None = Field(default=None, ge=0, strict=True)
+    input: int | None = Field(description="every prompt token, cached ones included")
+    cached: int | None = Field(description="prompt tokens served from the provider's cache")
+    output: int | None
 
     @classmethod
-    def from_summary(cls, summary: dict[str, Any]) -> Cost | None:
-        """The summary's ``cost_usd`` and ``tokens``; None when it reports neither. Raises
-        ValueError (pydantic's ValidationError) for a negative, non-finite or non-numeric value."""
-        tokens = summary.get("tokens") or {}
-        if not isinstance(tokens, dict):
-            raise ValueError("summary.tokens must be an object or null")
-        cost = cls(
-            usd=summary.get("cost_usd"),
-            input_tokens=tokens.get("input"),
-            output_tokens=tokens.get("output"),
-            cached_input_tokens=tokens.get("cached_input"),
+    def of(cls, cost: dict[str, Any] | None) -> Tokens | None:
+        if not cost or all(
+            cost.get(k) is None for k in ("input_tokens", "cached_input_tokens", "output_tokens")
+        ):
+            return None
+        return cls(
+            input=cost.get("input_tokens"),
+            cached=cost.get("cached_input_tokens"),
+            output=cost.get("output_tokens"),
         )
-        return cost if cost.model_dump(exclude_none=True) else None
 
 
 class DispatchPublic(BaseModel):
@@ -114,6 +123,7 @@ class DispatchPublic(BaseModel):
     status: Status
     task: str
     repo: RepoPublic | None
+    model: str | None = Field(description="the model the dispatch asked for; null: the agent's default")
     timeout_s: int
     labels: dict[str, str]
     created_at: datetime
@@ -124,13 +134,19 @@ class DispatchPublic(BaseModel):
     exit_code: int | None
     error: str | None
     artifacts: list[str]
-    cost: Cost | None
+    tokens: Tokens | None
+    cost_usd: float | None
+    cost_source: CostSource | None = Field(
+        description="agent: the CLI reported it; price-table: computed from agents/prices.toml"
+        " by model and tokens; null: neither was possible"
+    )
 
     @classmethod
     def of(cls, record: DispatchRecord) -> DispatchPublic:
         return cls(
             dispatch_id=record.dispatch_id,
             agent=record.agent,
+            model=record.model,
             status=record.status,
             task=record.task,
             repo=RepoPublic(url=record.repo_url, ref=record.repo_ref) if record.repo_url else None,
@@ -144,7 +160,9 @@ class DispatchPublic(BaseModel):
             exit_code=record.exit_code,
             error=record.error,
             artifacts=record.artifacts,
-            cost=Cost.model_validate(record.cost) if record.cost else None,
+            tokens=Tokens.of(record.cost),
+            cost_usd=record.cost.get("usd") if record.cost else None,
+            cost_source=cost_source(record.cost),
         )
 
 
@@ -171,6 +189,7 @@ class ArtifactList(BaseModel):
 
 
 AgentList = Annotated[list[str], Field(max_length=len(AGENTS))]
+ModelList = Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=MAX_MODELS)]
 
 
 def _check_agents(agents: list[str] | None) -> list[str] | None:
@@ -184,8 +203,16 @@ def _check_agents(agents: list[str] | None) -> list[str] | None:
 
 class _TenantFields(Strict):
     allowed_agents: AgentList | None = Field(default=None, description="null: every agent")
+    allowed_models: ModelList | None = Field(
+        default=None, description="models its dispatches may ask for; null: whatever each agent allows"
+    )
     max_running: int | None = Field(default=None, ge=0, le=10_000, description="RUNNING dispatches at once")
     max_queued: int | None = Field(default=None, ge=0, le=100_000, description="PENDING dispatches at once")
+
+    @field_validator("allowed_models")
+    @classmethod
+    def _model_names(cls, models: list[str] | None) -> list[str] | None:
+        return None if models is None else sorted({check_model_name(m) for m in models})
 
     @field_validator("allowed_agents")
     @classmethod
@@ -208,6 +235,7 @@ class TenantPublic(BaseModel):
     name: str
     api_key_prefix: str
     allowed_agents: list[str] | None
+    allowed_models: list[str] | None
     max_running: int
     max_queued: int
     created_at: datetime
@@ -228,3 +256,25 @@ class TenantWithKey(TenantPublic):
 class TenantPage(BaseModel):
     items: list[TenantPublic]
     next_cursor: str | None
+
+
+class UsageTokens(BaseModel):
+    input: int
+    cached: int
+    output: int
+
+
+class UsageRow(BaseModel):
+    day: date | None = Field(description="UTC day the dispatches were created; null in `total`")
+    agent: str | None = Field(description="null in `total`")
+    dispatches: int = Field(description="dispatches that reported tokens or cost")
+    tokens: UsageTokens
+    cost_usd: float = Field(description="the sum of the dispatches' cost_usd")
+    unpriced: int = Field(description="dispatches with tokens but no cost (model without a price)")
+
+
+class UsageReport(BaseModel):
+    since: date
+    until: date
+    days: list[UsageRow] = Field(description="one row per day and agent with usage, oldest first")
+    total: UsageRow

@@ -17,6 +17,7 @@ from control_plane.store.idempotency import IdempotencyStore
 from control_plane.store.logs import LogStore
 from control_plane.store.stats import FleetStats
 from control_plane.store.tenants import TenantRecord, TenantStore
+from control_plane.store.usage import UsageStore
 
 __all__ = [
     "Actor",
@@ -32,6 +33,7 @@ __all__ = [
     "Stores",
     "TenantRecord",
     "TenantStore",
+    "UsageStore",
     "VersionConflictError",
 ]
 
@@ -45,6 +47,7 @@ class Stores:
     stats: FleetStats
     logs: LogStore
     artifacts: ArtifactStore
+    usage: UsageStore
 
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients) -> Stores:
@@ -71,4 +74,5 @@ class Stores:
             artifacts=ArtifactStore(
                 s3=clients.s3, bucket=settings.artifacts_bucket, url_ttl_s=settings.artifact_url_ttl_s
             ),
+            usage=UsageStore(client=ddb, table=settings.dispatches_table),
         )

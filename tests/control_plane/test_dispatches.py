@@ -83,12 +83,9 @@ def test_get_dispatch_shows_status_object(client: TestClient, tenant: dict) -> N
     body = client.get(f"/dispatch/{created['dispatch_id']}", headers=tenant["headers"]).json()
     assert body["status"] == "COMPLETED"
     assert set(body["timestamps"]) == {"PENDING", "RUNNING", "COMPLETED"}
-    assert (body["exit_code"], body["artifacts"], body["cost"], body["version"]) == (
-        0,
-        ["patch.diff"],
-        {"usd": 0.25, "input_tokens": 900, "output_tokens": None, "cached_input_tokens": None},
-        3,
-    )
+    assert (body["exit_code"], body["artifacts"], body["version"]) == (0, ["patch.diff"], 3)
+    assert body["tokens"] == {"input": 900, "cached": None, "output": None}
+    assert (body["cost_usd"], body["cost_source"]) == (0.25, "agent")
 
 
 def test_get_dispatch_unknown_answers_problem_404(client: TestClient, tenant: dict) -> None:

@@ -331,12 +331,8 @@ def test_result_records_the_cost_and_tokens_of_the_summary(world: World):
     reply = _post(world, job, "result", {"outcome": "COMPLETED", "exit_code": 0, "summary": summary})
     assert reply.status_code == 200, reply.text
     shown = _api(world, f"/dispatch/{job['dispatch_id']}").json()
-    assert shown["cost"] == {
-        "usd": 0.0421,
-        "input_tokens": 1200,
-        "output_tokens": 340,
-        "cached_input_tokens": None,
-    }
+    assert shown["tokens"] == {"input": 1200, "cached": None, "output": 340}
+    assert (shown["cost_usd"], shown["cost_source"]) == (0.0421, "agent")
 
 
 def test_a_job_without_usage_has_no_cost(world: World):
@@ -346,7 +342,8 @@ def test_a_job_without_usage_has_no_cost(world: World):
         _post(world, job, "result", {"outcome": "FAILED", "exit_code": 1, "summary": summary}).status_code
         == 200
     )
-    assert _api(world, f"/dispatch/{job['dispatch_id']}").json()["cost"] is None
+    shown = _api(world, f"/dispatch/{job['dispatch_id']}").json()
+    assert (shown["tokens"], shown["cost_usd"], shown["cost_source"]) == (None, None, None)
 
 
 def test_a_result_with_a_bad_cost_is_refused_and_nothing_is_written(world: World):

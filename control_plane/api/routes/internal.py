@@ -19,8 +19,8 @@ from control_plane.engine import tasks
 from control_plane.engine.claims import ClaimRefusedError, ClaimService, JobEndedError, stored_bundle
 from control_plane.engine.outcomes import Outcomes
 from control_plane.lifecycle import TERMINAL, Status
-from control_plane.models import Cost
 from control_plane.problems import Problem
+from control_plane.usage import Usage, model_used, record_cost
 
 log = logging.getLogger("outpost.internal")
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
@@ -49,17 +49,13 @@ class ResultBody(BaseModel):
 
     @model_validator(mode="after")
     def _usage_is_valid(self) -> ResultBody:
-        self.cost()  # a bad cost or token count is a 422 here, never a 500 or a half-written record
-        return self
-
-    def cost(self) -> dict[str, Any] | None:
-        """The record's ``cost``: the summary's ``cost_usd`` and ``tokens``."""
+        # a bad cost or token count is a 422 here, never a 500 or a half-written record
         try:
-            cost = Cost.from_summary(self.summary)
+            Usage.from_summary(self.summary)
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise ValueError(f"summary usage: {problems}") from None
-        return cost.model_dump(exclude_none=True) if cost else None
+        return self
 
 
 def _engine(request: Request) -> Any:
@@ -174,7 +170,7 @@ def report_result(
         changes: dict[str, Any] = {
             "summary": body.summary or None,
             "error": body.error,
-            "cost": body.cost(),
+            "cost": record_cost(body.summary, model=model_used(record, body.summary)),
         }
         if body.exit_code is not None:
             changes["exit_code"] = body.exit_code

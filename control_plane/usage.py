@@ -1,0 +1,87 @@
+"""What a dispatch's run used: tokens and cost, from the runner's summary to the dispatch record.
+
+The record's ``cost`` holds ``input_tokens`` (every prompt token, cached ones included),
+``cached_input_tokens``, ``output_tokens``, ``usd``, ``source`` and ``model``:
+- ``source`` "agent": the CLI reported the cost (claude, aider);
+- ``source`` "price-table": the CLI reported tokens but no cost, and the model the run used
+  has a price in the dated table (agents/prices.toml);
+- no ``usd``/``source``: neither is possible (no tokens, or a model without a price).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.prices import table
+from control_plane.store.dispatches import DispatchRecord
+
+CostSource = Literal["agent", "price-table"]
+
+
+class Usage(BaseModel):
+    """A run's usage as the runner's summary reports it; strict: a bad number is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
+    input_tokens: int | None = Field(default=None, ge=0, strict=True)
+    output_tokens: int | None = Field(default=None, ge=0, strict=True)
+    cached_input_tokens: int | None = Field(default=None, ge=0, strict=True)
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> Usage:
+        """The summary's ``cost_usd`` and ``tokens``. Raises ValueError (pydantic's
+        ValidationError) for a negative, non-finite or non-numeric value."""
+        tokens = summary.get("tokens") or {}
+        if not isinstance(tokens, dict):
+            raise ValueError("summary.tokens must be an object or null")
+        return cls(
+            usd=summary.get("cost_usd"),
+            input_tokens=tokens.get("input"),
+            output_tokens=tokens.get("output"),
+            cached_input_tokens=tokens.get("cached_input"),
+        )
+
+
+def model_used(record: DispatchRecord, summary: dict[str, Any]) -> str | None:
+    """The model the run used, as far as Outpost knows it: the one the runner reports
+    (``summary.model``), else the one the dispatch asked for, else the agent's configured
+    default (both from the dispatch record). None: the CLI's own default, unknown here."""
+    reported = summary.get("model")
+    if isinstance(reported, str) and reported:
+        return reported
+    for field in ("model", "default_model"):
+        value = getattr(record, field, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def record_cost(summary: dict[str, Any], *, model: str | None) -> dict[str, Any] | None:
+    """The dispatch record's ``cost`` for a run's summary; None when it reports nothing."""
+    usage = Usage.from_summary(summary)
+    cost: dict[str, Any] = usage.model_dump(exclude_none=True)
+    if not cost:
+        return None
+    if usage.usd is not None:
+        cost["source"] = "agent"
+    else:
+        price = table().price(model)
+        if price is not None and usage.input_tokens is not None and usage.output_tokens is not None:
+            cost["usd"] = price.cost_usd(
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens or 0,
+                output_tokens=usage.output_tokens,
+            )
+            cost["source"] = "price-table"
+    if model:
+        cost["model"] = model
+    return cost
+
+
+def cost_source(cost: dict[str, Any] | None) -> CostSource | None:
+    if not cost or cost.get("usd") is None:
+        return None
+    source = cost.get("source", "agent")  # records written before sources were kept: the agent's
+    return "price-table" if source == "price-table" else "agent"
