@@ -234,7 +234,9 @@ def dispatch_failed(agent: str, reason: str, *, by_reconciler: bool = False) -> 
 
 
 def dispatch_dead_lettered(agent: str) -> None:
+    """A PENDING dispatch failed by the reconciler's dead-letter step: a failure of its own kind too."""
     emit({DISPATCHES_DEAD_LETTERED: 1}, Agent=agent)
+    dispatch_failed(agent, REASON_DEAD_LETTERED, by_reconciler=True)
 
 
 def claim_failed(agent: str) -> None:

@@ -39,6 +39,7 @@ from agents.runner.timing import CLAIM_COMMIT_BUDGET_S, CLAIM_LONG_POLL_S, SQS_M
 from control_plane.engine import tasks as t
 from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import TERMINAL, IllegalTransitionError, Status
+from control_plane.metrics import CLAIM_FAILURES
 from control_plane.queueing import release
 from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
 from control_plane.store.artifacts import artifact_prefix
@@ -95,7 +96,14 @@ class ClaimService:
     def claim(self, token: str, task_id: str | None) -> dict[str, Any] | None:
         """The job for this task, or None if none came within the long poll."""
         arrived = self.clock()
-        task = self.authenticate(token, task_id)
+        task = self.authenticate(token, task_id)  # an unknown token names no agent: not counted
+        try:
+            return self._claim(task, arrived)
+        except Exception:  # refused (spent, no queue) or broken: this agent's task got no job
+            self.metrics.record(CLAIM_FAILURES, task.agent)
+            raise
+
+    def _claim(self, task: t.TaskRecord, arrived: float) -> dict[str, Any] | None:
         if task.state == t.CLAIMING:
             task, job = self._recover(task)
             if job is not None:
@@ -166,6 +174,7 @@ class ClaimService:
             # The runner has stopped waiting for this answer: a job started now would run on
             # nobody. Leave the job to the next claim.
             log.warning("a claim for task %s polled past its deadline; job left queued", task.task_id)
+            self.metrics.record(CLAIM_FAILURES, task.agent)
             self.tasks.move(reserved, t.UNCLAIMED, remove=("job", "job_attempt"))
             release(message, sqs=self.sqs, queue_url=queue_url)
             return None

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane import metrics
 from control_plane.lifecycle import IllegalTransitionError, Status
 from control_plane.store import Actor, Stores, VersionConflictError
 
@@ -90,6 +91,7 @@ class DeadLetters:
                 )
             except (VersionConflictError, IllegalTransitionError):
                 return 0  # it moved meanwhile: the next pass decides on its new state
+            metrics.dispatch_dead_lettered(record.agent)
             log.warning("dispatch %s failed: %s", dispatch_id, error)
             failed = 1
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane import metrics as m
 from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import TERMINAL, IllegalTransitionError, Status
 from control_plane.metrics import DISPATCHES_REQUEUED
@@ -14,6 +15,9 @@ from control_plane.queueing import enqueue_dispatch
 from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
 
 log = logging.getLogger("outpost.engine")
+RECONCILER = "engine.reconciler"  # the component whose failures are counted apart
+# Why a FAILED or TIMED_OUT end happened when the caller does not say: the runner's reports.
+DEFAULT_FAILURE = {Status.FAILED: m.REASON_AGENT_ERROR, Status.TIMED_OUT: m.REASON_TIMEOUT}
 
 
 @dataclass
@@ -32,16 +36,18 @@ class Outcomes:
         component: str,
         changes: dict[str, Any] | None = None,
         expect_task: str | None = None,
+        failure: str | None = None,
     ) -> DispatchRecord | None:
         """Move a non-terminal dispatch to a final status; None if it already ended or moved on
-        to another task (the newest state wins; nothing is overwritten)."""
+        to another task (the newest state wins; nothing is overwritten). ``failure``: why a
+        FAILED or TIMED_OUT end happened (metrics.FAILURE_REASONS), counted once it is written."""
         for _ in range(5):
             if record.status in TERMINAL:
                 return None
             if expect_task is not None and record.task_id != expect_task:
                 return None
             try:
-                return self.stores.dispatches.transition(
+                ended = self.stores.dispatches.transition(
                     dispatch_id=record.dispatch_id,
                     to=to,
                     actor=Actor.system(component),
@@ -53,6 +59,12 @@ class Outcomes:
                 if fresh is None:
                     return None
                 record = fresh
+                continue
+            if to in DEFAULT_FAILURE:
+                m.dispatch_failed(
+                    ended.agent, failure or DEFAULT_FAILURE[to], by_reconciler=component == RECONCILER
+                )
+            return ended
         return None
 
     def requeue_or_fail(
@@ -68,6 +80,7 @@ class Outcomes:
                 component=component,
                 changes={"error": f"{reason}; gave up after {record.attempt} attempts"},
                 expect_task=expect_task,
+                failure=m.REASON_INTERRUPTED,
             )
         for _ in range(5):
             if record.status is not Status.RUNNING:

@@ -23,16 +23,17 @@ from typing import Any
 from control_plane.engine import tasks as t
 from control_plane.engine.control import stop
 from control_plane.engine.deadletters import DeadLetters
-from control_plane.engine.outcomes import Outcomes
+from control_plane.engine.outcomes import RECONCILER, Outcomes
 from control_plane.engine.tracker import Tracker
 from control_plane.lifecycle import TERMINAL, Status
+from control_plane.metrics import REASON_NOT_STARTED, REASON_TASK_LOST, task_failed
 from control_plane.queueing import enqueue_dispatch
 from control_plane.runtime.base import RuntimeTask
 from control_plane.store import DispatchRecord, Stores
 from control_plane.store.codec import decode_item, encode, now, parse_iso
 
 log = logging.getLogger("outpost.reconciler")
-COMPONENT = "engine.reconciler"
+COMPONENT = RECONCILER
 
 
 def dispatches_in(client: Any, table: str, status: Status) -> list[DispatchRecord]:
@@ -116,7 +117,13 @@ class Reconciler:
             waited = (moment - parse_iso(record.updated_at)).total_seconds()
             if waited > self.max_pending_s:
                 error = f"no task started the job within {self.max_pending_s:g} s"
-                if self.outcomes.finish(record, Status.FAILED, component=COMPONENT, changes={"error": error}):
+                if self.outcomes.finish(
+                    record,
+                    Status.FAILED,
+                    component=COMPONENT,
+                    changes={"error": error},
+                    failure=REASON_NOT_STARTED,
+                ):
                     counts["expired"] += 1
 
     def _running(self, counts: dict[str, int]) -> None:
@@ -150,9 +157,13 @@ class Reconciler:
                     record.dispatch_id,
                     reason=(task.stop_reason if task and task.stop_reason else "the task is gone"),
                     spot=False,
+                    failure=REASON_TASK_LOST,
+                    component=COMPONENT,
                 )
                 if task is not None and task.state != t.STOPPED:
-                    self.tasks.move(task, t.STOPPED, expect=t.LIVE_STATES)
+                    moved = self.tasks.move(task, t.STOPPED, expect=t.LIVE_STATES)
+                    if moved is not None and task.state != t.STOPPING:  # lost, not stopped by Outpost
+                        task_failed(task.agent)
                 counts["vanished"] += 1
 
     def _tasks(self, counts: dict[str, int]) -> None:
@@ -168,9 +179,16 @@ class Reconciler:
                     # never started, or gone without an event reaching us
                     if self.tasks.move(task, t.STOPPED, expect=t.LIVE_STATES, fields={"stop_reason": "lost"}):
                         counts["stopped"] += 1
+                        if task.state != t.STOPPING:  # lost, not stopped by Outpost
+                            task_failed(task.agent)
                     if task.job:
                         self.tracker.fail_or_requeue(
-                            task.task_id, task.job, reason="the task is gone", spot=False
+                            task.task_id,
+                            task.job,
+                            reason="the task is gone",
+                            spot=False,
+                            failure=REASON_TASK_LOST,
+                            component=COMPONENT,
                         )
                 continue
             if task.state == t.CLAIMED and task.job:

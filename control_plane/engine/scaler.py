@@ -22,7 +22,7 @@ from control_plane.engine import tasks as t
 from control_plane.engine.control import stop
 from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import Status
-from control_plane.metrics import LAUNCH_FAILURES, TASKS_LAUNCHED
+from control_plane.metrics import LAUNCH_FAILURES, TASKS_LAUNCHED, pool_state
 from control_plane.runtime.base import LaunchError, LaunchRequest, Runtime, client_token
 from control_plane.store.codec import decode_item, encode, now, parse_iso
 
@@ -101,6 +101,8 @@ class Scaler:
     def _scale(self, agent: str, queued: list[Queued]) -> int:
         live = self.tasks.live([agent])
         unclaimed = [task for task in live if task.state == t.UNCLAIMED]
+        running = sum(task.state == t.CLAIMED for task in live)
+        pool_state(agent, size=self.warm_pool.get(agent, 0), idle=len(unclaimed), running=running)
         target = self.warm_pool.get(agent, 0) + len(queued)
         room = self.max_tasks_per_agent - len(live)
         need = min(target - len(unclaimed), room, self.max_launches_per_tick)

@@ -22,6 +22,7 @@ from typing import Any
 from control_plane.engine import tasks as t
 from control_plane.engine.outcomes import Outcomes
 from control_plane.lifecycle import TERMINAL, Status
+from control_plane.metrics import REASON_OOM, REASON_TASK_STOPPED, task_failed
 from control_plane.runtime.ecs import task_env
 from control_plane.store import Stores
 
@@ -79,6 +80,22 @@ def exit_code_of(detail: dict[str, Any]) -> int | None:
     return None
 
 
+def is_out_of_memory(detail: dict[str, Any]) -> bool:
+    """ECS names an out-of-memory kill in the container's reason ("OutOfMemoryError: Container
+    killed due to memory usage"); the task's stoppedReason may carry it too."""
+    reasons = [detail.get("stoppedReason")] + [c.get("reason") for c in detail.get("containers") or []]
+    return any("outofmemory" in str(reason or "").lower() for reason in reasons)
+
+
+def stopped_abnormally(detail: dict[str, Any]) -> bool:
+    """A stop Outpost did not ask for that is a fault: the task never started, or its container
+    exited non-zero or without an exit code (killed). Spot interruptions are AWS reclaiming
+    capacity, not a fault of the task (they are counted as requeues)."""
+    if is_spot_interruption(detail):
+        return False
+    return detail.get("stopCode") == "TaskFailedToStart" or exit_code_of(detail) != 0
+
+
 # -- the tracker ----------------------------------------------------------------------------
 
 
@@ -122,6 +139,8 @@ class Tracker:
                 task, t.STOPPED, expect=t.LIVE_STATES, fields={"stop_reason": reason[:500]}
             )
             if moved is not None:
+                if task.state != t.STOPPING and stopped_abnormally(detail):  # not stopped by Outpost
+                    task_failed(task.agent)
                 break
             fresh = self.tasks.get(task.task_id)
             if fresh is None:
@@ -134,10 +153,19 @@ class Tracker:
                 reason=reason,
                 spot=is_spot_interruption(detail),
                 exit_code=exit_code_of(detail),
+                failure=REASON_OOM if is_out_of_memory(detail) else REASON_TASK_STOPPED,
             )
 
     def fail_or_requeue(
-        self, task_id: str, dispatch_id: str, *, reason: str, spot: bool, exit_code: int | None = None
+        self,
+        task_id: str,
+        dispatch_id: str,
+        *,
+        reason: str,
+        spot: bool,
+        exit_code: int | None = None,
+        failure: str = REASON_TASK_STOPPED,
+        component: str = COMPONENT,
     ) -> None:
         record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
         if record is None or record.status in TERMINAL or record.task_id != task_id:
@@ -146,14 +174,16 @@ class Tracker:
             return
         if record.cancel_requested:
             # a cancel stopped it and its canceller died before writing CANCELLED: finish its work
-            self.outcomes.finish(record, Status.CANCELLED, component=COMPONENT, expect_task=task_id)
+            self.outcomes.finish(record, Status.CANCELLED, component=component, expect_task=task_id)
             return
         if spot:
             self.outcomes.requeue_or_fail(
-                record, reason=f"Spot interruption: {reason}", component=COMPONENT, expect_task=task_id
+                record, reason=f"Spot interruption: {reason}", component=component, expect_task=task_id
             )
             return
         changes: dict[str, Any] = {"error": f"the task stopped without reporting a result: {reason}"}
         if exit_code is not None:
             changes["exit_code"] = exit_code
-        self.outcomes.finish(record, Status.FAILED, component=COMPONENT, changes=changes, expect_task=task_id)
+        self.outcomes.finish(
+            record, Status.FAILED, component=component, changes=changes, expect_task=task_id, failure=failure
+        )
