@@ -47,6 +47,19 @@ def _print(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
+def _usage_text(item: dict[str, Any]) -> str:
+    """A dispatch's tokens and cost on one line, e.g. "tokens 400000 in (100000 cached) / 20000 out,
+    $0.5875 (price-table)"; what the run did not report is left out."""
+    tokens = item.get("tokens") or {}
+    parts = []
+    if tokens.get("input") is not None or tokens.get("output") is not None:
+        cached = f" ({tokens['cached']} cached)" if tokens.get("cached") else ""
+        parts.append(f"tokens {tokens.get('input', '?')} in{cached} / {tokens.get('output', '?')} out")
+    if item.get("cost_usd") is not None:
+        parts.append(f"${item['cost_usd']:.4f} ({item.get('cost_source')})")
+    return ", ".join(parts) or "no usage reported"
+
+
 def _wait(client: httpx.Client, dispatch_id: str, timeout_s: float | None) -> dict[str, Any]:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -116,9 +129,11 @@ def dispatch(
 
 @app.command()
 def status(dispatch_id: str, url: UrlOpt, api_key: KeyOpt) -> None:
-    """Show a dispatch."""
+    """Show a dispatch (JSON), then its tokens and cost on one line."""
     with _client(url, api_key) as client:
-        _print(_check(client.get(f"/dispatch/{dispatch_id}")))
+        record = _check(client.get(f"/dispatch/{dispatch_id}"))
+    _print(record)
+    typer.echo(_usage_text(record))
 
 
 @app.command()
@@ -145,7 +160,37 @@ def list_dispatches(
     with _client(url, api_key) as client:
         page = _check(client.get("/dispatches", params=params))
     for item in page["items"]:
-        typer.echo(f"{item['dispatch_id']}  {item['status']:<10} {item['agent']:<7} {item['created_at']}")
+        typer.echo(
+            f"{item['dispatch_id']}  {item['status']:<10} {item['agent']:<7} {item['created_at']}  "
+            + _usage_text(item)
+        )
+
+
+@app.command()
+def usage(
+    url: UrlOpt,
+    api_key: KeyOpt,
+    since: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD (UTC); default: 30 days before --until")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="YYYY-MM-DD (UTC), included; default: today")] = None,
+) -> None:
+    """Your tokens and cost by day and agent (at most 92 days at a time)."""
+    params = {k: v for k, v in (("since", since), ("until", until)) if v}
+    with _client(url, api_key) as client:
+        report = _check(client.get("/usage", params=params))
+    typer.echo(f"usage {report['since']} .. {report['until']}")
+    typer.echo(
+        f"{'day':<10}  {'agent':<7} {'runs':>5} {'input':>12} {'cached':>12} {'output':>12} {'cost $':>12}"
+    )
+    total = {**report["total"], "day": "total", "agent": ""}
+    for row in [*report["days"], total]:
+        tokens = row["tokens"]
+        unpriced = f"  ({row['unpriced']} without a price)" if row["unpriced"] else ""
+        typer.echo(
+            f"{row['day']:<10}  {row['agent']:<7} {row['dispatches']:>5} {tokens['input']:>12} "
+            f"{tokens['cached']:>12} {tokens['output']:>12} {row['cost_usd']:>12.4f}{unpriced}"
+        )
 
 
 @app.command()
