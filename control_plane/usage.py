@@ -44,18 +44,15 @@ class Usage(BaseModel):
         )
 
 
-def model_used(record: DispatchRecord, summary: dict[str, Any]) -> str | None:
+def model_used(record: DispatchRecord, summary: dict[str, Any], *, default: str | None) -> str | None:
     """The model the run used, as far as Outpost knows it: the one the runner reports
     (``summary.model``), else the one the dispatch asked for, else the agent's configured
-    default (both from the dispatch record). None: the CLI's own default, unknown here."""
+    ``default``. None: the CLI's own default, which Outpost cannot price."""
     reported = summary.get("model")
     if isinstance(reported, str) and reported:
         return reported
-    for field in ("model", "default_model"):
-        value = getattr(record, field, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    chosen = getattr(record, "model", None)  # DispatchRecord.model: the dispatch's choice
+    return chosen if isinstance(chosen, str) and chosen else default
 
 
 def record_cost(summary: dict[str, Any], *, model: str | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from control_plane.lifecycle import Status
 from control_plane.store import Actor, DispatchRecord, Stores
 from control_plane.store.codec import iso
 from control_plane.store.dispatches import new_dispatch_id
-from control_plane.usage import record_cost
+from control_plane.usage import model_used, record_cost
 
 SYSTEM = Actor.system("test")
 TODAY = datetime.now(UTC).date()
@@ -246,3 +246,13 @@ def test_usage_accepts_the_longest_range(client: TestClient, tenant: dict) -> No
 def test_usage_needs_a_tenant_key(client: TestClient, admin_headers: dict) -> None:
     assert client.get("/usage").status_code == 401
     assert client.get("/usage", headers=admin_headers).status_code == 403
+
+
+def test_the_model_used_is_the_reported_one_else_the_dispatchs_else_the_agents_default() -> None:
+    record = DispatchRecord(dispatch_id="d-1", tenant_id="t", agent="codex", task="t", timeout_s=60)
+    assert model_used(record, {"model": "gpt-5.4"}, default="gpt-5") == "gpt-5.4"
+    assert model_used(record, {}, default="gpt-5") == "gpt-5"
+    assert model_used(record, {"model": None}, default=None) is None
+    if "model" in DispatchRecord.__dataclass_fields__:
+        chosen = DispatchRecord(**{**vars(record), "model": "gpt-5-mini"})
+        assert model_used(chosen, {}, default="gpt-5") == "gpt-5-mini"

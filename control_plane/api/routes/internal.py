@@ -170,7 +170,12 @@ def report_result(
         changes: dict[str, Any] = {
             "summary": body.summary or None,
             "error": body.error,
-            "cost": record_cost(body.summary, model=model_used(record, body.summary)),
+            "cost": record_cost(
+                body.summary,
+                model=model_used(
+                    record, body.summary, default=engine.settings.settings_of(record.agent).default_model
+                ),
+            ),
         }
         if body.exit_code is not None:
             changes["exit_code"] = body.exit_code
