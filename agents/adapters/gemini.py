@@ -2,7 +2,9 @@
 
 Command line::
 
-    gemini --prompt=<task> --output-format stream-json --approval-mode yolo
+    gemini --prompt=<task> --output-format stream-json --approval-mode yolo --skip-trust [--model <model>]
+
+with a settings file written by :func:`setup` into the job's own HOME.
 
 What the documentation and source say (google-gemini/gemini-cli ``docs/cli/headless.md``,
 ``packages/core/src/output/types.ts`` and ``stream-json-formatter.ts``; looked up 2026-11-25):
@@ -11,48 +13,112 @@ What the documentation and source say (google-gemini/gemini-cli ``docs/cli/headl
   ``--prompt=<task>`` so that a task starting with ``-`` cannot be read as a flag.
 - ``--output-format`` (``-o``) takes ``text``, ``json`` or ``stream-json``. ``json`` prints
   one object at the end: ``session_id``, ``response``, ``stats`` (``models.<name>.tokens``
-  with ``prompt``, ``candidates``, ``cached``, ``total``, ...) and ``error``
-  (``type``, ``message``, ``code``). ``stream-json`` prints JSONL events while it works:
-  ``init`` (``session_id``, ``model``), ``message`` (``role``, ``content``, ``delta: true``
-  for incremental assistant text), ``tool_use``, ``tool_result``, ``error`` and a final
-  ``result`` (``status``, ``error``, ``stats``: ``total_tokens``, ``input_tokens``,
-  ``output_tokens``, ``cached``, ``input``, ``duration_ms``, ``tool_calls``). Outpost uses
-  ``stream-json`` for live logs; the parser reads both formats. No cost is printed.
-- Exit codes: 0 success, 1 general/API error, 41 auth, 42 input, 52 config, 53 turn limit,
-  54 fatal tool error, 130 cancelled.
-- ``--approval-mode yolo`` approves every tool call (``--yolo`` is the deprecated spelling;
-  combining both is an error). YOLO only removes prompts; the Fargate task is the sandbox.
-  With folder trust enabled, an untrusted folder forces the default mode, and a headless
-  run cannot approve anything: the agent image must leave folder trust off or trust the
-  workspace (dev.to, "Gemini CLI YOLO mode, read from the source", checked against
-  gemini-cli 0.65.0-nightly, October 2026).
+  with ``prompt``, ``candidates``, ``cached``, ``thoughts``, ``total``, ...) and ``error``.
+  ``stream-json`` prints JSONL events while it works: ``init`` (``session_id``, ``model``),
+  ``message`` (``role``, ``content``, ``delta: true`` for incremental assistant text),
+  ``tool_use``, ``tool_result``, ``error`` and a final ``result`` (``status``, ``error``,
+  ``stats``: ``total_tokens``, ``input_tokens``, ``output_tokens``, ``cached``, ``input``,
+  ...). Outpost uses ``stream-json`` for live logs; the parser reads both formats. No cost is
+  printed.
+- ``--approval-mode yolo`` approves every tool call. YOLO only removes prompts; the Fargate
+  task is the sandbox.
 - The key comes from ``GEMINI_API_KEY``, the name the registry gives the ``google`` secret
   (``PROVIDER_KEY_ENV``); a key supplied as ``GOOGLE_API_KEY`` is copied under that name.
 
-Watch: on 2026-06-18 Google ended Gemini CLI's bundled access for free, Pro and Ultra
-accounts and named the Antigravity CLI (``agy``) its successor; ``agy`` authenticates with
-interactive OAuth only (no API-key path), so it cannot run in a headless task. Gemini CLI is
-still maintained for Code Assist Standard/Enterprise; whether a plain Gemini API key keeps
-working with it is not confirmed here: check before relying on this agent.
+What gemini 0.61.0 does, tried against a loopback Gemini API (tests/agents/real):
+
+- Folder trust is on by default (``security.folderTrust.enabled``), and a fresh clone is in
+  no trusted-folders list. The CLI computes the approval mode first and then forces every
+  mode but ``default`` back to ``default`` in an untrusted folder ("Approval mode overridden
+  to "default" because the current folder is not trusted"); headless, nobody can approve a
+  tool call, and the run exits 55 asking for ``--skip-trust``. ``--skip-trust`` (the
+  documented switch for headless and automated runs, which sets
+  ``GEMINI_CLI_TRUST_WORKSPACE=true``) trusts the workspace for this run only, so YOLO holds.
+  The job's clone is the workspace the job was given: trusting its settings gives it nothing
+  a YOLO agent in the same sandbox does not already have.
+- With ``GOOGLE_GEMINI_BASE_URL`` set, the CLI picks the "gateway" auth method, which
+  headless mode refuses (exit 41, "Invalid auth method selected"). ``security.auth.
+  selectedType = "gemini-api-key"`` selects the API key, which then honours
+  ``GOOGLE_GEMINI_BASE_URL`` (the API root: the SDK appends ``/v1beta/models/...``).
+- Without ``--model`` the model is ``auto``: a classifier request to a flash-lite model
+  chooses the model for each turn. ``--model`` names the model of every request.
+- A failed request is retried up to ``general.maxAttempts`` (default 10) times with a backoff
+  starting at 5 s; a 429 waits for the answer's ``RetryInfo`` delay when it gives one.
+- Left to its defaults it sends usage statistics (Clearcut) and checks npm for updates.
+- It starts itself a second time to raise Node's heap limit unless
+  ``GEMINI_CLI_NO_RELAUNCH`` is set: the second start costs about 1.5 s of CPU per job.
+- Exit codes seen: 0 success, 41 auth, 52 config, 55 untrusted folder, and other non-zero
+  codes for API errors, after a ``result`` event with ``status: "error"``.
+
+Outpost's settings go into the user settings file, ``$HOME/.gemini/settings.json`` in the
+job's own HOME. (The system settings file, ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``, would override
+the workspace's too, but the CLI skips it when a parent directory is writable by others, as
+``/tmp`` is, where the agent image keeps HOME.) A repository's ``.gemini/settings.json`` still
+applies over it; ``GEMINI_TELEMETRY_ENABLED=false`` holds whatever it says, and the task's
+egress allowlist holds the rest.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects
+from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
+
+# One retry (after the CLI's 5 s backoff) for a failed model request, instead of nine.
+MAX_ATTEMPTS = 2
+SETTINGS: dict[str, Any] = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "general": {
+        "enableAutoUpdate": False,
+        "enableAutoUpdateNotification": False,
+        "maxAttempts": MAX_ATTEMPTS,
+    },
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+}
+_API_ERROR = re.compile(r"^\[API Error: (?P<body>\{.*\})\]", re.DOTALL)
 
 
 def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
-    return [f"--prompt={task}", "--output-format", "stream-json", "--approval-mode", "yolo"]
+    model = env.get(MODEL_ENV)
+    return [
+        f"--prompt={task}",
+        "--output-format",
+        "stream-json",
+        "--approval-mode",
+        "yolo",
+        "--skip-trust",
+        *(["--model", model] if model else []),
+    ]
+
+
+def setup(home: Path, env: Mapping[str, str]) -> dict[str, str]:
+    path = home / ".gemini" / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(SETTINGS, indent=2) + "\n", encoding="utf-8")
+    return {"GOOGLE_GEMINI_BASE_URL": env[BASE_URL_ENV]} if env.get(BASE_URL_ENV) else {}
 
 
 def _error_message(error: Any) -> str | None:
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    return None
+    if not isinstance(error, dict) or not error.get("message"):
+        return None
+    message = str(error["message"])
+    # "[API Error: {"error":{"code":401,"message":"API key not valid...","status":...}}]"
+    match = _API_ERROR.match(message)
+    if match:
+        try:
+            body = json.loads(match.group("body")).get("error")
+        except (ValueError, AttributeError):
+            body = None
+        if isinstance(body, dict) and body.get("message"):
+            status = " ".join(["API error", *(str(body[k]) for k in ("code", "status") if body.get(k))])
+            return f"{status}: {body['message']}"
+    return message
 
 
 def _single_object(event: dict[str, Any]) -> AgentOutput:
@@ -64,7 +130,10 @@ def _single_object(event: dict[str, Any]) -> AgentOutput:
         tokens = model.get("tokens") if isinstance(model, dict) else None
         if isinstance(tokens, dict):
             input_tokens = add_optional(input_tokens, as_int(tokens.get("prompt")))
-            output_tokens = add_optional(output_tokens, as_int(tokens.get("candidates")))
+            # Thinking tokens are billed as output.
+            output_tokens = add_optional(
+                output_tokens, as_int(tokens.get("candidates")), as_int(tokens.get("thoughts"))
+            )
             cached = add_optional(cached, as_int(tokens.get("cached")))
     response = event.get("response") if isinstance(event.get("response"), str) else None
     return AgentOutput(
@@ -97,15 +166,24 @@ def parse(output: str) -> AgentOutput:
             error = str(event.get("message") or "error")
         elif kind == "result":
             result = event
-    stats: dict[str, Any] = {}
-    if result is not None:
-        stats = result["stats"] if isinstance(result.get("stats"), dict) else {}
-        if result.get("status") == "error":
-            error = _error_message(result.get("error")) or error or "error"
+    if result is None:
+        return AgentOutput(
+            final_message=clip("".join(text)),
+            error=clip(error or "gemini printed no result (no result event)"),
+        )
+    stats: dict[str, Any] = result["stats"] if isinstance(result.get("stats"), dict) else {}
+    if result.get("status") == "error":
+        error = _error_message(result.get("error")) or error or "error"
+    input_tokens = as_int(stats.get("input_tokens"))
+    output_tokens = as_int(stats.get("output_tokens"))
+    total = as_int(stats.get("total_tokens"))
+    if input_tokens is not None and output_tokens is not None and total is not None:
+        # stream-json counts thinking tokens (billed as output) only in total_tokens.
+        output_tokens = max(output_tokens, total - input_tokens)
     return AgentOutput(
         final_message=clip("".join(text)),
-        input_tokens=as_int(stats.get("input_tokens")),
-        output_tokens=as_int(stats.get("output_tokens")),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         cached_input_tokens=as_int(stats.get("cached")),
         error=clip(error),
     )
@@ -116,4 +194,6 @@ ADAPTER = Adapter(
     arguments=arguments,
     parse=parse,
     key_aliases={"GEMINI_API_KEY": ("GOOGLE_API_KEY",)},
+    defaults={"GEMINI_CLI_NO_RELAUNCH": "true", "GEMINI_TELEMETRY_ENABLED": "false"},
+    setup=setup,
 )

@@ -116,7 +116,8 @@ def test_parse_gemini_single_json_summing_models() -> None:
     output = parse("gemini", "gemini.json")
 
     assert output.final_message == "`greet()` now takes a `name` argument and returns `hello, {name}`."
-    assert (output.input_tokens, output.output_tokens, output.cached_input_tokens) == (45204, 931, 10656)
+    # Output: candidates 931 plus thinking 241, billed as output.
+    assert (output.input_tokens, output.output_tokens, output.cached_input_tokens) == (45204, 1172, 10656)
 
 
 def test_parse_aider_usage_report() -> None:
