@@ -89,6 +89,15 @@ def dev(
         Path | None,
         typer.Option(help="container runtime: a `cdk synth` output to read (default: synthesize Dev)"),
     ] = None,
+    allow_local_repos: Annotated[
+        Path | None,
+        typer.Option(
+            help="local runtime: dispatches may check out file:// repositories inside this directory",
+            exists=True,
+            file_okay=False,
+            resolve_path=True,
+        ),
+    ] = None,
 ) -> None:
     """Run Outpost locally: AWS emulator, control plane and a runtime, on loopback."""
     from control_plane.dev import RUNTIMES, run_dev
@@ -96,7 +105,20 @@ def dev(
     if runtime not in RUNTIMES:
         typer.echo(f"error: --runtime must be one of {', '.join(RUNTIMES)}", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(run_dev(port=port, state_dir=state_dir, runtime=runtime, cdk_out=cdk_out))
+    if allow_local_repos is not None and runtime != "local":
+        typer.echo(
+            "error: --allow-local-repos needs --runtime local (a container sees no host path)", err=True
+        )
+        raise typer.Exit(2)
+    raise typer.Exit(
+        run_dev(
+            port=port,
+            state_dir=state_dir,
+            runtime=runtime,
+            cdk_out=cdk_out,
+            allow_local_repos=allow_local_repos,
+        )
+    )
 
 
 @app.command()
@@ -105,6 +127,7 @@ def dispatch(
     url: UrlOpt,
     api_key: KeyOpt,
     agent: Annotated[str, typer.Option(help="which agent runs it")] = "shell",
+    model: Annotated[str | None, typer.Option(help="a model the agent allows (default: its default)")] = None,
     repo: Annotated[str | None, typer.Option(help="repository URL to check out")] = None,
     ref: Annotated[str | None, typer.Option(help="branch, tag or commit")] = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="job timeout in seconds")] = None,
@@ -113,6 +136,8 @@ def dispatch(
 ) -> None:
     """Dispatch a job; prints the dispatch (with --wait: its final state; exit code by status)."""
     body: dict[str, Any] = {"agent": agent, "task": task}
+    if model:
+        body["model"] = model
     if repo:
         body["repo"] = {"url": repo, "ref": ref}
     if timeout:

@@ -76,11 +76,13 @@ class DevSupervisor:
         state_dir: Path | None,
         runtime: str = "local",
         cdk_out: Path | None = None,
+        allow_local_repos: Path | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
         self.runtime = runtime
         self.cdk_out = cdk_out
+        self.allow_local_repos = allow_local_repos
         self.port = port or _free_port()
         self._own_state = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="outpost-dev-"))
@@ -131,6 +133,10 @@ class DevSupervisor:
         for key, value in LOCAL_DEFAULTS.items():
             env.setdefault(key, value)
         env.pop("OUTPOST_API_KEY", None)
+        # file:// repositories only with the flag, never from a variable left in the shell
+        env.pop("OUTPOST_ALLOW_LOCAL_REPOS", None)
+        if self.allow_local_repos is not None:
+            env["OUTPOST_ALLOW_LOCAL_REPOS"] = str(Path(self.allow_local_repos).resolve())
         if self.runtime == "container":
             env.update(self._container_env())
         self.env = env
@@ -255,8 +261,11 @@ def run_dev(
     state_dir: Path | None = None,
     runtime: str = "local",
     cdk_out: Path | None = None,
+    allow_local_repos: Path | None = None,
 ) -> int:
-    supervisor = DevSupervisor(port=port, state_dir=state_dir, runtime=runtime, cdk_out=cdk_out)
+    supervisor = DevSupervisor(
+        port=port, state_dir=state_dir, runtime=runtime, cdk_out=cdk_out, allow_local_repos=allow_local_repos
+    )
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     try:

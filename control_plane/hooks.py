@@ -41,6 +41,13 @@ class TaskControl(Protocol):
         ...
 
 
+def agent_unavailable(control: TaskControl, agent: str) -> str | None:
+    """Why ``agent`` cannot run on the attached runtime (local mode: its CLI is not on the
+    host's PATH), or None. Optional: a task control without the check can run every agent."""
+    check = getattr(control, "agent_unavailable", None)
+    return check(agent) if check is not None else None
+
+
 class NoTaskControl:
     """Stands in until the engine attaches its task control."""
 

@@ -6,6 +6,11 @@ address inside the network (loopback, private, link-local, the metadata services
 Only `https://host/path` passes: the agent images hold no ssh client and agent egress is
 port 443 only, so `git@host:path` and `ssh://` could never clone; they are refused with a hint.
 
+One exception, for local mode only: ``outpost dev --allow-local-repos DIR`` lets a dispatch
+name a ``file://`` repository inside DIR (``check_local_repo_url``: resolved, so neither a
+symlink nor ``..`` leads out of DIR). The API model lets ``file://`` URLs through to the route,
+which knows whether local repositories are allowed and refuses them everywhere else.
+
 Two layers, because they run at different moments:
 - ``check_repo_url`` is pure (no network): the API model runs it on the event loop;
 - ``check_repo_resolution`` resolves the host and refuses a name that answers with an internal
@@ -20,8 +25,9 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 MAX_URL_CHARS = 2048
 MAX_REF_CHARS = 255
@@ -142,6 +148,33 @@ def check_repo_resolution(url: str, resolve: Resolver | None = None) -> None:
             check_address(address, f"{host} ({address})")
         except UnsafeRepoError as error:
             raise UnsafeRepoError(f"{error}; names that point inside a network are refused") from None
+
+
+def is_local_repo_url(url: str) -> bool:
+    return url[:7].lower() == "file://"
+
+
+def check_local_repo_url(url: str, root: Path | None) -> str:
+    """A ``file://`` repository inside ``root`` (local mode with ``--allow-local-repos``);
+    returns the URL of the resolved directory, which is what the runner clones. Raises
+    UnsafeRepoError when local repositories are not allowed (``root`` None) or the path leads
+    outside ``root``."""
+    if root is None:
+        raise UnsafeRepoError("only https://host/path URLs are allowed")
+    if len(url) > MAX_URL_CHARS or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise UnsafeRepoError(f"at most {MAX_URL_CHARS} characters, without spaces or control characters")
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise UnsafeRepoError("a local repository URL is file:///absolute/path, with no host or query")
+    allowed = root.resolve()
+    path = Path(unquote(parts.path)).resolve()  # follows every symlink and `..`
+    if not path.is_relative_to(allowed):
+        raise UnsafeRepoError(
+            f"local repositories must be inside {allowed} (`outpost dev --allow-local-repos`)"
+        )
+    if not path.is_dir():
+        raise UnsafeRepoError(f"{path} is not a directory")
+    return path.as_uri()
 
 
 _REF = re.compile(r"^[A-Za-z0-9._/+-]+$")

@@ -270,6 +270,7 @@ class ClaimService:
             "task": record.task,
             "repo": repo,
             "timeout_s": record.timeout_s,
+            "model": record.model,  # None: the task's default model (OUTPOST_AGENT_MODEL)
             "attempt": record.attempt,
             "job_token": job_token,
         }

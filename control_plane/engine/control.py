@@ -25,6 +25,11 @@ class EngineTaskControl:
             return
         stop(self.tasks, self.runtime, task, reason)
 
+    def agent_unavailable(self, agent: str) -> str | None:
+        """Why the runtime cannot run ``agent`` here (hooks.agent_unavailable), or None."""
+        check = getattr(self.runtime, "agent_unavailable", None)  # only the local runtime has one
+        return check(agent) if check is not None else None
+
     def pools(self) -> Mapping[str, PoolStatus]:
         pools: dict[str, PoolStatus] = {}
         for agent in self.agents:

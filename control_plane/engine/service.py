@@ -61,6 +61,7 @@ def build_runtime(
         control_plane_url=settings.internal_url or "",
         event_sink=event_sink,
         extra_env={"OUTPOST_IDLE_TIMEOUT_S": str(engine.runner_idle_timeout_s)},
+        agent_settings={agent: settings.settings_of(agent) for agent in AGENTS},
         stop_grace_s=engine.local_stop_grace_s,
     )
 

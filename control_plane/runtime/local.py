@@ -4,8 +4,12 @@ Used by ``outpost dev`` and the tests. The claim protocol and the runner code ar
 ECS runtime uses; only the process around them differs:
 
 - a task is ``python -m agents.runner`` in its own session (process group), with the runner's
-  environment (docs/design.md) and none of the control plane's secrets (no ``OUTPOST_*``
-  variable of the control plane, no AWS credentials);
+  environment (docs/design.md) and, from the host, only what ``host_environment`` lets through:
+  a short allowlist (PATH, locale, time zone, proxy and CA bundle variables), the one provider
+  key variable the agent reads, and the agent's settings (model, endpoint, extra variables) —
+  never the rest of the host's environment (other keys, cloud credentials, tokens);
+- ``agent_unavailable`` tells the API, at dispatch, that the agent's CLI is not on the PATH
+  a task would get, so the caller hears it at once instead of from a FAILED job;
 - ``stop`` sends SIGTERM to the task's process group and to every descendant that left it,
   then SIGKILL after a grace period;
 - task-state changes are reported as events in the shape of ECS "Task State Change" events
@@ -23,10 +27,13 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from agents.agent_settings import AgentSettings, agent_environment
+from agents.registry import AGENTS, PROVIDER_KEY_ENV
 from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
 from control_plane.runtime.supervised import SupervisedRuntime, SupervisedTask
 from control_plane.runtime.supervised import proc_start_ticks as _proc_start_ticks
@@ -35,8 +42,35 @@ from control_plane.runtime.supervised import task_state_event as task_state_even
 log = logging.getLogger(__name__)
 
 RUNNER_COMMAND = (sys.executable, "-m", "agents.runner")
-# Variables of the control plane's own environment that a task never inherits.
-_WITHHELD_PREFIXES = ("OUTPOST_", "AWS_")
+# What a local task may take from the host's environment (README, "Local mode"). HOME and
+# TMPDIR are not among them: the runner gives the agent its own in the job's scratch space.
+HOST_ALLOWLIST = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TZ"}
+    | {
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+    }
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"}
+    | {"GIT_SSL_CAINFO"}
+)
+HOST_ALLOWED_PREFIXES = ("LC_",)  # locale categories
+
+
+def host_environment(agent: str, host: Mapping[str, str], settings: AgentSettings | None) -> dict[str, str]:
+    """A local task's environment from the host: the allowlist, the agent's provider key
+    variable and its settings. Nothing else of the host reaches the runner or the agent."""
+    env = {k: v for k, v in host.items() if k in HOST_ALLOWLIST or k.startswith(HOST_ALLOWED_PREFIXES)}
+    provider = AGENTS[agent].secret if agent in AGENTS else None
+    if provider and PROVIDER_KEY_ENV[provider] in host:
+        env[PROVIDER_KEY_ENV[provider]] = host[PROVIDER_KEY_ENV[provider]]
+    env.update(agent_environment(settings))
+    return env
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -98,6 +132,8 @@ class LocalRuntime(SupervisedRuntime[_Task]):
     event_sink: EventSink | None = None
     command: tuple[str, ...] = RUNNER_COMMAND
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. runner tuning variables
+    agent_settings: Mapping[str, AgentSettings] = field(default_factory=dict)
+    host_env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     stop_grace_s: float = 5.0
     poll_interval_s: float = 0.1
     name: str = "local"
@@ -127,6 +163,23 @@ class LocalRuntime(SupervisedRuntime[_Task]):
             task = self._tasks.get(task_id)
             return Path(task.log_path) if task else None
 
+    def agent_unavailable(self, agent: str) -> str | None:
+        """Why a task of ``agent`` could not run its CLI here (it is not on the task's PATH),
+        or None. Local tasks run the CLI installed on the host, unlike the images."""
+        command = AGENTS[agent].command[0]
+        path = self._task_environment(agent).get("PATH", "")
+        if shutil.which(command, path=path):
+            return None
+        return (
+            f"agent '{agent}' is not installed on this host: put `{command}` on PATH "
+            '(README, "Local mode"), or use --runtime container'
+        )
+
+    def _task_environment(self, agent: str) -> dict[str, str]:
+        env = host_environment(agent, self.host_env, self.agent_settings.get(agent))
+        env.update(self.extra_env)
+        return env
+
     # -- internals ---------------------------------------------------------------------------
 
     def _start_task(self, request: LaunchRequest) -> _Task | LaunchError:
@@ -135,8 +188,7 @@ class LocalRuntime(SupervisedRuntime[_Task]):
         workspace = self.state_dir / "workspaces" / request.task_id
         workspace.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / "logs" / f"{request.task_id}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_PREFIXES)}
-        env.update(self.extra_env)
+        env = self._task_environment(request.agent)
         env.update(request.env)
         env["OUTPOST_WORKSPACE"] = str(workspace)
         env.setdefault("OUTPOST_TASK_ID", request.task_id)

@@ -60,6 +60,7 @@ class DispatchRecord:
     updated_at: str = ""
     repo_url: str | None = None
     repo_ref: str | None = None
+    model: str | None = None  # the model the dispatch asked for; None: the agent's default
     labels: dict[str, str] = field(default_factory=dict)
     timestamps: dict[str, str] = field(default_factory=dict)  # status -> when it was entered
     attempt: int = 1

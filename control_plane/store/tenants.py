@@ -27,7 +27,7 @@ from control_plane.store.errors import NotFoundError, VersionConflictError
 
 KEY_PREFIX = "op_"
 VISIBLE_PREFIX_CHARS = 11  # "op_" + 8 random characters
-UPDATABLE = frozenset({"name", "allowed_agents", "max_running", "max_queued"})
+UPDATABLE = frozenset({"name", "allowed_agents", "allowed_models", "max_running", "max_queued"})
 
 
 def new_api_key() -> str:
@@ -47,12 +47,17 @@ class TenantRecord:
     max_running: int
     max_queued: int
     allowed_agents: list[str] | None = None  # None: every agent in the registry
+    # the models its dispatches may ask for; None: whatever each agent allows (agent settings)
+    allowed_models: list[str] | None = None
     created_at: str = ""
     updated_at: str = ""
     version: int = 1
 
     def allows(self, agent: str) -> bool:
         return self.allowed_agents is None or agent in self.allowed_agents
+
+    def allows_model(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> TenantRecord:
@@ -74,6 +79,7 @@ class TenantStore:
         max_queued: int,
         allowed_agents: list[str] | None,
         actor: Actor,
+        allowed_models: list[str] | None = None,
     ) -> tuple[TenantRecord, str]:
         """A new tenant and its API key; the key is returned here and never again."""
         api_key = new_api_key()
@@ -86,6 +92,7 @@ class TenantStore:
             max_running=max_running,
             max_queued=max_queued,
             allowed_agents=allowed_agents,
+            allowed_models=allowed_models,
             created_at=at,
             updated_at=at,
         )

@@ -23,7 +23,7 @@ from control_plane.api.deps import (
     TenantDep,
     actor_of,
 )
-from control_plane.hooks import RuntimeUnavailableError
+from control_plane.hooks import RuntimeUnavailableError, agent_unavailable
 from control_plane.lifecycle import ACTIVE, QUEUED, TERMINAL, Status
 from control_plane.models import (
     ArtifactList,
@@ -39,7 +39,12 @@ from control_plane.store import DispatchRecord, VersionConflictError
 from control_plane.store.dispatches import CursorError, new_dispatch_id, read_cursor, sign_cursor
 from control_plane.store.idempotency import MAX_KEY_CHARS
 from control_plane.store.tenants import TenantRecord
-from control_plane.validation import UnsafeRepoError, check_repo_resolution
+from control_plane.validation import (
+    UnsafeRepoError,
+    check_local_repo_url,
+    check_repo_resolution,
+    is_local_repo_url,
+)
 
 router = APIRouter(tags=["dispatches"])
 log = logging.getLogger("outpost.api")
@@ -77,6 +82,18 @@ def _check_quota(stores: StoreDep, tenant: TenantRecord, settings: SettingsDep) 
         )  # fmt: skip
 
 
+def _check_model(agent: str, model: str, tenant: TenantRecord, settings: SettingsDep) -> None:
+    """A dispatch may name a model only if its agent's settings and its tenant allow it."""
+    choosable = settings.settings_of(agent).choosable()
+    if model not in choosable:
+        offered = f"; it allows {', '.join(choosable)}" if choosable else "; no models are configured for it"
+        raise Problem(
+            422, "Invalid Request", f"model {model} is not allowed for agent {agent}{offered}", field="model"
+        )
+    if not tenant.allows_model(model):
+        raise Problem(422, "Invalid Request", f"model {model} is not allowed for this tenant", field="model")
+
+
 @router.post("/dispatch", status_code=202, response_model=DispatchPublic)
 def create_dispatch(
     body: DispatchCreate,
@@ -86,6 +103,7 @@ def create_dispatch(
     stores: StoreDep,
     settings: SettingsDep,
     clients: ClientsDep,
+    control: TaskControlDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_CHARS)] = None,
 ) -> DispatchPublic:
     """Accept a dispatch: record it PENDING, put it on its agent's queue, answer 202."""
@@ -95,13 +113,23 @@ def create_dispatch(
         )
     if body.agent not in settings.dispatch_queue_urls:
         raise Problem(422, "Invalid Request", f"agent {body.agent} is not enabled here", field="agent")
+    if body.model is not None:
+        _check_model(body.agent, body.model, tenant, settings)
+    missing = agent_unavailable(control, body.agent)
+    if missing is not None:
+        raise Problem(409, "Agent Unavailable", missing, type_="agent-unavailable", field="agent")
     try:
         timeout_s = body.resolved_timeout()
     except ValueError as error:
         raise Problem(422, "Invalid Request", f"timeout_s: {error}", field="timeout_s") from None
+    repo_url = None
     if body.repo is not None:
         try:  # here, in the route's worker thread: a slow DNS answer must not block the event loop
-            check_repo_resolution(body.repo.url)
+            if is_local_repo_url(body.repo.url):
+                repo_url = check_local_repo_url(body.repo.url, settings.allow_local_repos)
+            else:
+                check_repo_resolution(body.repo.url)
+                repo_url = body.repo.url
         except UnsafeRepoError as error:
             raise Problem(
                 422, "Invalid Request", f"repo.url: repository URL refused: {error}", field="repo.url"
@@ -138,9 +166,10 @@ def create_dispatch(
         agent=body.agent,
         task=body.task,
         timeout_s=timeout_s,
-        repo_url=body.repo.url if body.repo else None,
+        repo_url=repo_url,
         repo_ref=body.repo.ref if body.repo else None,
         labels=body.labels,
+        model=body.model,
     )
     try:
         record = stores.dispatches.create(record=record, actor=actor_of(caller))

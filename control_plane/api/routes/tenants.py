@@ -29,6 +29,7 @@ def create_tenant(
     record, api_key = stores.tenants.create(
         name=body.name,
         allowed_agents=body.allowed_agents,
+        allowed_models=body.allowed_models,
         max_running=settings.default_max_running if body.max_running is None else body.max_running,
         max_queued=settings.default_max_queued if body.max_queued is None else body.max_queued,
         actor=actor_of(admin),
@@ -71,7 +72,7 @@ def get_tenant(tenant_id: TenantId, admin: AdminDep, stores: StoreDep) -> Tenant
 
 @router.patch("/{tenant_id}", response_model=TenantPublic)
 def update_tenant(tenant_id: TenantId, body: TenantUpdate, admin: AdminDep, stores: StoreDep) -> TenantPublic:
-    """Change quotas, allowed agents or the name; fields left out stay as they are."""
+    """Change quotas, allowed agents or models, or the name; fields left out stay as they are."""
     fields = {name: getattr(body, name) for name in body.model_fields_set}
     for name in ("name", "max_running", "max_queued"):
         if name in fields and fields[name] is None:
