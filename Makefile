@@ -9,9 +9,13 @@ CDK := $(CURDIR)/node_modules/.bin/cdk
 # The ECS emulator (ministack) pins its own botocore, so it lives in a virtual environment of its own.
 MINISTACK_VENV := .venv-ministack
 MINISTACK_LOCK := tests/emulators/ministack.lock
+# The real agent CLIs the tests run: npm packages in a project-local prefix, aider in a virtual
+# environment of its own (its pins conflict with the control plane's). Pins: agents/clis/.
+AGENT_CLIS := .agent-clis
+AIDER_VENV := .venv-aider
 ENV ?=
 
-.PHONY: setup image-tools synth test lint clean images bench diff dev lock lock-ministack
+.PHONY: setup agent-clis image-tools synth test lint clean images bench diff dev lock lock-ministack
 
 setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed
 
@@ -30,6 +34,21 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+agent-clis: $(AGENT_CLIS)/.installed $(AIDER_VENV)/.installed
+
+# npm ci installs exactly the lock; the stamp keeps a warm make from reinstalling anything.
+# Order-only on the venv (it brings node and npm): a control-plane pin change reinstalls no CLI.
+$(AGENT_CLIS)/.installed: agents/clis/package.json agents/clis/package-lock.json | $(VENV)/.installed
+	mkdir -p $(AGENT_CLIS)
+	cp agents/clis/package.json agents/clis/package-lock.json $(AGENT_CLIS)/
+	npm ci --prefix $(AGENT_CLIS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(AIDER_VENV)/.installed: agents/clis/aider.lock
+	test -x $(AIDER_VENV)/bin/python || $(PYTHON) -m venv $(AIDER_VENV)
+	$(AIDER_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r agents/clis/aider.lock
+	touch $@
+
 # Synthesizes every environment (or ENV=dev|staging|prod) through the cdk-nag gate.
 synth: setup
 	$(CDK) synth --quiet $(if $(ENV),-c env=$(ENV)) > /dev/null
@@ -39,7 +58,7 @@ synth: setup
 image-tools:
 	agents/images/scripts/install-image-tools.sh
 
-test: setup image-tools
+test: setup agent-clis image-tools
 	$(BIN)/pytest -q
 
 lint: setup
@@ -77,4 +96,4 @@ lock-ministack:
 	mv $(MINISTACK_LOCK).new $(MINISTACK_LOCK)
 
 clean:
-	rm -rf $(VENV) $(MINISTACK_VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MINISTACK_VENV) $(AIDER_VENV) $(AGENT_CLIS) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info
