@@ -160,15 +160,13 @@ class JobRun:
         self.repo_dir = self.job_dir / "repo"
         self.bundle_dir = self.job_dir / "bundle"
         self.scratch = self.job_dir / "scratch"
-        self.redact = Redactor(
-            [
-                job.job_token,
-                self.config.claim_token,
-                url_password(job.repo.url) if job.repo else None,
-                job.publish.token if job.publish else None,
-                *secret_values(runner.base_env),
-            ]
-        )
+        self.secrets = [
+            job.job_token,
+            self.config.claim_token,
+            url_password(job.repo.url) if job.repo else None,
+            *secret_values(runner.base_env),
+        ]
+        self.redact = Redactor(self.secrets)
         self.logs = LogShipper(lambda lines: runner.control_plane.send_logs(job, lines))
         self.base: str | None = None
         self.command: list[str] | None = None
@@ -335,11 +333,19 @@ class JobRun:
         spec = self.job.publish
         if spec is None or self.stop.event.is_set() or self.base is None:
             return None
+        # Asked for only now: no agent process runs while the token exists in the task.
+        try:
+            grant = self.runner.control_plane.publish_grant(self.job)
+        except ProtocolError as exc:
+            published = Published(spec.branch, error=self.redact(f"no publishing token: {exc}"))
+            self.say(f"publishing failed: {published.error}")
+            return published
+        self.redact = Redactor([*self.secrets, grant.token])
         self.say(f"pushing the change to branch {spec.branch}")
         published = publish(
             spec,
+            grant,
             repo_dir=self.repo_dir,
-            remote_url=self.job.repo.url if self.job.repo else None,
             scratch=self.scratch,
             env=env,
             deadline=time.monotonic() + PUBLISH_TIMEOUT_S,

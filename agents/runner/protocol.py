@@ -40,47 +40,56 @@ class Repo:
 
 @dataclass(frozen=True)
 class PullRequest:
-    api_url: str  # the repository's API URL, e.g. https://api.github.com/repos/<owner>/<repo>
-    base: str
     title: str
     body: str
+    draft: bool
 
 
 @dataclass(frozen=True)
 class Publish:
-    """Optional: push the change to ``branch`` (and open a pull request) with ``token``."""
+    """Optional: push the change to ``branch`` (and open a pull request). The claim says what;
+    the token comes later, from ``ControlPlane.publish_grant``."""
 
     branch: str
-    token: str
-    remote_url: str | None
     pull_request: PullRequest | None
 
     @classmethod
     def from_claim(cls, value: Any) -> Publish | None:
         if value is None:
             return None
-        if not isinstance(value, dict) or not all(
-            isinstance(value.get(k), str) and value[k] for k in ("branch", "token")
-        ):
-            raise ValueError(
-                "claim answer: field 'publish' must be null or {branch, token, remote_url, pull_request}"
-            )
-        remote_url = value.get("remote_url")
-        if remote_url is not None and not isinstance(remote_url, str):
-            raise ValueError("claim answer: field 'publish.remote_url' must be a string or null")
+        if not isinstance(value, dict) or not isinstance(value.get("branch"), str) or not value["branch"]:
+            raise ValueError("claim answer: field 'publish' must be null or {branch, pull_request}")
         pr = value.get("pull_request")
         if pr is not None:
-            if not isinstance(pr, dict) or not all(
-                isinstance(pr.get(k), str) for k in ("api_url", "base", "title")
-            ):
+            if not isinstance(pr, dict) or not isinstance(pr.get("title"), str):
                 raise ValueError(
-                    "claim answer: field 'publish.pull_request' must be null or {api_url, base, title, body}"
+                    "claim answer: field 'publish.pull_request' must be null or {title, body, draft, base}"
                 )
-            pr = PullRequest(
-                api_url=pr["api_url"], base=pr["base"], title=pr["title"], body=str(pr.get("body") or "")
-            )
+            pr = PullRequest(title=pr["title"], body=str(pr.get("body") or ""), draft=pr.get("draft") is True)
+        return cls(branch=value["branch"], pull_request=pr)
+
+
+@dataclass(frozen=True)
+class PublishGrant:
+    """What the runner pushes with: a short-lived token scoped to the job's repository."""
+
+    token: str
+    remote_url: str
+    api_url: str  # the repository's API URL, e.g. https://api.github.com/repos/<owner>/<repo>
+    base: str | None  # the pull request's base branch
+
+    @classmethod
+    def from_answer(cls, value: Any) -> PublishGrant:
+        if not isinstance(value, dict) or not all(
+            isinstance(value.get(k), str) and value[k] for k in ("token", "remote_url", "api_url")
+        ):
+            raise ValueError("publish token answer: fields 'token', 'remote_url' and 'api_url' are required")
+        base = value.get("base")
         return cls(
-            branch=value["branch"], token=value["token"], remote_url=remote_url or None, pull_request=pr
+            token=value["token"],
+            remote_url=value["remote_url"],
+            api_url=value["api_url"],
+            base=base if isinstance(base, str) and base else None,
         )
 
 
@@ -180,6 +189,16 @@ class ControlPlane:
         ):
             raise ProtocolError("upload URLs answer: field 'uploads' must map file names to URLs", 200)
         return uploads
+
+    def publish_grant(self, job: Job, *, timeout: float = 30.0) -> PublishGrant:
+        """The token to publish the job's change with, asked for once the agent is gone."""
+        _, body = _send(
+            "POST", self._dispatch_url(job, "publish-token"), token=job.job_token, timeout=timeout
+        )
+        try:
+            return PublishGrant.from_answer(json.loads(body or b"null"))
+        except ValueError as exc:
+            raise ProtocolError(str(exc), 200) from None
 
     def send_result(self, job: Job, result: dict[str, Any], *, timeout: float = 15.0) -> None:
         _send("POST", self._dispatch_url(job, "result"), token=job.job_token, payload=result, timeout=timeout)

@@ -1,7 +1,9 @@
 """Optional: push the job's change to a branch and open a pull request (claim field ``publish``).
 
-Runs after the agent's process group is gone, only for a COMPLETED job with a non-empty patch.
-The token never enters the agent's repository or any command line: the change is committed
+Runs after the agent's process group is gone, only for a COMPLETED job with a non-empty patch;
+only then does the runner ask the control plane for the token (``publish_grant``), which is
+scoped to the job's repository and short-lived. The token never enters the agent's repository
+or any command line: the change is committed
 in the agent's repository (hooks and signing off), fetched into a bare repository the runner
 creates, and pushed from there with the token in an ``http.extraHeader`` passed through the
 environment of that one git process. The agent's ``.git/config`` (proxies, ``insteadOf``
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.runner.protocol import ProtocolError, Publish, post_json
+from agents.runner.protocol import ProtocolError, Publish, PublishGrant, post_json
 from agents.runner.redact import Redactor
 from agents.runner.workspace import AUTHOR, CheckoutError, Git, protocol_options, valid_ref
 
@@ -39,9 +41,9 @@ class Published:
 
 def publish(
     spec: Publish,
+    grant: PublishGrant,
     *,
     repo_dir: Path,
-    remote_url: str | None,
     scratch: Path,
     env: Mapping[str, str],
     deadline: float,
@@ -49,8 +51,8 @@ def publish(
     redact: Redactor,
     message: str,
 ) -> Published:
-    url = spec.remote_url or remote_url
-    if not url or url.startswith("-"):
+    url = grant.remote_url
+    if url.startswith("-"):
         return Published(spec.branch, error="no repository to push to")
     if not valid_ref(spec.branch):
         return Published(spec.branch, error=f"invalid branch name {spec.branch!r}")
@@ -67,7 +69,7 @@ def publish(
             "init", "--quiet", "--bare", str(clean_dir), cwd=scratch
         )
         clean = Git(
-            clean_dir, env=_with_token(env, url, spec.token), deadline=deadline, stop=stop, redact=redact
+            clean_dir, env=_with_token(env, url, grant.token), deadline=deadline, stop=stop, redact=redact
         )
         clean.run(
             "-c", "protocol.file.allow=always", "fetch", "--quiet", "--no-tags", str(repo_dir),
@@ -87,11 +89,13 @@ def publish(
     if spec.pull_request is None:
         return Published(spec.branch, commit=commit)
     pr = spec.pull_request
+    if grant.base is None:
+        return Published(spec.branch, commit=commit, error="pull request: no base branch")
     try:
         answer = post_json(
-            f"{pr.api_url.rstrip('/')}/pulls",
-            {"title": pr.title, "head": spec.branch, "base": pr.base, "body": pr.body},
-            token=spec.token,
+            f"{grant.api_url.rstrip('/')}/pulls",
+            {"title": pr.title, "head": spec.branch, "base": grant.base, "body": pr.body, "draft": pr.draft},
+            token=grant.token,
             timeout=30,
         )
     except ProtocolError as exc:

@@ -51,6 +51,8 @@ class FakeControlPlane:
     uploads: dict[str, bytes] = field(default_factory=dict)
     result_received: threading.Event = field(default_factory=threading.Event)
     pull_requests: list[dict[str, Any]] = field(default_factory=list)  # the fake GitHub API's
+    publish_grant: dict[str, Any] | None = None  # the answer to .../publish-token
+    grant_requests: list[float] = field(default_factory=list)  # when the runner asked for it
     refuse_uploads: bool = False  # answer 403 to every PUT, as S3 does for an expired URL
     url_ttl_s: float = 600.0
     url_requests: list[float] = field(default_factory=list)  # when the runner asked for URLs
@@ -139,6 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
                 plane.url_outages -= 1
                 return self._reply(503, {"title": "Service Unavailable"})
             return self._reply(200, plane.upload_urls())
+        if self.path == f"/internal/dispatches/{dispatch}/publish-token":
+            plane.grant_requests.append(time.time())
+            if plane.publish_grant is None:
+                return self._reply(409, {"title": "this dispatch publishes nothing"})
+            return self._reply(200, plane.publish_grant)
         if self.path == f"/internal/dispatches/{dispatch}/result":
             plane.results.append(body)
             plane.result_received.set()

@@ -212,17 +212,18 @@ def test_clone_local_bare_repo_at_ref(
 PUBLISH_TOKEN = "ghs_publish0123456789abcdef"  # noqa: S105 - test value
 
 
-def publish_spec(plane: FakeControlPlane) -> dict:
+def publish_spec(plane: FakeControlPlane, repo_url: str) -> dict:
+    """The claim's `publish` (what to publish); the token comes later, from .../publish-token."""
+    plane.publish_grant = {
+        "token": PUBLISH_TOKEN,
+        "remote_url": repo_url,
+        "api_url": f"{plane.url}/github/repos/o/r",
+        "base": "main",
+        "expires_at": "2026-12-02T03:00:00Z",
+    }
     return {
         "branch": "outpost/d-0001",
-        "token": PUBLISH_TOKEN,
-        "remote_url": None,
-        "pull_request": {
-            "api_url": f"{plane.url}/github/repos/o/r",
-            "base": "main",
-            "title": "Outpost: add hello.txt",
-            "body": "Dispatched by Outpost.",
-        },
+        "pull_request": {"title": "Outpost: add hello.txt", "body": "Dispatched by Outpost.", "draft": True},
     }
 
 
@@ -234,10 +235,12 @@ def test_push_branch_and_open_pull_request(
     git("init", "-q", "--bare", str(decoy), cwd=tmp_path)
     # The agent tries to divert the push through its repository's configuration.
     divert = f"git config url.file://{decoy}.insteadOf {bare_repo['url']}"
+    ended = tmp_path / "agent.ended"
     plane.job = make_job(
-        f"env > {env_file}; {divert}; echo hello > hello.txt", repo={"url": bare_repo["url"], "ref": "main"}
+        f"env > {env_file}; {divert}; echo hello > hello.txt; date +%s.%N > {ended}",
+        repo={"url": bare_repo["url"], "ref": "main"},
     )
-    plane.job["publish"] = publish_spec(plane)
+    plane.job["publish"] = publish_spec(plane, bare_repo["url"])
 
     done = run_runner(runner_env(plane, workspace))
 
@@ -266,9 +269,12 @@ def test_push_branch_and_open_pull_request(
                 "head": "outpost/d-0001",
                 "base": "main",
                 "body": "Dispatched by Outpost.",
+                "draft": True,
             },
         }
     ]
+    # The token is asked for once, after the agent ended: it never exists while an agent process runs.
+    assert len(plane.grant_requests) == 1 and plane.grant_requests[0] > float(ended.read_text())
     # The publishing token reaches neither the agent nor anything sent back.
     assert PUBLISH_TOKEN not in env_file.read_text()
     sent = plane.uploads["transcript.txt"].decode() + "\n".join(plane.log_lines) + json.dumps(plane.result)
@@ -279,14 +285,14 @@ def test_skip_publishing_failed_job(
     plane: FakeControlPlane, workspace: Path, bare_repo: dict[str, str]
 ) -> None:
     plane.job = make_job("echo half done > hello.txt; exit 1", repo={"url": bare_repo["url"], "ref": "main"})
-    plane.job["publish"] = publish_spec(plane)
+    plane.job["publish"] = publish_spec(plane, bare_repo["url"])
 
     done = run_runner(runner_env(plane, workspace))
 
     assert done.returncode == 0, done.stderr
     assert plane.result["outcome"] == "FAILED"
     assert plane.result["summary"]["publish"] is None
-    assert not plane.pull_requests
+    assert not plane.pull_requests and not plane.grant_requests
     bare = Path(bare_repo["url"].removeprefix("file://"))
     assert "outpost/d-0001" not in git("branch", "--list", cwd=bare)
 
