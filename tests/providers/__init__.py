@@ -1,0 +1,1 @@
+"""Fake model providers on loopback, scripted per test (one module per API)."""
