@@ -27,3 +27,20 @@ def moto_endpoint() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), tests that share an expensive
+# session resource stay on one worker: the synthesized assembly is built once, and buildah's
+# image storage, which is not safe for two concurrent builders, has a single user.
+_GROUPS = {
+    "synth": lambda item: "synth" in getattr(item, "fixturenames", ()),
+    "buildah": lambda item: item.path.name in {"test_images.py", "test_container_runtime.py"},
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for group, belongs in _GROUPS.items():
+            if belongs(item):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
