@@ -42,22 +42,22 @@ from control_plane.runtime.supervised import task_state_event as task_state_even
 log = logging.getLogger(__name__)
 
 RUNNER_COMMAND = (sys.executable, "-m", "agents.runner")
-# What a local task may take from the host's environment (README, "Local mode"). HOME and
-# TMPDIR are not among them: the runner gives the agent its own in the job's scratch space.
+# What a local task may take from the host's environment (README, "Running the real agents on
+# this host"). HOME and TMPDIR are not among them: the runner gives the agent its own in the
+# job's scratch space.
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")  # curl and others read either case
+_CA_BUNDLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 HOST_ALLOWLIST = frozenset(
-    {"PATH", "LANG", "LANGUAGE", "TZ"}
-    | {
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "all_proxy",
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        *_PROXIES,
+        *(p.lower() for p in _PROXIES),
+        *_CA_BUNDLES,
+        "GIT_SSL_CAINFO",
     }
-    | {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"}
-    | {"GIT_SSL_CAINFO"}
 )
 HOST_ALLOWED_PREFIXES = ("LC_",)  # locale categories
 
@@ -172,7 +172,7 @@ class LocalRuntime(SupervisedRuntime[_Task]):
             return None
         return (
             f"agent '{agent}' is not installed on this host: put `{command}` on PATH "
-            '(README, "Local mode"), or use --runtime container'
+            '(README, "Running the real agents on this host"), or use --runtime container'
         )
 
     def _task_environment(self, agent: str) -> dict[str, str]:

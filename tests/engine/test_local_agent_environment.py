@@ -133,7 +133,7 @@ def test_dispatch_is_told_when_the_agent_cli_is_not_on_path(tmp_path: Path, bin_
     try:
         assert missing.agent_unavailable("claude") == (
             "agent 'claude' is not installed on this host: put `claude` on PATH "
-            '(README, "Local mode"), or use --runtime container'
+            '(README, "Running the real agents on this host"), or use --runtime container'
         )
         assert missing.agent_unavailable("codex") is not None
         assert missing.agent_unavailable("shell") is None  # sh is on every PATH
