@@ -23,6 +23,7 @@ adopted by the new one (the local runtime's state directory). The control plane'
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -149,7 +150,7 @@ class DevSupervisor:
         from agents.registry import AGENTS
         from control_plane.runtime.buildah import Buildah, default_storage
         from control_plane.runtime.container import image_ref
-        from control_plane.runtime.container_spec import load_specs, synthesize
+        from control_plane.runtime.container_spec import load_agent_settings, load_specs, synthesize
 
         tag = os.environ.get("OUTPOST_CONTAINER_IMAGE_TAG", "latest")
         image = AGENTS["shell"].image
@@ -167,6 +168,8 @@ class DevSupervisor:
             "OUTPOST_DEV_RUNTIME": "container",
             "OUTPOST_CONTAINER_CDK_OUT": str(Path(cdk_out).resolve()),
             "OUTPOST_CONTAINER_IMAGE_TAG": tag,
+            # the Dev stage's settings, which its task definitions carry into the containers
+            "OUTPOST_AGENT_SETTINGS": json.dumps(load_agent_settings(cdk_out)),
         }
 
     def _default_tenant(self, env: dict[str, str]) -> str:

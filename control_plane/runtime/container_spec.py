@@ -141,6 +141,20 @@ def _agent_task_definitions(template: dict[str, Any]) -> dict[str, str]:
     raise SpecError("no control plane with OUTPOST_TASK_DEFINITIONS in the Fleet stack")
 
 
+def load_agent_settings(cdk_out: Path) -> dict[str, Any]:
+    """The Dev stage's agent settings (the control plane's OUTPOST_AGENT_SETTINGS): the ones its
+    task definitions carry, so that `outpost dev --runtime container` checks dispatch models
+    against what the containers run."""
+    for resource in _fleet_template(Path(cdk_out))["Resources"].values():
+        if resource["Type"] != "AWS::ECS::TaskDefinition":
+            continue
+        for container in resource["Properties"]["ContainerDefinitions"]:
+            for variable in container.get("Environment", []):
+                if variable["Name"] == "OUTPOST_AGENT_SETTINGS":
+                    return dict(json.loads(variable["Value"]))
+    return {}
+
+
 def load_specs(cdk_out: Path) -> dict[str, ContainerSpec]:
     """Every deployed agent's container spec, from a ``cdk synth`` output directory."""
     template = _fleet_template(Path(cdk_out))

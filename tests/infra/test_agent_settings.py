@@ -16,7 +16,7 @@ import pytest
 from agents.agent_settings import BASE_URL_ENV, MODEL_ENV, check_variable_name, parse_agent_settings
 from agents.registry import AGENTS, PROVIDER_KEY_ENV
 from app import build_app
-from control_plane.runtime.container_spec import load_specs
+from control_plane.runtime.container_spec import load_agent_settings, load_specs
 from stacks.config import CONTEXT_KEY, ConfigError, load_environments
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,3 +178,7 @@ def test_container_runtime_reads_the_settings_from_the_task_definition(
         BASE_URL_ENV: "https://gateway.example.com/openai/v1",
     }
     assert specs["shell"].environment == ()
+    # and `outpost dev --runtime container` checks dispatch models against the same settings
+    assert parse_agent_settings(load_agent_settings(outdir), agents=AGENTS) == parse_agent_settings(
+        SETTINGS, agents=AGENTS
+    )
