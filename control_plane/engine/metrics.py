@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from control_plane.metrics import CLAIM_WAIT, COLD_STARTS, WARM_POOL_HITS, emit
+from control_plane.metrics import CLAIM_WAIT, COLD_STARTS, START_COLD, START_WARM, WARM_POOL_HITS, emit
 
 
 @dataclass
@@ -25,7 +25,7 @@ class StartMetrics:
         with self._lock:
             self.counts[(agent, name)] += 1
         emit({name: 1}, Agent=agent)
-        emit({CLAIM_WAIT: round(queue_wait_s, 3)}, Agent=agent, StartKind="warm" if warm else "cold")
+        emit({CLAIM_WAIT: round(queue_wait_s, 3)}, Agent=agent, StartKind=START_WARM if warm else START_COLD)
 
     def record(self, name: str, agent: str, value: int = 1) -> None:
         with self._lock:

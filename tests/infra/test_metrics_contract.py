@@ -196,6 +196,11 @@ def test_the_scenarios_emit_every_declared_metric_with_its_dimensions_and_every_
     for dimension, allowed in metrics.DIMENSION_VALUES.items():
         assert values[dimension] == set(allowed), dimension
     assert values[metrics.DIM_AGENT] <= set(AGENTS)
+    # every FAILED or TIMED_OUT end is counted once among the failures, with its reason
+    bad_ends = [
+        d for d in emitted.of(metrics.DISPATCHES_FINISHED) if d[metrics.DIM_STATUS] in ("FAILED", "TIMED_OUT")
+    ]
+    assert len(emitted.of(metrics.DISPATCH_FAILURES)) == len(bad_ends)
     for document in emitted.documents:  # single values: CloudWatch computes the percentiles
         assert all(isinstance(document[name], int | float) for name in names_of(document))
 
