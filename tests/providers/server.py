@@ -67,6 +67,7 @@ class FakeProvider:
         self.requests: list[Request] = []
         self.model_calls: list[Request] = []
         self._steps: list[Step] = []
+        self._after: Step | None = None
         self._lock = threading.Lock()
         self.url = ""
 
@@ -84,10 +85,12 @@ class FakeProvider:
 
     # -- what a test says -----------------------------------------------------------------
 
-    def script(self, *steps: Step) -> None:
-        """The answers to the next model calls, in order; forgets earlier requests."""
+    def script(self, *steps: Step, after: Step | None = None) -> None:
+        """The answers to the next model calls, in order, then ``after`` to every further call
+        (an error that persists through the CLI's retries); forgets earlier requests."""
         with self._lock:
             self._steps = list(steps)
+            self._after = after
             self.requests.clear()
             self.model_calls.clear()
 
@@ -100,11 +103,9 @@ class FakeProvider:
                 step: Step | None = None
             else:
                 self.model_calls.append(request)
-                step = (
-                    self._steps.pop(0)
-                    if self._steps
-                    else self.error(500, "the test scripted no more answers")
-                )
+                step = self._steps.pop(0) if self._steps else self._after
+                if step is None:
+                    step = self.error(500, "the test scripted no more answers")
         if step is None:
             return self.route(request)
         return step(request) if callable(step) else step

