@@ -166,8 +166,11 @@ def check_local_repo_url(url: str, root: Path | None) -> str:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise UnsafeRepoError("a local repository URL is file:///absolute/path, with no host or query")
+    decoded = unquote(parts.path)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):  # %00 and the like, once decoded
+        raise UnsafeRepoError("the path holds control characters")
     allowed = root.resolve()
-    path = Path(unquote(parts.path)).resolve()  # follows every symlink and `..`
+    path = Path(decoded).resolve()  # follows every symlink and `..`
     if not path.is_relative_to(allowed):
         raise UnsafeRepoError(
             f"local repositories must be inside {allowed} (`outpost dev --allow-local-repos`)"
