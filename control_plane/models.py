@@ -14,7 +14,7 @@ from control_plane.lifecycle import Status
 from control_plane.store.dispatches import DispatchRecord
 from control_plane.store.tenants import TenantRecord
 from control_plane.usage import CostSource, cost_source
-from control_plane.validation import UnsafeRepoError, check_git_ref, check_repo_url, is_local_repo_url
+from control_plane.validation import check_git_ref
 
 MAX_TASK_CHARS = 32 * 1024
 MAX_LABELS = 32
@@ -27,23 +27,68 @@ class Strict(BaseModel):
 
 
 class RepoSpec(Strict):
-    url: str = Field(max_length=2048, description="https://host/path (ssh forms are refused)")
+    url: str = Field(
+        max_length=2048,
+        description="https://host/path (ssh forms are refused); the route decides which are"
+        " accepted (control_plane/api/repos.py): that depends on the control plane's settings",
+    )
     ref: str | None = Field(default=None, max_length=255, description="branch, tag or commit")
-
-    @field_validator("url")
-    @classmethod
-    def _safe_url(cls, url: str) -> str:
-        if is_local_repo_url(url):
-            return url  # the route decides: local mode with --allow-local-repos only
-        try:
-            return check_repo_url(url)
-        except UnsafeRepoError as error:
-            raise ValueError(f"repository URL refused: {error}") from None
 
     @field_validator("ref")
     @classmethod
     def _safe_ref(cls, ref: str | None) -> str | None:
         return None if ref is None else check_git_ref(ref)
+
+
+MAX_TITLE_CHARS = 256
+MAX_PR_BODY_CHARS = 16 * 1024
+
+
+def _check_branch(branch: str) -> str:
+    """A branch name git and GitHub accept (git check-ref-format's rules) that cannot pass for
+    an option, a range or another kind of ref."""
+    branch = check_git_ref(branch)
+    if branch.startswith("refs/") or branch == "HEAD" or re.fullmatch(r"[0-9a-f]{40}", branch):
+        raise ValueError("must be a plain branch name (not refs/..., HEAD or a commit id)")
+    for part in branch.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            raise ValueError("no part of the name may start with '.' or end with '.lock'")
+    return branch
+
+
+class PullRequestSpec(Strict):
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS, description="also the commit message")
+    body: str = Field(default="", max_length=MAX_PR_BODY_CHARS)
+    draft: bool = Field(default=False, strict=True)
+    base: str | None = Field(
+        default=None,
+        max_length=255,
+        description="the branch to merge into; default: repo.ref, else the repository's default branch",
+    )
+
+    @field_validator("title")
+    @classmethod
+    def _one_line(cls, title: str) -> str:
+        if not title.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in title):
+            raise ValueError("must be one line of visible text")
+        return title
+
+    @field_validator("base")
+    @classmethod
+    def _base_branch(cls, base: str | None) -> str | None:
+        return None if base is None else _check_branch(base)
+
+
+class PublishSpec(Strict):
+    """Push the job's change to a branch of its repository; optionally open a pull request."""
+
+    branch: str | None = Field(default=None, max_length=200, description="default: outpost/<dispatch id>")
+    pull_request: PullRequestSpec | None = None
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, branch: str | None) -> str | None:
+        return None if branch is None else _check_branch(branch)
 
 
 class DispatchCreate(Strict):
@@ -58,6 +103,9 @@ class DispatchCreate(Strict):
         description="a model the agent and the tenant allow; null: the agent's default model",
     )
     timeout_s: int | None = Field(default=None, ge=1, description="defaults to the agent's default timeout")
+    publish: PublishSpec | None = Field(
+        default=None, description="push the change to a branch (needs a repo on the configured GitHub)"
+    )
     labels: dict[str, Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE_CHARS)]] = Field(
         default_factory=dict, max_length=MAX_LABELS
     )
@@ -117,6 +165,32 @@ class Tokens(BaseModel):
         )
 
 
+class PublishResult(BaseModel):
+    branch: str
+    commit: str | None
+    pull_request_url: str | None
+    error: str | None = Field(description="why the push or the pull request failed; null: it worked")
+
+
+class PublishPublic(BaseModel):
+    branch: str
+    pull_request: PullRequestSpec | None
+    result: PublishResult | None = Field(description="what the runner did; null until the job ended")
+
+    @classmethod
+    def of(cls, record: DispatchRecord) -> PublishPublic | None:
+        if not record.publish:
+            return None
+        reported = (record.summary or {}).get("publish")
+        try:
+            result = PublishResult.model_validate(reported) if reported else None
+        except ValueError:
+            result = None  # a summary from another runner version: the record still shows
+        return cls(
+            branch=record.publish["branch"], pull_request=record.publish.get("pull_request"), result=result
+        )
+
+
 class DispatchPublic(BaseModel):
     dispatch_id: str
     agent: str
@@ -140,6 +214,7 @@ class DispatchPublic(BaseModel):
         description="agent: the CLI reported it; price-table: computed from agents/prices.toml"
         " by model and tokens; null: neither was possible"
     )
+    publish: PublishPublic | None
 
     @classmethod
     def of(cls, record: DispatchRecord) -> DispatchPublic:
@@ -163,6 +238,7 @@ class DispatchPublic(BaseModel):
             tokens=Tokens.of(record.cost),
             cost_usd=record.cost.get("usd") if record.cost else None,
             cost_source=cost_source(record.cost),
+            publish=PublishPublic.of(record),
         )
 
 

@@ -101,7 +101,9 @@ def not_found(kind: str, key: str) -> Problem:
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in location if p not in ("body",)]
+    parts = [str(p) for p in location]
+    if parts[:1] == ["body"]:  # FastAPI's prefix for the request body; a field may be named body too
+        parts = parts[1:]
     return ".".join(parts) if parts else "body"
 
 

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     agent_settings: dict[str, Any] = Field(default_factory=dict)
     # Local mode only (`outpost dev --allow-local-repos DIR`): file:// repositories under DIR.
     allow_local_repos: Path | None = None
+    # Publishing (POST /dispatch `publish`, docs/publishing.md): the GitHub or GitHub
+    # Enterprise Server that hosts the repositories, and how a runner gets a token for one of
+    # them: a GitHub App (a one-hour installation token limited to that repository), else a
+    # fixed token (every repository it can reach, until someone revokes it).
+    github_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    github_app_id: str | None = None
+    github_app_private_key: SecretStr | None = None  # PEM
+    github_token: SecretStr | None = None
 
     # Service behaviour; defaults suit every environment, the variables exist for tuning.
     default_max_running: int = Field(default=10, ge=0)
@@ -67,6 +76,12 @@ class Settings(BaseSettings):
             raise ValueError(f"OUTPOST_AGENT_SETTINGS: {error}") from None
         if self.allow_local_repos is not None and (self.env != "local" or self.runtime != "local"):
             raise ValueError("OUTPOST_ALLOW_LOCAL_REPOS: file:// repositories are for local mode only")
+        if bool(self.github_app_id) != bool(self.github_app_private_key):
+            raise ValueError("OUTPOST_GITHUB_APP_ID and OUTPOST_GITHUB_APP_PRIVATE_KEY: both or neither")
+        if self.env != "local" and not all(
+            u.startswith("https://") for u in (self.github_url, self.github_api_url)
+        ):
+            raise ValueError("OUTPOST_GITHUB_URL and OUTPOST_GITHUB_API_URL: https:// outside local mode")
         if self.env == "local":
             if self.admin_key is None:
                 # Local mode prints this key (`outpost dev`); it never leaves the machine.

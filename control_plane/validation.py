@@ -8,13 +8,15 @@ port 443 only, so `git@host:path` and `ssh://` could never clone; they are refus
 
 One exception, for local mode only: ``outpost dev --allow-local-repos DIR`` lets a dispatch
 name a ``file://`` repository inside DIR (``check_local_repo_url``: resolved, so neither a
-symlink nor ``..`` leads out of DIR). The API model lets ``file://`` URLs through to the route,
-which knows whether local repositories are allowed and refuses them everywhere else.
+symlink nor ``..`` leads out of DIR). Another, in every mode: repositories on the operator's
+own GitHub (``OUTPOST_GITHUB_URL``, which may be a GitHub Enterprise Server on a private
+address) skip the address checks. Both depend on settings, so the route decides
+(control_plane/api/repos.py), not the API model.
 
-Two layers, because they run at different moments:
-- ``check_repo_url`` is pure (no network): the API model runs it on the event loop;
+Two layers:
+- ``check_repo_url`` is pure (no network);
 - ``check_repo_resolution`` resolves the host and refuses a name that answers with an internal
-  address (``127.0.0.1.nip.io``). The API route runs it in its worker thread. A name can
+  address (``127.0.0.1.nip.io``). The API route runs both in its worker thread. A name can
   change what it points to at any time, so this is defence in depth; the agent task's egress
   rules are the wall.
 """

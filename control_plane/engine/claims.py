@@ -273,6 +273,9 @@ class ClaimService:
             "model": record.model,  # None: the task's default model (OUTPOST_AGENT_MODEL)
             "attempt": record.attempt,
             "job_token": job_token,
+            # what to publish, never how: the runner asks for its token (.../publish-token)
+            # after the agent's processes are gone
+            "publish": record.publish,
         }
 
     def upload_urls(self, record: DispatchRecord) -> dict[str, str]:

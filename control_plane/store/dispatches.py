@@ -62,6 +62,8 @@ class DispatchRecord:
     repo_ref: str | None = None
     model: str | None = None  # the model the dispatch asked for; None: the agent's default
     labels: dict[str, str] = field(default_factory=dict)
+    # {"branch", "pull_request": {"title", "body", "draft", "base"} | None}; never a token
+    publish: dict[str, Any] | None = None
     timestamps: dict[str, str] = field(default_factory=dict)  # status -> when it was entered
     attempt: int = 1
     version: int = 1

@@ -23,6 +23,7 @@ from control_plane.api.deps import (
     TenantDep,
     actor_of,
 )
+from control_plane.api.repos import accepted_repo_url, check_publish, publish_record
 from control_plane.hooks import RuntimeUnavailableError, agent_unavailable
 from control_plane.lifecycle import ACTIVE, QUEUED, TERMINAL, Status
 from control_plane.models import (
@@ -39,12 +40,6 @@ from control_plane.store import DispatchRecord, VersionConflictError
 from control_plane.store.dispatches import CursorError, new_dispatch_id, read_cursor, sign_cursor
 from control_plane.store.idempotency import MAX_KEY_CHARS
 from control_plane.store.tenants import TenantRecord
-from control_plane.validation import (
-    UnsafeRepoError,
-    check_local_repo_url,
-    check_repo_resolution,
-    is_local_repo_url,
-)
 
 router = APIRouter(tags=["dispatches"])
 log = logging.getLogger("outpost.api")
@@ -122,18 +117,9 @@ def create_dispatch(
         timeout_s = body.resolved_timeout()
     except ValueError as error:
         raise Problem(422, "Invalid Request", f"timeout_s: {error}", field="timeout_s") from None
-    repo_url = None
-    if body.repo is not None:
-        try:  # here, in the route's worker thread: a slow DNS answer must not block the event loop
-            if is_local_repo_url(body.repo.url):
-                repo_url = check_local_repo_url(body.repo.url, settings.allow_local_repos)
-            else:
-                check_repo_resolution(body.repo.url)
-                repo_url = body.repo.url
-        except UnsafeRepoError as error:
-            raise Problem(
-                422, "Invalid Request", f"repo.url: repository URL refused: {error}", field="repo.url"
-            ) from None
+    # here, in the route's worker thread: a slow DNS answer must not block the event loop
+    repo_url = accepted_repo_url(body.repo.url, settings) if body.repo else None
+    check_publish(body, repo_url=repo_url, settings=settings)
 
     dispatch_id = new_dispatch_id()
     if idempotency_key is not None:
@@ -170,6 +156,7 @@ def create_dispatch(
         repo_ref=body.repo.ref if body.repo else None,
         labels=body.labels,
         model=body.model,
+        publish=publish_record(body, dispatch_id=dispatch_id),
     )
     try:
         record = stores.dispatches.create(record=record, actor=actor_of(caller))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from control_plane.engine import tasks
 from control_plane.engine.claims import ClaimRefusedError, ClaimService, JobEndedError, stored_bundle
 from control_plane.engine.outcomes import Outcomes
+from control_plane.github import GitHub, PublishingError, repository_of
 from control_plane.lifecycle import TERMINAL, Status
 from control_plane.problems import Problem
 from control_plane.usage import Usage, model_used, record_cost
@@ -134,6 +135,45 @@ def upload_urls(
     except (ClaimRefusedError, JobEndedError) as error:
         raise _refused(error) from None
     return {"uploads": claims.upload_urls(record), "expires_in_s": claims.upload_url_ttl_s}
+
+
+@router.post("/dispatches/{dispatch_id}/publish-token")
+def publish_token(
+    dispatch_id: DispatchId, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
+    """A token for pushing this job's branch (and opening its pull request), scoped to its
+    repository (control_plane/github.py). The runner asks after its agent's processes are
+    gone, so no agent process runs while the token exists in the task."""
+    engine = _engine(request)
+    try:
+        _, record = engine.claims.authenticate_job(_bearer(authorization), dispatch_id)
+    except (ClaimRefusedError, JobEndedError) as error:
+        raise _refused(error) from None
+    settings = engine.settings
+    repo = repository_of(record.repo_url or "", github_url=settings.github_url)
+    if not record.publish or repo is None:
+        raise Problem(409, "Conflict", "this dispatch publishes nothing", type_="no-publish")
+    pull_request = record.publish.get("pull_request")
+    github = GitHub.from_settings(settings)
+    try:
+        grant = github.grant(repo, pull_request=pull_request is not None)
+        base = None
+        if pull_request is not None:
+            base = pull_request.get("base") or record.repo_ref or github.default_branch(grant)
+    except PublishingError as error:
+        log.warning("no publishing token for dispatch %s: %s", dispatch_id, error)
+        raise Problem(502, "Bad Gateway", str(error), type_="github-refused") from None
+    log.info(
+        "publishing token for dispatch %s: repository %s, expires %s",
+        dispatch_id, repo.full_name, grant.expires_at or "never (configured token)",
+    )  # fmt: skip
+    return {
+        "token": grant.token,
+        "remote_url": record.repo_url,
+        "api_url": grant.api_url,
+        "base": base,
+        "expires_at": grant.expires_at,
+    }
 
 
 @router.post("/dispatches/{dispatch_id}/result")
