@@ -8,6 +8,10 @@ from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
 
+# The id of the request-metrics configuration: CloudWatch publishes the bucket's request metrics
+# (4xx/5xx, latency, bytes) under the dimension FilterId with this value.
+REQUEST_METRICS_ID = "EntireBucket"
+
 
 class SecureBucket(Construct):
     def __init__(
@@ -20,6 +24,7 @@ class SecureBucket(Construct):
         access_logs_prefix: str = "",
         expire_after: Duration | None,
         removal_policy: RemovalPolicy,
+        request_metrics: bool = False,
     ) -> None:
         super().__init__(scope, id)
         lifecycle = [
@@ -48,4 +53,5 @@ class SecureBucket(Construct):
             lifecycle_rules=lifecycle,
             removal_policy=removal_policy,
             auto_delete_objects=False,
+            metrics=[s3.BucketMetrics(id=REQUEST_METRICS_ID)] if request_metrics else None,
         )

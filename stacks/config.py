@@ -61,6 +61,36 @@ class ConfigError(SettingError):
 
 
 @dataclass(frozen=True)
+class AlarmThresholds:
+    """When the alarms of stacks/observability.py fire (docs/runbook.md: what each means).
+
+    cdk.json may set any of them per environment under "alarms"; each is a non-negative integer.
+    Counts are per 5 minutes unless the name says otherwise.
+    """
+
+    api_5xx: int = 5  # 5xx answers of the control plane (its targets, or the load balancer)
+    api_latency_p90_ms: int = 2000  # for 15 minutes
+    queue_depth: int = 100  # messages waiting in a queue, for 5 minutes
+    queue_age_s: int = 300  # the oldest message in a queue
+    agent_cpu_percent: int = 80  # an agent's busiest task, for 5 minutes
+    agent_memory_percent: int = 85  # an agent's busiest task, for 5 minutes
+    task_failures: int = 3  # per agent
+    launch_failures: int = 0  # per agent
+    claim_failures: int = 3  # per agent
+    reconciler_failures: int = 0  # per agent
+    dead_lettered: int = 0  # per agent
+    queue_wait_p90_s: int = 120  # dispatch to RUNNING, per agent, for 15 minutes
+    warm_pool_hit_rate_percent: int = 50  # floor, per agent with a warm pool, per hour
+    nat_packets_dropped: int = 100  # per NAT gateway
+    efs_io_limit_percent: int = 80  # bursting file systems only
+    efs_burst_credit_gib: int = 100  # floor; bursting file systems only
+    s3_4xx: int = 50  # artifacts bucket
+    s3_5xx: int = 5  # artifacts bucket
+    dynamodb_throttles: int = 0  # read or write throttle events, per table
+    waf_blocked: int = 100  # requests the web ACL blocked
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     region: str
@@ -79,6 +109,8 @@ class EnvironmentConfig:
     ingress_cidrs: tuple[str, ...] = ("10.0.0.0/8",)
     certificate_arn: str | None = None
     image_tag: str = "latest"
+    alarm_email: str | None = None  # subscribed to the alarm topic; None: nobody is paged (synth warns)
+    alarms: AlarmThresholds = AlarmThresholds()
     # per agent: default and allowed models, provider base URL, extra non-secret variables
     # (agents/agent_settings.py); cdk.json holds their JSON form
     agent_settings: Mapping[str, AgentSettings] = field(default_factory=lambda: MappingProxyType({}))
@@ -127,6 +159,24 @@ def _check(cfg: EnvironmentConfig) -> None:
         fail("certificate_arn", "not an ACM certificate ARN")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", cfg.image_tag):
         fail("image_tag", "not a valid image tag")
+    if cfg.alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", cfg.alarm_email):
+        fail("alarm_email", "not an e-mail address")
+
+
+def _alarm_thresholds(env: str, raw: Any) -> AlarmThresholds:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(env, "alarms", raw, "must be a mapping of threshold names to integers")
+    known = {f.name for f in fields(AlarmThresholds)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                env, f"alarms.{key}", value, f"unknown threshold; known: {', '.join(sorted(known))}"
+            )
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(env, f"alarms.{key}", value, "must be a non-negative integer")
+        if key.endswith("_percent") and value > 100:
+            raise ConfigError(env, f"alarms.{key}", value, "a percentage is at most 100")
+    return AlarmThresholds(**raw)
 
 
 def _coerce(env: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
@@ -152,6 +202,8 @@ def _coerce(env: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
                 raise ConfigError(
                     env, f"agent_settings.{error.agent}.{error.field_name}", shown, error.problem
                 ) from None
+        elif name == "alarms":
+            value = _alarm_thresholds(env, value)
         elif "tuple" in expected:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(env, name, value, "must be a list of strings")

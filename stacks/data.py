@@ -56,6 +56,7 @@ class DataStack(cdk.Stack):
             access_logs_prefix="artifacts/",
             expire_after=cdk.Duration.days(ARTIFACT_RETENTION_DAYS),
             removal_policy=removal,
+            request_metrics=True,  # the observability stack alarms on its 4xx/5xx
         ).bucket
 
         # The control plane signs artifact URLs; this policy is its whole access to the bucket.

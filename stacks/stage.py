@@ -12,6 +12,7 @@ from stacks.config import EnvironmentConfig
 from stacks.data import DataStack
 from stacks.fleet import FleetStack
 from stacks.network import NetworkStack
+from stacks.observability import ObservabilityStack
 from stacks.registry import RegistryStack
 
 
@@ -46,5 +47,14 @@ class OutpostStage(cdk.Stage):
             "Audit",
             access_logs_bucket=self.data.access_logs.bucket,
             description="Outpost audit trail",
+            **common,
+        )
+        self.observability = ObservabilityStack(
+            self,
+            "Observability",
+            network=self.network,
+            data=self.data,
+            fleet=self.fleet,
+            description="Outpost dashboards, alarms and their topic",
             **common,
         )
