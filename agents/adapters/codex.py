@@ -61,11 +61,12 @@ from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
-# Retries of one model request (HTTP errors, 429 and 5xx) and of a broken stream. Codex's own
-# defaults (4 and 5, with backoff) hold a failing job for about half a minute; a job whose
-# provider fails twice in a row reports it and the dispatch can be sent again.
-REQUEST_MAX_RETRIES = 2
-STREAM_MAX_RETRIES = 2
+# One retry of a failed model request (HTTP errors: 429, 5xx) and one of a broken stream.
+# Codex multiplies them: each stream try makes 1 + request_max_retries requests, and the turn
+# is tried twice (seen: 1 and 1 send 8 requests to a provider that answers 500, within about
+# 3 s; 2 and 2 send 18). Its defaults, 4 and 5, would send 60 over about half a minute.
+REQUEST_MAX_RETRIES = 1
+STREAM_MAX_RETRIES = 1
 
 
 def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:

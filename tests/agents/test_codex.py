@@ -58,8 +58,8 @@ def test_turn_off_codex_traffic_beyond_the_model_and_bound_retries(tmp_path: Pat
         "unbounded_connection_retries": False,
     }
     provider = config["model_providers"]["outpost"]
-    assert (provider["request_max_retries"], provider["stream_max_retries"]) == (2, 2)
-    assert (REQUEST_MAX_RETRIES, STREAM_MAX_RETRIES) == (2, 2)
+    assert (provider["request_max_retries"], provider["stream_max_retries"]) == (1, 1)
+    assert (REQUEST_MAX_RETRIES, STREAM_MAX_RETRIES) == (1, 1)
 
 
 def test_pass_model_as_flag_only_when_set() -> None:

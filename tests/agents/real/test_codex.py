@@ -1,0 +1,149 @@
+"""The real codex CLI (the pinned @openai/codex) through Outpost, against a fake Responses API.
+
+`outpost dev` runs it as a user would: the agent's settings name the fake provider as
+``base_url`` and the model as ``default_model``; the adapter turns them into codex's
+``model_providers`` entry. Every job runs the production adapter: its retry bounds, its
+config.toml, its command line.
+
+The five jobs (one edit, four provider errors) run at once, each told apart by the provider
+from the case named in its task: the module pays for one `outpost dev` and one job's latency.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.agents.real.conftest import KEYS, Finished, cli, real_outpost
+from tests.providers.openai_responses import FakeResponses, Usage
+from tests.providers.server import Reply, Request
+
+MODEL = "gpt-5.5"
+GREET = 'def greet():\n    return "hello"\n'
+PATCH = """*** Begin Patch
+*** Update File: greet.py
+@@
+-def greet():
+-    return "hello"
++def greet(name: str = "world") -> str:
++    return f"hello, {name}"
+*** End Patch
+"""
+ANSWER = "`greet()` now takes a `name` (default `world`) and returns `hello, {name}`."
+# Each failure as the provider answers it, and what the job's agent_error then says (codex's
+# own words: for a 5xx it prints a fixed sentence, for a 429 the status).
+FAILURES = {
+    "401": ("Incorrect API key provided: test-ope****cdef.", "unexpected status 401 Unauthorized"),
+    "429": ("Rate limit reached for gpt-5.5 on tokens per min.", "last status: 429 Too Many Requests"),
+    "500": ("The server had an error while processing your request.", "experiencing high demand"),
+    "malformed": ("", "stream disconnected before completion"),
+}
+CASES = ("edit", *FAILURES)
+
+
+def task(case: str) -> str:
+    return f"Make greet() take a name. (case {case})"
+
+
+def case_of(request: Request) -> str:
+    text = json.dumps(request.json["input"])
+    return next(case for case in CASES if task(case) in text)
+
+
+def answer(provider: FakeResponses, request: Request) -> Reply:
+    """Every model call of the module's jobs, told apart by the case in the task."""
+    case = case_of(request)
+    if case == "edit":
+        if not any(item.get("type") == "custom_tool_call_output" for item in request.json["input"]):
+            usage = Usage(
+                input_tokens=1200,
+                cached_tokens=1000,
+                cache_write_tokens=150,
+                output_tokens=40,
+                reasoning_tokens=12,
+            )
+            return provider.apply_patch(PATCH, usage)
+        return provider.message(ANSWER, Usage(input_tokens=1500, cached_tokens=1200, output_tokens=25))
+    if case == "malformed":
+        return provider.malformed()
+    return provider.error(int(case), FAILURES[case][0])
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeResponses]:
+    with FakeResponses() as fake:
+        fake.script(after=lambda request: answer(fake, request))
+        yield fake  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def runs(provider: FakeResponses, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+    cli("codex")
+    settings = {"codex": {"base_url": provider.base_url, "default_model": MODEL}}
+    with real_outpost(tmp_path_factory.mktemp("codex"), agent_settings=settings) as outpost:
+
+        def run(case: str) -> Finished:
+            url = outpost.repository(f"greet-{case}", {"greet.py": GREET})
+            return outpost.run("codex", task(case), repo_url=url)
+
+        with ThreadPoolExecutor(len(CASES)) as pool:
+            return dict(zip(CASES, pool.map(run, CASES), strict=True))
+
+
+def changed_lines(patch: str) -> list[str]:
+    return [line for line in patch.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def calls(provider: FakeResponses, case: str) -> list[Request]:
+    return [request for request in provider.model_calls if case_of(request) == case]
+
+
+def test_codex_edits_repository_and_reports_answer_and_tokens(
+    runs: dict[str, Finished], provider: FakeResponses
+) -> None:
+    done = runs["edit"]
+
+    assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
+    assert done.changed_files == ["greet.py"]
+    assert changed_lines(done.patch) == [
+        "-def greet():",
+        '-    return "hello"',
+        '+def greet(name: str = "world") -> str:',
+        '+    return f"hello, {name}"',
+    ]
+    assert done.summary["final_message"] == ANSWER
+    assert done.summary["agent_error"] is None
+    # Cache writes are part of input_tokens: counted once.
+    assert done.summary["tokens"] == {"input": 2700, "cached_input": 2200, "output": 65}
+    assert done.record["tokens"] == {"input": 2700, "cached": 2200, "output": 65}
+    # codex reports no cost: gpt-5.5 at 5.00 / 0.50 / 30.00 USD per million tokens.
+    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.00555, "price-table")
+    # The provider saw the chosen model, the key under codex's provider entry, and the patch
+    # tool's result coming back: codex applied the edit itself.
+    first, second = calls(provider, "edit")
+    assert first.json["model"] == second.json["model"] == MODEL
+    assert first.header("Authorization") == f"Bearer {KEYS['OPENAI_API_KEY']}"
+    outputs = [item for item in second.json["input"] if item.get("type") == "custom_tool_call_output"]
+    assert [item["call_id"] for item in outputs] == ["call_patch"]
+    # Nothing but the model endpoint was asked for, by any job.
+    assert {request.path.split("?")[0] for request in provider.requests} == {"/v1/responses"}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_codex_provider_error_fails_job_with_its_message(
+    runs: dict[str, Finished], provider: FakeResponses, failure: str
+) -> None:
+    done = runs[failure]
+    expected = FAILURES[failure][1]
+
+    assert done.record["status"] == "FAILED", done.record
+    assert expected in (done.summary["agent_error"] or ""), (done.summary, done.transcript[-3000:])
+    assert expected in done.record["error"]
+    assert done.changed_files == []
+    assert done.summary["tokens"] == {"input": None, "cached_input": None, "output": None}
+    # The production retry bounds: one retry of a request and one of the stream, the turn
+    # tried twice: at most 2 * 2 * 2 requests.
+    assert 1 <= len(calls(provider, failure)) <= 8
