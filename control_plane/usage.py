@@ -51,8 +51,7 @@ def model_used(record: DispatchRecord, summary: dict[str, Any], *, default: str 
     reported = summary.get("model")
     if isinstance(reported, str) and reported:
         return reported
-    chosen = getattr(record, "model", None)  # DispatchRecord.model: the dispatch's choice
-    return chosen if isinstance(chosen, str) and chosen else default
+    return record.model or default
 
 
 def record_cost(summary: dict[str, Any], *, model: str | None) -> dict[str, Any] | None:
