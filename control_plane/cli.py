@@ -131,6 +131,13 @@ def dispatch(
     repo: Annotated[str | None, typer.Option(help="repository URL to check out")] = None,
     ref: Annotated[str | None, typer.Option(help="branch, tag or commit")] = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="job timeout in seconds")] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="push the change to a branch (docs/publishing.md)")
+    ] = False,
+    branch: Annotated[str | None, typer.Option(help="with --publish: default outpost/<dispatch id>")] = None,
+    pr_title: Annotated[str | None, typer.Option(help="with --publish: open a pull request")] = None,
+    pr_body: Annotated[str, typer.Option(help="the pull request's description")] = "",
+    draft: Annotated[bool, typer.Option("--draft", help="open the pull request as a draft")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the final status")] = False,
     wait_timeout: Annotated[float | None, typer.Option(help="give up waiting after this long")] = None,
 ) -> None:
@@ -142,6 +149,9 @@ def dispatch(
         body["repo"] = {"url": repo, "ref": ref}
     if timeout:
         body["timeout_s"] = timeout
+    if publish or branch or pr_title:
+        pull_request = {"title": pr_title, "body": pr_body, "draft": draft} if pr_title else None
+        body["publish"] = {"branch": branch, "pull_request": pull_request}
     with _client(url, api_key) as client:
         record = _check(client.post("/dispatch", json=body))
         if not wait:

@@ -3,7 +3,12 @@ the dispatch shows. The token is never part of any of it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +20,10 @@ from control_plane.main import create_app
 from control_plane.models import MAX_PR_BODY_CHARS, MAX_TITLE_CHARS
 from control_plane.settings import Settings
 from control_plane.store import Stores
-from tests.control_plane.helpers import make_tenant, settings_for
+from tests.control_plane.helpers import make_tenant, serving, settings_for
 
 TOKEN = "ghp_configured0123456789abcdef"
+OUTPOST = Path(sys.executable).with_name("outpost")
 REPO = {"url": "https://github.com/acme/app.git", "ref": "main"}
 
 
@@ -169,3 +175,28 @@ def test_settings_refuse_plain_http_github_outside_local_mode() -> None:
     with pytest.raises(ValueError, match="both or neither"):
         Settings.model_validate({**base, "github_app_id": "1"})
     assert Settings.model_validate({**base, "github_url": "https://ghe.corp.example"})
+
+
+def test_the_cli_dispatches_with_publish(publishing: TestClient) -> None:
+    tenant = make_tenant(publishing)
+    with serving(publishing.app) as (host, port):
+        env = {**os.environ, "OUTPOST_URL": f"http://{host}:{port}", "OUTPOST_API_KEY": tenant["api_key"]}
+        args = ["dispatch", "make test", "--repo", REPO["url"], "--ref", "main", "--branch", "fix/x"]
+        done = subprocess.run(
+            [str(OUTPOST), *args, "--pr-title", "Fix x", "--draft"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["publish"] == {
+            "branch": "fix/x",
+            "pull_request": {"title": "Fix x", "body": "", "draft": True, "base": None},
+            "result": None,
+        }
+        done = subprocess.run(
+            [str(OUTPOST), "dispatch", "x", "--repo", REPO["url"], "--publish", "--branch", "a..b"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1 and "error 422: publish.branch" in done.stderr
