@@ -5,19 +5,22 @@
 ``model_providers`` entry. Every job runs the production adapter: its retry bounds, its
 config.toml, its command line.
 
-The five jobs (one edit, four provider errors) run at once, each told apart by the provider
-from the case named in its task: the module pays for one `outpost dev` and one job's latency.
+The edit runs through `outpost dev` (settings, runner, summary, the dispatch's tokens and
+cost); the four provider errors need only the runner's report and run through the runner
+alone (tests/agents/real/runner_jobs.py), all at once. One provider serves every job and tells
+them apart by the case named in the task.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from tests.agents.real.conftest import KEYS, Finished, cli, real_outpost
+from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.openai_responses import FakeResponses, Usage
 from tests.providers.server import Reply, Request
 
@@ -80,17 +83,24 @@ def provider() -> Iterator[FakeResponses]:
 
 
 @pytest.fixture(scope="module")
-def runs(provider: FakeResponses, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+def edit(provider: FakeResponses, tmp_path_factory: pytest.TempPathFactory) -> Finished:
     cli("codex")
     settings = {"codex": {"base_url": provider.base_url, "default_model": MODEL}}
     with real_outpost(tmp_path_factory.mktemp("codex"), agent_settings=settings) as outpost:
+        url = outpost.repository("greet", {"greet.py": GREET})
+        return outpost.run("codex", task("edit"), repo_url=url, timeout_s=300)
 
-        def run(case: str) -> Finished:
-            url = outpost.repository(f"greet-{case}", {"greet.py": GREET})
-            return outpost.run("codex", task(case), repo_url=url)
 
-        with ThreadPoolExecutor(len(CASES)) as pool:
-            return dict(zip(CASES, pool.map(run, CASES), strict=True))
+@pytest.fixture(scope="module")
+def failures(provider: FakeResponses, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    cli("codex")
+    env = {
+        "OUTPOST_AGENT_BASE_URL": provider.base_url,
+        "OUTPOST_AGENT_MODEL": MODEL,
+        "OPENAI_API_KEY": KEYS["OPENAI_API_KEY"],
+    }
+    tasks = {case: task(case) for case in FAILURES}
+    return run_jobs("codex", tasks, env=env, root=tmp_path_factory.mktemp("codex-failures"))
 
 
 def changed_lines(patch: str) -> list[str]:
@@ -102,9 +112,9 @@ def calls(provider: FakeResponses, case: str) -> list[Request]:
 
 
 def test_codex_edits_repository_and_reports_answer_and_tokens(
-    runs: dict[str, Finished], provider: FakeResponses
+    edit: Finished, provider: FakeResponses
 ) -> None:
-    done = runs["edit"]
+    done = edit
 
     assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
     assert done.changed_files == ["greet.py"]
@@ -134,16 +144,16 @@ def test_codex_edits_repository_and_reports_answer_and_tokens(
 
 @pytest.mark.parametrize("failure", list(FAILURES))
 def test_codex_provider_error_fails_job_with_its_message(
-    runs: dict[str, Finished], provider: FakeResponses, failure: str
+    failures: dict[str, dict[str, Any]], provider: FakeResponses, failure: str
 ) -> None:
-    done = runs[failure]
+    result = failures[failure]
     expected = FAILURES[failure][1]
 
-    assert done.record["status"] == "FAILED", done.record
-    assert expected in (done.summary["agent_error"] or ""), (done.summary, done.transcript[-3000:])
-    assert expected in done.record["error"]
-    assert done.changed_files == []
-    assert done.summary["tokens"] == {"input": None, "cached_input": None, "output": None}
+    assert result["outcome"] == "FAILED", result
+    assert expected in (result["summary"]["agent_error"] or ""), result
+    assert expected in result["error"]  # "agent exited with code N: <the CLI's message>"
+    assert result["summary"]["patch"]["files_changed"] == 0
+    assert result["summary"]["tokens"] == {"input": None, "cached_input": None, "output": None}
     # The production retry bounds: one retry of a request and one of the stream, the turn
     # tried twice: at most 2 * 2 * 2 requests.
     assert 1 <= len(calls(provider, failure)) <= 8
