@@ -51,6 +51,10 @@ class Adapter:
     # Writes the CLI's configuration files into the job's own HOME before the agent starts
     # and returns extra variables for the agent: (home, the agent's environment) -> variables.
     setup: Callable[[Path, Mapping[str, str]], dict[str, str]] | None = None
+    # Files the CLI keeps in the repository for itself (caches, settings), as .gitignore
+    # patterns: the runner lists them in the checkout's .git/info/exclude so they stay out of
+    # the patch, without touching the repository's own .gitignore.
+    ignored: tuple[str, ...] = ()
 
     def command(self, task: str, *, scratch: Path, env: Mapping[str, str]) -> list[str]:
         return [*AGENTS[self.name].command, *self.arguments(task, scratch, env)]

@@ -21,9 +21,19 @@ What the documentation says (looked up 2026-11-25):
 - ``--dangerously-skip-permissions`` (same as ``--permission-mode bypassPermissions``) lets the
   agent edit files and run commands without asking: nobody is there to answer, and the
   Fargate task, not the CLI, is the sandbox (no AWS permissions, no credentials but the key).
-  Claude Code refuses it as root; agent containers run as a numeric non-root user.
+  Claude Code refuses it as root ("cannot be used with root/sudo privileges") unless
+  ``IS_SANDBOX=1`` says the machine is a sandbox. Agent images run as uid 10001, so they never
+  need it; a local-mode runner started by root (``outpost dev`` on a root machine or in a
+  container) sets it, because there the user chose to run the agent on that machine.
 - ``--`` ends the options, so a task that starts with ``-`` stays the prompt (commander).
 - The key comes from ``ANTHROPIC_API_KEY``; in ``-p`` mode it is always used.
+- Model and endpoint (Outpost's ``OUTPOST_AGENT_MODEL`` / ``OUTPOST_AGENT_BASE_URL``):
+  ``--model <name>`` and ``ANTHROPIC_BASE_URL`` (the Messages API is ``$ANTHROPIC_BASE_URL/v1/messages``).
+- Retries: ``CLAUDE_CODE_MAX_RETRIES`` (default 10, with backoff: about three minutes before a
+  persistent 429/500, and a 401, ends the run). An operator may lower it per environment
+  (agent settings ``extra``).
+- When the CLI stops before its ``result`` event (it refused its flags, it crashed), the
+  last line it printed that is not an event is the error.
 - ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` turns off the auto-updater, telemetry, error
   reporting and the bug command (https://code.claude.com/docs/en/env-vars; anthropics/
   claude-code issue 29134): the task's egress is for the model API, and the image is fixed.
@@ -31,23 +41,44 @@ What the documentation says (looked up 2026-11-25):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agents.adapters.base import Adapter, AgentOutput, add_optional, as_float, as_int, clip, json_objects
+from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
 
 
 def arguments(task: str, scratch: Path, env: Mapping[str, str]) -> list[str]:
+    model = env.get(MODEL_ENV)
     return [
         "-p",
         "--output-format",
         "stream-json",
         "--verbose",
         "--dangerously-skip-permissions",
+        *(["--model", model] if model else []),
         "--",
         task,
     ]
+
+
+def setup(home: Path, env: Mapping[str, str]) -> dict[str, str]:
+    extra = {}
+    if env.get(BASE_URL_ENV):
+        extra["ANTHROPIC_BASE_URL"] = env[BASE_URL_ENV]
+    if os.geteuid() == 0:
+        extra["IS_SANDBOX"] = "1"  # only a root local-mode runner; images run as uid 10001
+    return extra
+
+
+def _last_words(output: str) -> str | None:
+    """The last line that is not a JSON event: what the CLI said when it gave up."""
+    lines = [
+        line.strip() for line in output.splitlines() if line.strip() and not line.lstrip().startswith("{")
+    ]
+    return lines[-1] if lines else None
 
 
 def _assistant_text(event: dict[str, Any]) -> str | None:
@@ -71,7 +102,9 @@ def parse(output: str) -> AgentOutput:
         elif event.get("type") == "assistant":
             last_text = _assistant_text(event) or last_text
     if result is None:
-        return AgentOutput(final_message=clip(last_text))
+        said = _last_words(output)
+        error = "Claude Code ended without a result event" + (f": {said}" if said else "")
+        return AgentOutput(final_message=clip(last_text), error=clip(error))
 
     usage: dict[str, Any] = result["usage"] if isinstance(result.get("usage"), dict) else {}
     fresh = as_int(usage.get("input_tokens"))
@@ -99,4 +132,5 @@ ADAPTER = Adapter(
     arguments=arguments,
     parse=parse,
     defaults={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+    setup=setup,
 )

@@ -214,6 +214,9 @@ class JobRun:
         parsed = self.parse_transcript()
         if outcome.outcome == "FAILED" and outcome.exit_code is not None and parsed.error:
             outcome = Outcome(outcome.outcome, outcome.exit_code, f"{outcome.error}: {parsed.error}")
+        elif outcome.outcome == "COMPLETED" and parsed.error:
+            # Some CLIs (aider) exit 0 after the provider refused them: their output says so.
+            outcome = Outcome("FAILED", 0, f"agent reported an error: {parsed.error}")
         self.durations["bundle"] = round(time.monotonic() - started, 3)
         if outcome.outcome == "COMPLETED" and patch.files_changed:
             self.published = self.publish(env)
@@ -244,6 +247,7 @@ class JobRun:
                 self.say(f"cloning {without_credentials(repo.url)}{at}")
                 self.base = git.clone(repo.url, repo.ref)
             self.say(f"base commit {self.base}")
+            git.exclude(adapter_for(self.config.agent).ignored)
             return None
         except CheckoutError as exc:
             return Outcome("FAILED", None, f"checkout failed: {exc}")

@@ -126,6 +126,18 @@ class Git:
         self._identity()
         return self._initial_commit()
 
+    def exclude(self, patterns: tuple[str, ...]) -> None:
+        """Adds ``patterns`` to the checkout's ``.git/info/exclude``: files the agent's CLI
+        keeps for itself stay out of ``git add --all``, and the repository's own
+        ``.gitignore`` (which would be part of the patch) stays untouched."""
+        if not patterns:
+            return
+        info = Path(self.out("rev-parse", "--git-path", "info"))
+        info = info if info.is_absolute() else self.repo_dir / info
+        info.mkdir(parents=True, exist_ok=True)
+        with (info / "exclude").open("a", encoding="utf-8") as handle:
+            handle.write("\n# the agent CLI's own state (Outpost)\n" + "".join(f"{p}\n" for p in patterns))
+
     def _identity(self) -> None:
         # Agents that commit need an identity; it lives in the repository, not the patch.
         self.run("config", "user.name", AUTHOR[0])

@@ -25,6 +25,9 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import TERMINAL, Dev, start_dev, stop_dev
+from tests.providers.anthropic import FakeAnthropic
+from tests.providers.openai_chat import FakeChat
+from tests.providers.server import Reply, Request, Step
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # Where `make agent-clis` installs them (Makefile): npm packages, aider's own environment,
@@ -86,7 +89,8 @@ class RealOutpost:
         subprocess.run([*git, "commit", "--quiet", "-m", "start"], cwd=path, check=True)
         return path.as_uri()
 
-    def run(self, agent: str, task: str, *, repo_url: str, timeout_s: float = 120, **fields: Any) -> Finished:
+    def start(self, agent: str, task: str, *, repo_url: str, timeout_s: float = 120, **fields: Any) -> str:
+        """Dispatches a job; its dispatch id."""
         with self.dev.client() as client:
             reply = client.post(
                 "/dispatch",
@@ -98,9 +102,13 @@ class RealOutpost:
                     **fields,
                 },
             )
-            assert reply.status_code == 202, reply.text
-            dispatch_id = reply.json()["dispatch_id"]
-            record = self.dev.wait_status(dispatch_id, TERMINAL, timeout=timeout_s + 30)
+        assert reply.status_code == 202, reply.text
+        return str(reply.json()["dispatch_id"])
+
+    def finish(self, dispatch_id: str, timeout_s: float = 120) -> Finished:
+        """Waits for the dispatch to end; its record, summary, patch and transcript."""
+        record = self.dev.wait_status(dispatch_id, TERMINAL, timeout=timeout_s + 30)
+        with self.dev.client() as client:
             items = client.get(f"/dispatch/{dispatch_id}/artifacts").json()["items"]
         urls = {item["name"]: item["url"] for item in items}
         assert {"summary.json", "patch.diff", "transcript.txt"} <= set(urls), (record, sorted(urls))
@@ -108,6 +116,25 @@ class RealOutpost:
         return Finished(
             record, json.loads(files["summary.json"]), files["patch.diff"], files["transcript.txt"]
         )
+
+    def run(self, agent: str, task: str, *, repo_url: str, timeout_s: float = 120, **fields: Any) -> Finished:
+        return self.finish(
+            self.start(agent, task, repo_url=repo_url, timeout_s=timeout_s, **fields), timeout_s
+        )
+
+
+def by_marker(answers: Mapping[str, Step]) -> Step:
+    """One answer per job when jobs run at once: the answer whose marker (a word of the task)
+    the request carries."""
+
+    def answer(request: Request) -> Reply:
+        text = request.body.decode("utf-8", "replace")
+        for marker, step in answers.items():
+            if marker in text:
+                return step(request) if callable(step) else step
+        raise AssertionError(f"no marker of {sorted(answers)} in the request")
+
+    return answer
 
 
 @contextmanager
@@ -129,3 +156,43 @@ def real_outpost(
         yield RealOutpost(dev, repos)
     finally:
         stop_dev(dev)
+
+
+# One `outpost dev` for claude, aider and grok (starting one costs several seconds), each agent
+# pointed at its own fake provider through the operator's agent settings.
+@dataclass(frozen=True)
+class Providers:
+    anthropic: FakeAnthropic
+    aider: FakeChat
+    grok: FakeChat
+
+
+# Claude Code's own retry count (default 10 with backoff: about three minutes before a
+# persistent error ends the run) lowered through the operator's settings; aider's and grok's
+# retries have no setting (docs/agents.md).
+CLAUDE_RETRIES = 1
+CLAUDE_MODEL = "claude-sonnet-4-5"
+AIDER_MODEL = "openai/gpt-4o"
+
+
+@pytest.fixture(scope="session")
+def providers() -> Iterator[Providers]:
+    with FakeAnthropic() as anthropic, FakeChat() as aider, FakeChat() as grok:
+        yield Providers(anthropic, aider, grok)
+
+
+@pytest.fixture(scope="session")
+def outpost(providers: Providers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOutpost]:
+    for name in ("claude", "aider", "grok"):
+        cli(name)
+    settings = {
+        "claude": {
+            "base_url": providers.anthropic.url,
+            "allowed_models": [CLAUDE_MODEL],
+            "extra": {"CLAUDE_CODE_MAX_RETRIES": str(CLAUDE_RETRIES)},
+        },
+        "aider": {"base_url": f"{providers.aider.url}/v1", "default_model": AIDER_MODEL},
+        "grok": {"base_url": f"{providers.grok.url}/v1"},
+    }
+    with real_outpost(tmp_path_factory.mktemp("real-agents"), agent_settings=settings) as instance:
+        yield instance

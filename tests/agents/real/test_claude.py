@@ -1,0 +1,99 @@
+"""Claude Code 2.1.331 (the pinned CLI) through Outpost against a fake Anthropic Messages API.
+
+The machine runs the tests as root: Claude Code refuses ``--dangerously-skip-permissions``
+there unless the adapter says the machine is a sandbox (IS_SANDBOX=1, set for a root runner
+only).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tests.agents.real.conftest import CLAUDE_MODEL, CLAUDE_RETRIES, KEYS, Providers, RealOutpost, by_marker
+from tests.providers.anthropic import Usage
+from tests.providers.server import Reply, Request
+
+GREET = 'def greet():\n    return "hello"\n'
+ANSWER = "I changed greet() to take a name; it returns a greeting with it."
+
+
+def _workdir(request: Request) -> str:
+    """The checkout, as Claude Code tells the model in its system prompt."""
+    found = re.search(r"[Ww]orking directory: (/[^\s\"\\]+)", request.body.decode())
+    assert found, "Claude Code no longer names its working directory in the request"
+    return found.group(1)
+
+
+def test_claude_edits_a_file_and_completes_with_tokens_and_cost(providers: Providers, outpost: RealOutpost):
+    fake = providers.anthropic
+    turns = [Usage(40, 1200, 0, 30), Usage(60, 0, 1200, 45), Usage(80, 0, 1300, 25)]
+
+    def read(request: Request) -> Reply:
+        return fake.tool_use("Read", {"file_path": f"{_workdir(request)}/greet.py"}, turns[0], "toolu_read")
+
+    def edit(request: Request) -> Reply:
+        change = {
+            "file_path": f"{_workdir(request)}/greet.py",
+            "old_string": 'def greet():\n    return "hello"',
+            "new_string": 'def greet(name: str = "world"):\n    return f"hello, {name}"',
+        }
+        return fake.tool_use("Edit", change, turns[1], "toolu_edit")
+
+    fake.script(read, edit, fake.text(ANSWER, turns[2]))
+    repo = outpost.repository("claude-greet", {"greet.py": GREET})
+
+    done = outpost.run("claude", "Give greet() a name parameter.", repo_url=repo, model=CLAUDE_MODEL)
+
+    assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
+    # Exactly the change: no state of the CLI (it keeps it in the job's own HOME).
+    assert done.changed_files == ["greet.py"]
+    assert '+def greet(name: str = "world"):' in done.patch and '+    return f"hello, {name}"' in done.patch
+    assert done.summary["final_message"] == ANSWER
+    assert done.summary["agent_error"] is None
+    # Outpost counts every prompt token (fresh, cache writes, cache reads) as input.
+    expected = {
+        "input": sum(
+            t.input_tokens + t.cache_creation_input_tokens + t.cache_read_input_tokens for t in turns
+        ),
+        "cached": sum(t.cache_read_input_tokens for t in turns),
+        "output": sum(t.output_tokens for t in turns),
+    }
+    assert done.record["tokens"] == expected
+    # Claude Code prices the run itself (its own price table, by model).
+    assert done.summary["cost_usd"] > 0
+    assert done.record["cost_usd"] == done.summary["cost_usd"]
+    assert done.record["cost_source"] == "agent"
+    # The dispatch's model, the configured endpoint, the key from the host environment.
+    assert [r.json["model"] for r in fake.model_calls] == [CLAUDE_MODEL] * 3
+    assert all(r.json["stream"] for r in fake.model_calls)
+    assert {r.header("x-api-key") for r in fake.model_calls} == {KEYS["ANTHROPIC_API_KEY"]}
+
+
+ERRORS = {
+    # marker in the task -> (the provider's answer, what agent_error must say)
+    "case401": (lambda fake: fake.error(401, "invalid x-api-key"), "Invalid API key"),
+    "case429": (lambda fake: fake.error(429, "Number of request tokens has exceeded your rate limit"), "429"),
+    "case500": (lambda fake: fake.error(500, "upstream exploded"), "500"),
+    "casebroken": (lambda fake: fake.malformed(), "API"),
+}
+
+
+def test_claude_provider_errors_fail_with_a_clear_agent_error(providers: Providers, outpost: RealOutpost):
+    """401, 429, 500 and a stream cut mid-event, as four jobs at once."""
+    fake = providers.anthropic
+    fake.script(after=by_marker({marker: answer(fake) for marker, (answer, _) in ERRORS.items()}))
+    repo = outpost.repository("claude-errors", {"greet.py": GREET})
+
+    started = {
+        m: outpost.start("claude", f"Give greet() a name parameter ({m}).", repo_url=repo) for m in ERRORS
+    }
+    finished = {marker: outpost.finish(dispatch_id) for marker, dispatch_id in started.items()}
+
+    for marker, done in finished.items():
+        said = ERRORS[marker][1]
+        assert done.record["status"] == "FAILED", (marker, done.transcript[-2000:])
+        assert done.summary["agent_error"] and said in done.summary["agent_error"], (marker, done.summary)
+        assert said in done.record["error"], (marker, done.record["error"])
+        assert done.patch == ""
+    # Bounded: each job's first try and CLAUDE_CODE_MAX_RETRIES more.
+    assert len(fake.model_calls) <= len(ERRORS) * (1 + CLAUDE_RETRIES)
