@@ -103,8 +103,8 @@ def parse(output: str) -> AgentOutput:
             last_text = _assistant_text(event) or last_text
     if result is None:
         said = _last_words(output)
-        error = "Claude Code ended without a result event" + (f": {said}" if said else "")
-        return AgentOutput(final_message=clip(last_text), error=clip(error))
+        missing = "Claude Code ended without a result event" + (f": {said}" if said else "")
+        return AgentOutput(final_message=clip(last_text), error=clip(missing))
 
     usage: dict[str, Any] = result["usage"] if isinstance(result.get("usage"), dict) else {}
     fresh = as_int(usage.get("input_tokens"))
