@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from cdk_monitoring_constructs import CustomMetricGroup, CustomMetricWithAlarm
+from cdk_monitoring_constructs import CustomMetricGroup
 
-from constructs.alarming import FLEET_HEALTH, RESOURCE_EXHAUSTION, threshold
+from constructs.alarming import FLEET_HEALTH, RESOURCE_EXHAUSTION, alarmed
 from constructs.outpost_metrics import outpost_metric
 from control_plane import metrics as m
 from control_plane.lifecycle import Status
@@ -76,23 +76,12 @@ def _sum(name: str, agent: str, *, period: Duration = FIVE_MINUTES) -> cloudwatc
     return outpost_metric(name, _agent(agent), statistic="Sum", label=agent, period=period)
 
 
-def _alarmed(
-    metric: cloudwatch.IMetric, name: str, value: float, *, composite: str, anchor: str, **kwargs: object
-) -> CustomMetricWithAlarm:
-    return CustomMetricWithAlarm(
-        metric=metric,
-        alarm_friendly_name=name,
-        add_alarm={"Critical": threshold(value, composite=composite, anchor=anchor, **kwargs)},  # type: ignore[arg-type]
-    )
-
-
 def fleet_groups(
     *, cluster_name: str, families: Mapping[str, str], thresholds: AlarmThresholds
 ) -> list[CustomMetricGroup]:
     """Fleet overview: tasks by agent and state, CPU/memory by agent, failures, cluster use."""
     agents = list(families)
     t = thresholds
-    five_of_five = {"periods": 5}  # one-minute datapoints: "for 5 minutes"
     return [
         CustomMetricGroup(
             title="Running tasks by agent (claimed a job)",
@@ -112,13 +101,13 @@ def fleet_groups(
         CustomMetricGroup(
             title="Agent CPU, busiest task (%)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _utilization("Cpu", agent=a, cluster_name=cluster_name, family=f),
                     f"Agent-{a}-Cpu",
                     t.agent_cpu_percent,
                     composite=RESOURCE_EXHAUSTION,
                     anchor="agent-cpu",
-                    **five_of_five,
+                    periods=5,  # one-minute datapoints: five in a row is "for 5 minutes"
                 )
                 for a, f in families.items()
             ],
@@ -126,13 +115,13 @@ def fleet_groups(
         CustomMetricGroup(
             title="Agent memory, busiest task (%)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _utilization("Memory", agent=a, cluster_name=cluster_name, family=f),
                     f"Agent-{a}-Memory",
                     t.agent_memory_percent,
                     composite=RESOURCE_EXHAUSTION,
                     anchor="agent-memory",
-                    **five_of_five,
+                    periods=5,  # as for CPU
                 )
                 for a, f in families.items()
             ],
@@ -140,7 +129,7 @@ def fleet_groups(
         CustomMetricGroup(
             title="Task failures by agent (per 5 min)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _sum(m.TASK_FAILURES, a),
                     f"Agent-{a}-TaskFailures",
                     t.task_failures,
@@ -153,7 +142,7 @@ def fleet_groups(
         CustomMetricGroup(
             title="Launch failures by agent (per 5 min)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _sum(m.LAUNCH_FAILURES, a),
                     f"Agent-{a}-LaunchFailures",
                     t.launch_failures,
@@ -189,7 +178,7 @@ def warm_pool_groups(*, pools: Mapping[str, int], thresholds: AlarmThresholds) -
     if not pools:
         return []
     below_size = [
-        _alarmed(
+        alarmed(
             cloudwatch.MathExpression(
                 # the scaler's gauges, each pass: configured size minus unclaimed tasks
                 expression=f"size_{a} - idle_{a}",
@@ -215,7 +204,7 @@ def warm_pool_groups(*, pools: Mapping[str, int], thresholds: AlarmThresholds) -
         for a in pools
     ]
     hit_rate = [
-        _alarmed(
+        alarmed(
             cloudwatch.MathExpression(
                 expression=f"100 * hits_{a} / (hits_{a} + cold_{a})",
                 using_metrics={
@@ -269,7 +258,7 @@ def performance_groups(*, agents: list[str], thresholds: AlarmThresholds) -> lis
         CustomMetricGroup(
             title="Dispatch to RUNNING, p90 (s)",
             metrics=[
-                _alarmed(
+                alarmed(
                     outpost_metric(m.QUEUE_WAIT, _agent(a), statistic="p90", label=a),
                     f"Agent-{a}-QueueWaitP90",
                     t.queue_wait_p90_s,
@@ -283,7 +272,7 @@ def performance_groups(*, agents: list[str], thresholds: AlarmThresholds) -> lis
         CustomMetricGroup(
             title="Claim failures by agent (per 5 min)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _sum(m.CLAIM_FAILURES, a),
                     f"Agent-{a}-ClaimFailures",
                     t.claim_failures,
@@ -296,7 +285,7 @@ def performance_groups(*, agents: list[str], thresholds: AlarmThresholds) -> lis
         CustomMetricGroup(
             title="Dispatches dead-lettered by agent (per 5 min)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _sum(m.DISPATCHES_DEAD_LETTERED, a),
                     f"Agent-{a}-DeadLettered",
                     t.dead_lettered,
@@ -309,7 +298,7 @@ def performance_groups(*, agents: list[str], thresholds: AlarmThresholds) -> lis
         CustomMetricGroup(
             title="Dispatches failed by the reconciler, by agent (per 5 min)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _reasons_sum(m.RECONCILER_FAILURES, a),
                     f"Agent-{a}-ReconcilerFailures",
                     t.reconciler_failures,

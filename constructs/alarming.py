@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from cdk_monitoring_constructs import CustomThreshold
+from cdk_monitoring_constructs import CustomMetricWithAlarm, CustomThreshold
 
 RUNBOOK = "docs/runbook.md"
 # The composite alarms: everything that says the fleet is failing its work, and everything that
@@ -48,6 +48,29 @@ def threshold(
         treat_missing_data_override=missing,
         custom_tags=[composite],
         runbook_link=runbook(anchor),
+    )
+
+
+def alarmed(
+    metric: cloudwatch.Metric | cloudwatch.MathExpression,
+    name: str,
+    value: float,
+    *,
+    composite: str,
+    anchor: str,
+    below: bool = False,
+    periods: int = 1,
+    missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+) -> CustomMetricWithAlarm:
+    """A metric of a custom metric group, with its one alarm (see threshold())."""
+    return CustomMetricWithAlarm(
+        metric=metric,
+        alarm_friendly_name=name,
+        add_alarm={
+            DISAMBIGUATOR: threshold(
+                value, composite=composite, anchor=anchor, below=below, periods=periods, missing=missing
+            )
+        },
     )
 
 

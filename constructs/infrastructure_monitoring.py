@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from cdk_monitoring_constructs import CustomMetricGroup, CustomMetricWithAlarm
+from cdk_monitoring_constructs import CustomMetricGroup
 
-from constructs.alarming import FLEET_HEALTH, RESOURCE_EXHAUSTION, threshold
+from constructs.alarming import FLEET_HEALTH, RESOURCE_EXHAUSTION, alarmed
 
 if TYPE_CHECKING:
     from stacks.config import AlarmThresholds
@@ -40,14 +40,6 @@ def _metric(
     )
 
 
-def _alarmed(metric: cloudwatch.IMetric, name: str, value: float, **kwargs: object) -> CustomMetricWithAlarm:
-    return CustomMetricWithAlarm(
-        metric=metric,
-        alarm_friendly_name=name,
-        add_alarm={"Critical": threshold(value, **kwargs)},  # type: ignore[arg-type]
-    )
-
-
 def api_groups(
     *,
     load_balancer: elbv2.IApplicationLoadBalancer,
@@ -63,14 +55,14 @@ def api_groups(
         CustomMetricGroup(
             title="Control plane: 5xx answers (per 5 min)",
             metrics=[
-                _alarmed(target_5xx, "Api-Target5xx", t.api_5xx, composite=FLEET_HEALTH, anchor="api-5xx"),
-                _alarmed(lb_5xx, "Api-LoadBalancer5xx", t.api_5xx, composite=FLEET_HEALTH, anchor="api-5xx"),
+                alarmed(target_5xx, "Api-Target5xx", t.api_5xx, composite=FLEET_HEALTH, anchor="api-5xx"),
+                alarmed(lb_5xx, "Api-LoadBalancer5xx", t.api_5xx, composite=FLEET_HEALTH, anchor="api-5xx"),
             ],
         ),
         CustomMetricGroup(
             title="Control plane: response time p90 (s)",
             metrics=[
-                _alarmed(
+                alarmed(
                     latency,
                     "Api-LatencyP90",
                     t.api_latency_p90_ms / 1000,
@@ -99,14 +91,14 @@ def nat_groups(*, nat_gateway_ids: list[str], thresholds: AlarmThresholds) -> li
             CustomMetricGroup(
                 title=f"NAT gateway {index}: errors and drops (per 5 min)",
                 metrics=[
-                    _alarmed(
+                    alarmed(
                         _metric(ns, "ErrorPortAllocation", dims, "Sum", "ErrorPortAllocation"),
                         f"Nat{index}-ErrorPortAllocation",
                         0,
                         composite=RESOURCE_EXHAUSTION,
                         anchor="nat-port-allocation",
                     ),
-                    _alarmed(
+                    alarmed(
                         _metric(ns, "PacketsDropCount", dims, "Sum", "PacketsDropCount"),
                         f"Nat{index}-PacketsDropped",
                         thresholds.nat_packets_dropped,
@@ -148,7 +140,7 @@ def efs_groups(
             CustomMetricGroup(
                 title="EFS burst credits and I/O limit",
                 metrics=[
-                    _alarmed(
+                    alarmed(
                         _metric(ns, "BurstCreditBalance", dims, "Minimum", "burst credits (bytes)"),
                         "Efs-BurstCredits",
                         thresholds.efs_burst_credit_gib * GIB,
@@ -156,7 +148,7 @@ def efs_groups(
                         anchor="efs-burst-credits",
                         below=True,
                     ),
-                    _alarmed(
+                    alarmed(
                         _metric(ns, "PercentIOLimit", dims, "Maximum", "I/O limit (%)"),
                         "Efs-IoLimit",
                         thresholds.efs_io_limit_percent,
@@ -190,14 +182,14 @@ def s3_request_groups(
         CustomMetricGroup(
             title=f"S3 {label}: errors (per 5 min)",
             metrics=[
-                _alarmed(
+                alarmed(
                     _metric(ns, "4xxErrors", dims, "Sum", "4xx"),
                     f"S3-{label}-4xx",
                     thresholds.s3_4xx,
                     composite=FLEET_HEALTH,
                     anchor="s3-errors",
                 ),
-                _alarmed(
+                alarmed(
                     _metric(ns, "5xxErrors", dims, "Sum", "5xx"),
                     f"S3-{label}-5xx",
                     thresholds.s3_5xx,
@@ -216,7 +208,7 @@ def waf_groups(*, web_acl_metric: str, region: str, thresholds: AlarmThresholds)
             title="WAF requests (per 5 min)",
             metrics=[
                 _metric("AWS/WAFV2", "AllowedRequests", dims, "Sum", "allowed"),
-                _alarmed(
+                alarmed(
                     _metric("AWS/WAFV2", "BlockedRequests", dims, "Sum", "blocked"),
                     "Waf-Blocked",
                     thresholds.waf_blocked,
