@@ -417,7 +417,7 @@ def test_bad_alarm_settings_are_refused_with_one_clear_line(overrides, message):
     assert message in str(error.value)
 
 
-def test_alarm_settings_are_read_from_cdk_json():
+def test_alarm_settings_are_read_from_the_environment_settings():
     (dev,) = load_environments(
         raw_settings(alarm_email="oncall@example.com", alarms={"queue_depth": 7}),
         selected="dev",
