@@ -136,6 +136,14 @@ def clip(message: str | None) -> str | None:
     return message
 
 
+def last_words(output: str) -> str | None:
+    """The last line that is not a JSON event: what the CLI said when it gave up."""
+    lines = [
+        line.strip() for line in output.splitlines() if line.strip() and not line.lstrip().startswith("{")
+    ]
+    return strip_ansi(lines[-1]) if lines else None
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 

@@ -46,7 +46,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.adapters.base import Adapter, AgentOutput, add_optional, as_float, as_int, clip, json_objects
+from agents.adapters.base import (
+    Adapter,
+    AgentOutput,
+    add_optional,
+    as_float,
+    as_int,
+    clip,
+    json_objects,
+    last_words,
+)
 from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
 
 
@@ -73,14 +82,6 @@ def setup(home: Path, env: Mapping[str, str]) -> dict[str, str]:
     return extra
 
 
-def _last_words(output: str) -> str | None:
-    """The last line that is not a JSON event: what the CLI said when it gave up."""
-    lines = [
-        line.strip() for line in output.splitlines() if line.strip() and not line.lstrip().startswith("{")
-    ]
-    return lines[-1] if lines else None
-
-
 def _assistant_text(event: dict[str, Any]) -> str | None:
     message = event.get("message")
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
@@ -102,7 +103,7 @@ def parse(output: str) -> AgentOutput:
         elif event.get("type") == "assistant":
             last_text = _assistant_text(event) or last_text
     if result is None:
-        said = _last_words(output)
+        said = last_words(output)
         missing = "Claude Code ended without a result event" + (f": {said}" if said else "")
         return AgentOutput(final_message=clip(last_text), error=clip(missing))
 

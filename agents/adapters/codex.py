@@ -56,7 +56,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects
+from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects, last_words
 from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -157,7 +157,8 @@ def parse(output: str) -> AgentOutput:
         elif kind == "error" and event.get("message"):
             error = str(event["message"])
     if not finished and error is None:
-        error = "codex printed no result (no turn.completed or turn.failed event)"
+        said = last_words(output)
+        error = "codex ended without a turn.completed or turn.failed event" + (f": {said}" if said else "")
     return AgentOutput(
         final_message=clip(final),
         input_tokens=input_tokens,

@@ -66,7 +66,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects
+from agents.adapters.base import Adapter, AgentOutput, add_optional, as_int, clip, json_objects, last_words
 from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
 
 # One retry (after the CLI's 5 s backoff) for a failed model request, instead of nine.
@@ -167,13 +167,14 @@ def parse(output: str) -> AgentOutput:
         elif kind == "result":
             result = event
     if result is None:
-        return AgentOutput(
-            final_message=clip("".join(text)),
-            error=clip(error or "gemini printed no result (no result event)"),
-        )
+        said = last_words(output)
+        missing = "gemini ended without a result event" + (f": {said}" if said else "")
+        return AgentOutput(final_message=clip("".join(text)), error=clip(error or missing))
     stats: dict[str, Any] = result["stats"] if isinstance(result.get("stats"), dict) else {}
     if result.get("status") == "error":
         error = _error_message(result.get("error")) or error or "error"
+    elif result.get("status") == "success":
+        error = None  # the run recovered from what its error events said
     input_tokens = as_int(stats.get("input_tokens"))
     output_tokens = as_int(stats.get("output_tokens"))
     total = as_int(stats.get("total_tokens"))

@@ -128,5 +128,7 @@ def test_report_failed_turn_message() -> None:
 def test_name_missing_result_as_agent_error() -> None:
     output = CODEX.parse("thread 'main' panicked at src/main.rs:1:1\n" + events({"type": "turn.started"}))
 
-    assert output.error == "codex printed no result (no turn.completed or turn.failed event)"
+    assert output.error == (
+        "codex ended without a turn.completed or turn.failed event: thread 'main' panicked at src/main.rs:1:1"
+    )
     assert output.input_tokens is None

@@ -96,7 +96,25 @@ def test_keep_error_message_that_is_not_an_api_body() -> None:
     assert output.error == message
 
 
-def test_name_missing_result_as_agent_error() -> None:
-    output = GEMINI.parse("Invalid auth method selected.\n" + events({"type": "init", "model": "auto"}))
+def test_name_missing_result_by_what_gemini_said_last() -> None:
+    untrusted = (
+        "\x1b[31mGemini CLI is not running in a trusted directory. To proceed, either use `--skip-trust`, "
+        "set the `GEMINI_CLI_TRUST_WORKSPACE=true` environment variable, or trust this directory in "
+        "interactive mode.\x1b[0m"
+    )
+    output = GEMINI.parse(events({"type": "init", "model": "auto"}) + untrusted + "\n")
 
-    assert output.error == "gemini printed no result (no result event)"
+    assert output.error == "gemini ended without a result event: " + untrusted[5:-4]
+    assert GEMINI.parse("").error == "gemini ended without a result event"
+
+
+def test_forget_error_events_of_a_run_that_succeeded() -> None:
+    output = GEMINI.parse(
+        events(
+            {"type": "error", "severity": "error", "message": "Tool call failed: replace (no match)"},
+            {"type": "message", "role": "assistant", "content": "Done.", "delta": True},
+            result(),
+        )
+    )
+
+    assert (output.error, output.final_message) == (None, "Done.")
