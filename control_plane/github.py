@@ -48,6 +48,8 @@ class Repository:
 
 def repository_of(url: str, *, github_url: str) -> Repository | None:
     """The repository ``url`` names when it is ``<github_url>/<owner>/<name>[.git]``; else None."""
+    if len(url) > 2048 or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return None  # urlsplit would silently drop tabs and newlines, which git would not
     parts, host = urlsplit(url), urlsplit(github_url)
     if (parts.scheme.lower(), parts.netloc.lower()) != (host.scheme.lower(), host.netloc.lower()):
         return None

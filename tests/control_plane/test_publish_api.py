@@ -162,6 +162,7 @@ def test_the_configured_github_may_live_on_a_private_address(
             "http://127.0.0.1:10/acme/app.git",
             "https://127.0.0.1/acme/app.git",
             "http://127.0.0.1:9/x",
+            "http://127.0.0.1:9/acme/app\n.git",  # on the configured host, but with a newline
         ):
             reply = _post(client, tenant, repo={"url": other})
             assert reply.status_code == 422, (other, reply.text)

@@ -100,6 +100,9 @@ def test_not_configured_is_a_publishing_error() -> None:
         ("https://github.com:8443/acme/app.git", None),
         ("https://github.com/acme/app.git?x=1", None),
         ("https://github.com/ac%2Fme/app.git", None),
+        ("https://github.com/acme/app\n.git", None),
+        ("https://github.com/acme/a\tpp.git", None),
+        ("https://github.com/acme/app.git ", None),
     ],
 )
 def test_repository_of_a_url_on_the_configured_github(url: str, expected: Repository | None) -> None:
