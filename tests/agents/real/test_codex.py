@@ -77,9 +77,10 @@ def answer(provider: FakeResponses, request: Request) -> Reply:
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[FakeResponses]:
-    with FakeResponses() as fake:
+    fake = FakeResponses()
+    with fake:
         fake.script(after=lambda request: answer(fake, request))
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture(scope="module")

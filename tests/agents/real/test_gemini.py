@@ -74,9 +74,10 @@ def answer(provider: FakeGemini, request: Request) -> Reply:
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[FakeGemini]:
-    with FakeGemini() as fake:
+    fake = FakeGemini()
+    with fake:
         fake.script(after=lambda request: answer(fake, request))
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture(scope="module")
