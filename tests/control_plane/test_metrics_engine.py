@@ -473,6 +473,20 @@ def test_a_lost_task_without_a_job_counts_as_a_task_failure(world: World, emitte
     assert task_failures(emitted) == [SHELL] and failures(emitted) == []
 
 
+def test_a_task_outpost_was_stopping_is_no_task_failure_when_it_vanishes(
+    world: World, emitted: Emitted
+) -> None:
+    task, _ = world.new_task()
+    world.tasks.set_launched(
+        task, runtime_ref=f"arn:aws:ecs:us-east-1:1:task/outpost/{task.task_id}", capacity="X"
+    )
+    world.engine.task_control.stop_task(task.task_id, reason="scaled down")  # its stop event never came
+    age_task(world, task.task_id)
+    counts = world.engine.reconciler.tick()
+    assert counts is not None and counts["stopped"] == 1
+    assert task_failures(emitted) == []
+
+
 def test_a_dead_lettered_dispatch_is_counted_as_such_and_as_a_reconciler_failure(
     world: World, emitted: Emitted
 ) -> None:
