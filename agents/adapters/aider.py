@@ -137,12 +137,10 @@ def _count(text: str | None) -> int | None:
         return None
 
 
-def _prose(lines: list[str]) -> list[str]:
-    """The model's words without aider's status lines and without the edit blocks."""
-    # File names aider prints alone: above an edit block, and when it adds a file the model
-    # edits to the chat (the edit then comes again).
-    names = {line.strip() for line in lines if line.startswith("Applied edit to ")}
-    names = {name.removeprefix("Applied edit to ") for name in names}
+def _prose(lines: list[str], names: set[str]) -> list[str]:
+    """The model's words without aider's status lines, without the edit blocks and without
+    the ``names`` of edited files aider prints alone (when it adds a file the model edits to
+    the chat, before asking the model again)."""
     kept: list[str] = []
     in_fence = in_edit = False
     for index, line in enumerate(lines):
@@ -201,7 +199,12 @@ def parse(output: str) -> AgentOutput:
     if report_lines:
         # The answer is what the model printed between the previous usage report and the last.
         start = report_lines[-2] + 1 if len(report_lines) > 1 else 0
-        final = "\n".join(_prose(lines[start : report_lines[-1]]))
+        edited = {
+            line.strip().removeprefix("Applied edit to ")
+            for line in lines
+            if line.startswith("Applied edit to ")
+        }
+        final = "\n".join(_prose(lines[start : report_lines[-1]], edited))
     return AgentOutput(
         final_message=clip(final),
         error=clip(_last_error(lines)),

@@ -1,0 +1,69 @@
+"""aider 0.86.2 (the pinned CLI, in its own virtual environment) through Outpost against a fake
+OpenAI Chat Completions API, with the model ``openai/gpt-4o`` (litellm's name) as the agent's
+default model in the operator's settings.
+
+Aider edits by text, not tools: the scripted model answers in aider's "diff" edit format
+(SEARCH/REPLACE blocks). A file the model edits without having it in the chat is added to the
+chat first and the model asked again, so the edit comes twice, as with a real model.
+"""
+
+from __future__ import annotations
+
+from tests.agents.real.conftest import AIDER_MODEL, KEYS, Providers, RealOutpost
+from tests.providers.openai_chat import Usage
+
+GREET = 'def greet():\n    return "hello"\n'
+ANSWER = "I gave greet() a name parameter with a default."
+EDIT = (
+    "greet.py\n```python\n<<<<<<< SEARCH\n"
+    'def greet():\n    return "hello"\n'
+    "=======\n"
+    'def greet(name: str = "world"):\n    return f"hello, {name}"\n'
+    ">>>>>>> REPLACE\n```\n\n" + ANSWER
+)
+
+
+def test_aider_edits_a_file_and_completes_with_tokens_and_cost(providers: Providers, outpost: RealOutpost):
+    fake = providers.aider
+    fake.script(fake.turn(EDIT, Usage(1200, 0, 60)), fake.turn(EDIT, Usage(1600, 0, 80)))
+    repo = outpost.repository("aider-greet", {"greet.py": GREET})
+
+    done = outpost.run("aider", "Give greet() a name parameter.", repo_url=repo)
+
+    assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
+    # Exactly the change: not the repo map's cache (.aider.tags.cache.v4), no history files.
+    assert done.changed_files == ["greet.py"], done.patch[:2000]
+    assert '+def greet(name: str = "world"):' in done.patch
+    # The model's words only: no startup banner, analytics notice or connection errors.
+    assert done.summary["final_message"] == ANSWER
+    assert done.summary["agent_error"] is None
+    # aider prints rounded counts ("1.2k sent") and no cached count for an OpenAI answer.
+    assert done.record["tokens"] == {"input": 1200 + 1600, "cached": None, "output": 60 + 80}
+    # aider prices the run from litellm's shipped price list (gpt-4o: $2.50/M in, $10/M out)
+    # and prints the session's total (to two significant digits below a cent).
+    assert done.summary["cost_usd"] == 0.0084 == round(2800 * 2.5e-6 + 140 * 10e-6, 4)
+    assert done.record["cost_source"] == "agent"
+    # Nothing but the two model calls, to the configured endpoint, with the model and key set.
+    assert [r.path for r in fake.requests] == ["/v1/chat/completions"] * 2
+    assert {r.json["model"] for r in fake.model_calls} == {AIDER_MODEL.removeprefix("openai/")}
+    assert {r.header("Authorization") for r in fake.model_calls} == {f"Bearer {KEYS['OPENAI_API_KEY']}"}
+    assert "Analytics" not in done.transcript and "not a terminal" not in done.transcript
+    assert "raw.githubusercontent.com" not in done.transcript
+
+
+def test_aider_refused_key_fails_with_a_clear_agent_error(providers: Providers, outpost: RealOutpost):
+    """aider exits 0 after a provider error; the job must still fail, saying why. (429, 500 and
+    a malformed answer are retried by aider for about two minutes, with no setting to shorten
+    it: docs/agents.md.)"""
+    fake = providers.aider
+    fake.script(after=fake.error(401, "Incorrect API key provided"))
+    repo = outpost.repository("aider-401", {"greet.py": GREET})
+
+    done = outpost.run("aider", "Give greet() a name parameter.", repo_url=repo)
+
+    assert done.record["status"] == "FAILED", done.transcript[-2000:]
+    assert "AuthenticationError" in done.summary["agent_error"]
+    assert "Incorrect API key provided" in done.summary["agent_error"]
+    assert done.record["error"].startswith("agent reported an error: litellm.AuthenticationError")
+    assert done.patch == ""
+    assert len(fake.model_calls) == 1
