@@ -94,26 +94,21 @@ def artifact(dev: Dev, dispatch_id: str, name: str) -> str:
 def test_shell_dispatch_on_a_local_repository_completes_with_a_patch(
     local_dev: Dev, tree: dict[str, Path]
 ) -> None:
+    repo = {"url": f"file://{tree['demo']}"}
     task = 'echo "$OUTPOST_AGENT_MODEL $OUTPOST_AGENT_BASE_URL $SAMPLE_SETTING" > model.txt; env > env.txt; echo bye >> README'
-    created = local_dev.dispatch(task, repo={"url": f"file://{tree['demo']}"}, model="local-other")
-    assert created["model"] == "local-other"
-    assert created["repo"]["url"] == tree["demo"].resolve().as_uri()
-    done = local_dev.wait_status(created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT"}, timeout=60)
-    assert done["status"] == "COMPLETED", done
-    patch = artifact(local_dev, created["dispatch_id"], "patch.diff")
+    chosen = local_dev.dispatch(task, repo=repo, model="local-other")
+    default = local_dev.dispatch('echo "$OUTPOST_AGENT_MODEL" > model.txt', repo=repo)  # runs beside it
+    assert (chosen["model"], default["model"]) == ("local-other", None)
+    assert chosen["repo"]["url"] == tree["demo"].resolve().as_uri()
+    for created in (chosen, default):
+        done = local_dev.wait_status(created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT"}, timeout=90)
+        assert done["status"] == "COMPLETED", done
+    patch = artifact(local_dev, chosen["dispatch_id"], "patch.diff")
     assert "+local-other https://gateway.example.com/v1 on" in patch  # the dispatch's model won
     assert "+bye" in patch and "README" in patch
     assert "+SAMPLE_SETTING=on" in patch
     assert HOST_MARKER not in patch and "ANTHROPIC_API_KEY" not in patch
-
-
-def test_default_model_reaches_the_agent(local_dev: Dev, tree: dict[str, Path]) -> None:
-    created = local_dev.dispatch(
-        'echo "$OUTPOST_AGENT_MODEL" > model.txt', repo={"url": f"file://{tree['demo']}"}
-    )
-    done = local_dev.wait_status(created["dispatch_id"], {"COMPLETED", "FAILED", "TIMED_OUT"}, timeout=60)
-    assert done["status"] == "COMPLETED", done
-    assert "+local-default" in artifact(local_dev, created["dispatch_id"], "patch.diff")
+    assert "+local-default" in artifact(local_dev, default["dispatch_id"], "patch.diff")
 
 
 @pytest.mark.parametrize(
