@@ -30,9 +30,13 @@ def run_jobs(
         for case, task in tasks.items():
             plane = planes[case] = FakeControlPlane(job=make_job(task, agent=agent, timeout_s=timeout_s))
             plane.start()
-            workspace = root / case
+            workspace, tmp = root / case / "workspace", root / case / "tmp"
             workspace.mkdir(parents=True)
-            runners[case] = start_runner(runner_env(plane, workspace, agent=agent, PATH=path, **env))
+            tmp.mkdir()
+            # The CLIs' own temporary files (gemini writes a report of every API error) stay
+            # with the test, not in the machine's /tmp.
+            job_env = {"PATH": path, "TMPDIR": str(tmp), **env}
+            runners[case] = start_runner(runner_env(plane, workspace, agent=agent, **job_env))
         for case, runner in runners.items():
             _, stderr = runner.communicate(timeout=timeout_s + 60)
             assert runner.returncode == 0, f"{case}: runner exited {runner.returncode}\n{stderr}"
