@@ -164,11 +164,12 @@ def dispatch(
 
 @app.command()
 def status(dispatch_id: str, url: UrlOpt, api_key: KeyOpt) -> None:
-    """Show a dispatch (JSON), then its tokens and cost on one line."""
+    """Show a dispatch (JSON on stdout; its tokens and cost on one line on stderr, so that the
+    output stays JSON for jq and scripts)."""
     with _client(url, api_key) as client:
         record = _check(client.get(f"/dispatch/{dispatch_id}"))
     _print(record)
-    typer.echo(_usage_text(record))
+    typer.echo(_usage_text(record), err=True)
 
 
 @app.command()

@@ -3,6 +3,7 @@ process against the app served on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,11 +19,11 @@ from tests.control_plane.test_usage import TODAY, _finished, _summary
 OUTPOST = Path(sys.executable).with_name("outpost")
 
 
-def _outpost(base: str, tenant: dict, *args: str) -> str:
+def _outpost(base: str, tenant: dict, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OUTPOST_URL": base, "OUTPOST_API_KEY": tenant["api_key"]}
     done = subprocess.run([str(OUTPOST), *args], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return done.stdout
+    return done
 
 
 def test_cli_shows_tokens_and_cost(app: Any, client: TestClient, tenant: dict) -> None:
@@ -41,10 +42,11 @@ def test_cli_shows_tokens_and_cost(app: Any, client: TestClient, tenant: dict) -
     with serving(app) as (host, port):
         base = f"http://{host}:{port}"
         status = _outpost(base, tenant, "status", priced)
-        listing = _outpost(base, tenant, "list")
-        usage = _outpost(base, tenant, "usage", "--since", TODAY.isoformat())
+        listing = _outpost(base, tenant, "list").stdout
+        usage = _outpost(base, tenant, "usage", "--since", TODAY.isoformat()).stdout
 
-    assert status.rstrip().endswith("tokens 400000 in (100000 cached) / 20000 out, $0.5875 (price-table)")
+    assert json.loads(status.stdout)["cost_usd"] == 0.5875  # stdout stays JSON
+    assert status.stderr.strip() == "tokens 400000 in (100000 cached) / 20000 out, $0.5875 (price-table)"
     lines = {line.split()[0]: line for line in listing.splitlines()}
     assert lines[priced].endswith("tokens 400000 in (100000 cached) / 20000 out, $0.5875 (price-table)")
     assert lines[reported].endswith("tokens 10 in / 5 out, $0.2500 (agent)")
