@@ -42,19 +42,20 @@ What gemini 0.61.0 does, tried against a loopback Gemini API (tests/agents/real)
   ``GOOGLE_GEMINI_BASE_URL`` (the API root: the SDK appends ``/v1beta/models/...``).
 - Without ``--model`` the model is ``auto``: a classifier request to a flash-lite model
   chooses the model for each turn. ``--model`` names the model of every request.
-- A failed request is retried up to ``general.maxAttempts`` (default 10) times with a backoff
-  starting at 5 s; a 429 waits for the answer's ``RetryInfo`` delay when it gives one.
-- Left to its defaults it sends usage statistics (Clearcut) and checks npm for updates.
+- A failed request (429, 5xx) is tried up to ``general.maxAttempts`` times (default 10) with
+  a backoff starting at 5 s, or at a 429's ``RetryInfo`` delay when that is longer.
+- Its defaults (``settingsSchema.ts``) turn on usage statistics (Clearcut) and automatic
+  updates; with them off, as below, a run looked up no host but the model endpoint (strace).
 - It starts itself a second time to raise Node's heap limit unless
   ``GEMINI_CLI_NO_RELAUNCH`` is set: the second start costs about 1.5 s of CPU per job.
-- Exit codes seen: 0 success, 41 auth, 52 config, 55 untrusted folder, and other non-zero
-  codes for API errors, after a ``result`` event with ``status: "error"``.
+- Exit codes seen: 0 success, 41 auth method refused, 55 untrusted folder, and other non-zero
+  codes (1, 145, 173, 244) for API errors, after a ``result`` event with ``status: "error"``.
 
 Outpost's settings go into the user settings file, ``$HOME/.gemini/settings.json`` in the
 job's own HOME. (The system settings file, ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``, would override
-the workspace's too, but the CLI skips it when a parent directory is writable by others, as
-``/tmp`` is, where the agent image keeps HOME.) A repository's ``.gemini/settings.json`` still
-applies over it; ``GEMINI_TELEMETRY_ENABLED=false`` holds whatever it says, and the task's
+the workspace's too, but the CLI skips it when any parent directory is writable by others, as
+``/tmp`` is under a local-mode job's scratch space.) A repository's ``.gemini/settings.json``
+still applies over it; ``GEMINI_TELEMETRY_ENABLED=false`` holds whatever it says, and the task's
 egress allowlist holds the rest.
 """
 

@@ -29,7 +29,7 @@ MODEL = "gemini-2.5-pro"
 GREET = 'def greet():\n    return "hello"\n'
 ANSWER = "`greet()` now takes a `name` (default `world`) and returns `hello, {name}`."
 # Each failure as the provider answers it, and what the job's agent_error then says. The 429
-# carries a RetryInfo of 1 s, as the Gemini API's do: the CLI waits that long, not its own 5 s.
+# carries a RetryInfo, as the Gemini API's do.
 FAILURES = {
     "401": (
         "API key not valid. Please pass a valid API key.",
