@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,131 @@ def test_parse_shell_last_line() -> None:
 )
 def test_parse_unexpected_output_without_raising(agent: str, output: str) -> None:
     assert isinstance(adapter_for(agent).parse(output), AgentOutput)
+
+
+# -- what the pinned CLIs really print (seen running them against a loopback provider) --------
+
+
+def test_claude_without_result_event_reports_what_it_said() -> None:
+    # Claude Code 2.1.331 as root without IS_SANDBOX: one line, exit 1, no event at all.
+    output = adapter_for("claude").parse(
+        "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\n"
+    )
+
+    assert output.error == (
+        "Claude Code ended without a result event: --dangerously-skip-permissions cannot be used"
+        " with root/sudo privileges for security reasons"
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent", "env", "argv_tail", "variables"),
+    [
+        ("claude", {"OUTPOST_AGENT_MODEL": "claude-sonnet-4-5", "OUTPOST_AGENT_BASE_URL": "http://gw:8080"},
+         ["--model", "claude-sonnet-4-5", "--"], {"ANTHROPIC_BASE_URL": "http://gw:8080"}),
+        ("aider", {"OUTPOST_AGENT_MODEL": "openai/gpt-4o", "OUTPOST_AGENT_BASE_URL": "http://gw:8080/v1"},
+         ["--model", "openai/gpt-4o"], {"OPENAI_API_BASE": "http://gw:8080/v1"}),
+        ("grok", {"OUTPOST_AGENT_MODEL": "grok-4-latest", "OUTPOST_AGENT_BASE_URL": "http://gw:8080/v1"},
+         [], {"GROK_MODEL": "grok-4-latest", "GROK_BASE_URL": "http://gw:8080/v1"}),
+    ],
+)  # fmt: skip
+def test_translate_model_and_endpoint(
+    agent: str, env: dict[str, str], argv_tail: list[str], variables: dict[str, str], tmp_path: Path
+) -> None:
+    adapter = adapter_for(agent)
+    command = adapter.command("fix it", scratch=tmp_path, env=env)
+    extra = adapter.prepare(tmp_path / "home", env)
+
+    assert " ".join(argv_tail) in " ".join(command)
+    assert {k: extra[k] for k in variables} == variables
+    bare = adapter.command("fix it", scratch=tmp_path, env={})
+    assert "--model" not in bare
+    assert not set(variables) & set(adapter.prepare(tmp_path / "home2", {}))
+
+
+def test_aider_price_cache_keeps_it_off_the_network(tmp_path: Path) -> None:
+    adapter_for("aider").prepare(tmp_path, {})
+
+    cache = tmp_path / ".aider" / "caches" / "model_prices_and_context_window.json"
+    assert json.loads(cache.read_text())  # non-empty: aider downloads when it is empty
+    assert adapter_for("aider").environment({})["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+AIDER_EDITED = """Aider v0.86.2
+Main model: openai/gpt-4o with diff edit format
+Weak model: gpt-4o-mini
+Git repo: .git with 1 files
+Repo-map: using 4096 tokens, auto refresh
+
+greet.py
+```python
+<<<<<<< SEARCH
+def greet():
+=======
+def greet(name):
+>>>>>>> REPLACE
+```
+
+I gave greet() a name parameter.
+
+Tokens: 1.2k sent, 60 received. Cost: $0.0036 message, $0.0036 session.
+
+greet.py
+greet.py
+```python
+<<<<<<< SEARCH
+def greet():
+=======
+def greet(name):
+>>>>>>> REPLACE
+```
+
+I gave greet() a name parameter.
+
+Tokens: 1.6k sent, 80 received. Cost: $0.0048 message, $0.0084 session.
+Applied edit to greet.py
+"""
+
+AIDER_REFUSED = """Aider v0.86.2
+Main model: openai/gpt-4o with diff edit format
+Repo-map: using 4096 tokens, auto refresh
+
+litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect
+API key provided
+The API provider is not able to authenticate you. Check your API key.
+
+"""
+
+
+def test_parse_aider_answer_after_it_added_the_file() -> None:
+    output = adapter_for("aider").parse(AIDER_EDITED)
+
+    assert output.final_message == "I gave greet() a name parameter."
+    assert (output.input_tokens, output.output_tokens, output.cost_usd) == (2800, 140, 0.0084)
+    assert output.error is None
+
+
+def test_parse_aider_provider_error() -> None:
+    output = adapter_for("aider").parse(AIDER_REFUSED)
+
+    assert output.error == (
+        "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key provided"
+        " The API provider is not able to authenticate you. Check your API key."
+    )
+
+
+def test_parse_grok_provider_error() -> None:
+    lines = [
+        {"role": "user", "content": "fix it"},
+        {"role": "assistant", "content": "Sorry, I encountered an error: 401 Incorrect API key provided"},
+    ]
+    output = adapter_for("grok").parse("\n".join(json.dumps(line) for line in lines))
+
+    assert output.error == "Sorry, I encountered an error: 401 Incorrect API key provided"
+
+
+@pytest.mark.parametrize(
+    ("agent", "pattern"), [("aider", "/.aider.tags.cache.v*/"), ("grok", "/.grok/settings.json")]
+)
+def test_exclude_tool_state_from_the_patch(agent: str, pattern: str) -> None:
+    assert pattern in adapter_for(agent).ignored
