@@ -150,3 +150,21 @@ def test_refuse_an_agent_whose_cli_the_runtime_lacks(client: TestClient, tenant:
         client.post("/dispatch", json={"agent": "shell", "task": "ls"}, headers=tenant["headers"]).status_code
         == 202
     )
+
+
+def test_outpost_dispatch_sends_the_model(app: Any, client: TestClient, tenant: dict[str, Any]) -> None:
+    from typer.testing import CliRunner
+
+    from control_plane.cli import app as cli
+    from tests.control_plane.helpers import serving
+
+    runner = CliRunner()
+    with serving(app) as (host, port):
+        common = ["--url", f"http://{host}:{port}", "--api-key", tenant["api_key"], "--agent", "claude"]
+        done = runner.invoke(cli, ["dispatch", *common, "--model", "claude-haiku-4-5", "fix it"])
+        refused = runner.invoke(cli, ["dispatch", *common, "--model", "gpt-5", "fix it"])
+    assert done.exit_code == 0, done.output
+    # the in-process server's metric lines share the captured output: find the dispatch's JSON
+    assert '"model": "claude-haiku-4-5"' in done.output and '"dispatch_id": "d-' in done.output
+    assert refused.exit_code == 1
+    assert "error 422: model gpt-5 is not allowed for agent claude" in refused.output
