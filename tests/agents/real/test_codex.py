@@ -60,7 +60,10 @@ def answer(provider: FakeResponses, request: Request) -> Reply:
     """Every model call of the module's jobs, told apart by the case in the task."""
     case = case_of(request)
     if case == "edit":
-        if not any(item.get("type") == "custom_tool_call_output" for item in request.json["input"]):
+        done = {item.get("type") for item in request.json["input"]}
+        if "function_call_output" not in done:  # first look at the file, with codex's shell tool
+            return provider.shell("cat greet.py", Usage(input_tokens=1000, cached_tokens=0, output_tokens=20))
+        if "custom_tool_call_output" not in done:
             usage = Usage(
                 input_tokens=1200,
                 cached_tokens=1000,
@@ -128,17 +131,21 @@ def test_codex_edits_repository_and_reports_answer_and_tokens(
     assert done.summary["final_message"] == ANSWER
     assert done.summary["agent_error"] is None
     # Cache writes are part of input_tokens: counted once.
-    assert done.summary["tokens"] == {"input": 2700, "cached_input": 2200, "output": 65}
-    assert done.record["tokens"] == {"input": 2700, "cached": 2200, "output": 65}
+    assert done.summary["tokens"] == {"input": 3700, "cached_input": 2200, "output": 85}
+    assert done.record["tokens"] == {"input": 3700, "cached": 2200, "output": 85}
     # codex reports no cost: gpt-5.5 at 5.00 / 0.50 / 30.00 USD per million tokens.
-    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.00555, "price-table")
-    # The provider saw the chosen model, the key under codex's provider entry, and the patch
-    # tool's result coming back: codex applied the edit itself.
-    first, second = calls(provider, "edit")
-    assert first.json["model"] == second.json["model"] == MODEL
+    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.01115, "price-table")
+    # The provider saw the chosen model and the key under codex's provider entry; the shell
+    # command ran in the job's checkout (its output came back) and codex applied the patch.
+    first, second, third = calls(provider, "edit")
+    assert {call.json["model"] for call in (first, second, third)} == {MODEL}
     assert first.header("Authorization") == f"Bearer {KEYS['OPENAI_API_KEY']}"
-    outputs = [item for item in second.json["input"] if item.get("type") == "custom_tool_call_output"]
-    assert [item["call_id"] for item in outputs] == ["call_patch"]
+    shell = [item for item in second.json["input"] if item.get("type") == "function_call_output"]
+    assert [item["call_id"] for item in shell] == ["call_shell"]
+    assert "Process exited with code 0" in shell[0]["output"]
+    assert 'return "hello"' in shell[0]["output"]
+    patched = [item for item in third.json["input"] if item.get("type") == "custom_tool_call_output"]
+    assert [item["call_id"] for item in patched] == ["call_patch"]
     # Nothing but the model endpoint was asked for, by any job.
     assert {request.path.split("?")[0] for request in provider.requests} == {"/v1/responses"}
 
