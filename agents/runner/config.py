@@ -38,6 +38,8 @@ optional environment:
   OUTPOST_IDLE_TIMEOUT_S     give up waiting for a job after this long, exit 0 (default 600)
   OUTPOST_KILL_GRACE_S       SIGTERM-to-SIGKILL grace for the agent's processes (default 10)
   OUTPOST_STOP_BUDGET_S      after SIGTERM, report INTERRUPTED within this long (default 100)
+  OUTPOST_AGENT_MODEL        the agent's default model (a job's model replaces it); passed to the agent
+  OUTPOST_AGENT_BASE_URL     the provider's base URL; passed to the agent
 
 exit codes: 0 job reported or no job before the idle deadline; 1 result not reported;
 2 bad settings; 3 claim token refused (nothing run); 4 control plane unreachable.
