@@ -46,6 +46,7 @@ class Read:
     namespace: str
     name: str
     dimensions: tuple[tuple[str, str | None], ...]
+    unit: str | None = None  # an alarm's unit filter: a wrong one leaves it without data
 
     @property
     def dimension_names(self) -> frozenset[str]:
@@ -109,12 +110,23 @@ def alarm_reads(properties: dict[str, Any], where: str) -> Iterator[Read]:
 
     if "MetricName" in properties:
         yield Read(
-            where, properties["Namespace"], properties["MetricName"], dims(properties.get("Dimensions"))
+            where,
+            properties["Namespace"],
+            properties["MetricName"],
+            dims(properties.get("Dimensions")),
+            properties.get("Unit"),
         )
     for query in properties.get("Metrics", []):
         if "MetricStat" in query:
-            metric = query["MetricStat"]["Metric"]
-            yield Read(where, metric["Namespace"], metric["MetricName"], dims(metric.get("Dimensions")))
+            stat = query["MetricStat"]
+            metric = stat["Metric"]
+            yield Read(
+                where,
+                metric["Namespace"],
+                metric["MetricName"],
+                dims(metric.get("Dimensions")),
+                stat.get("Unit"),
+            )
         elif "Expression" in query:
             yield from search_reads(query["Expression"], where)
 
@@ -156,6 +168,10 @@ def violations(reads: list[Read], emitted: Emitted) -> list[str]:
                 f" (emitted by: {emitted_as or 'nothing'})"
             )
             continue
+        if read.unit is not None and read.unit != metrics.UNITS[read.name]:
+            problems.append(
+                f"{read.where}: {read.name} in {read.unit}, emitted in {metrics.UNITS[read.name]}"
+            )
         for dimension, value in read.dimensions:
             if value is None:
                 continue  # a SEARCH: any value
@@ -241,8 +257,10 @@ def test_every_alarm_has_an_action(synth: Synth) -> None:
 # -- the reader itself, on a template made here --------------------------------------------
 
 
-def outpost(name: str, **dimensions: str) -> cloudwatch.Metric:
-    return cloudwatch.Metric(namespace=metrics.NAMESPACE, metric_name=name, dimensions_map=dimensions)
+def outpost(name: str, unit: cloudwatch.Unit | None = None, **dimensions: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=metrics.NAMESPACE, metric_name=name, dimensions_map=dimensions, unit=unit
+    )
 
 
 def small_template(
@@ -283,7 +301,9 @@ def probe() -> dict:
     ]
     alarm_metric = cloudwatch.MathExpression(
         expression="r",
-        using_metrics={"r": outpost(metrics.RECONCILER_FAILURES, Agent="shell", Reason="timeout")},
+        using_metrics={
+            "r": outpost(metrics.RECONCILER_FAILURES, cloudwatch.Unit.COUNT, Agent="shell", Reason="timeout")
+        },
     )
     return small_template(widgets=widgets, alarm_metric=alarm_metric, action=True)
 
@@ -299,6 +319,8 @@ def test_the_reader_finds_plain_math_and_search_metrics_in_dashboards_and_alarms
         (metrics.CLAIM_WAIT, (("Agent", None), ("StartKind", None))),
         (metrics.RECONCILER_FAILURES, (("Agent", "shell"), ("Reason", "timeout"))),
     }
+    units = {r.name: r.unit for r in template_reads(probe, "probe") if r.unit}
+    assert units == {metrics.RECONCILER_FAILURES: "Count"}
     assert alarms_without_actions(probe, "probe") == []
 
 
@@ -315,6 +337,7 @@ def test_the_contract_refuses_what_nothing_emits(emitted: Emitted) -> None:
         read(metrics.DISPATCH_FAILURES, Agent="shell", Reason="network"),  # a reason never emitted
         read(metrics.COLD_STARTS, Agent="openhands"),  # not a registry agent
         read(metrics.CLAIM_WAIT, Agent=None),  # a SEARCH whose schema misses a dimension
+        Read("probe", metrics.NAMESPACE, metrics.QUEUE_WAIT, (("Agent", "shell"),), "Milliseconds"),  # a unit
     ]
     assert [len(violations([r], emitted)) for r in bad] == [1] * len(bad)
 
