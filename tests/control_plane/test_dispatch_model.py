@@ -104,6 +104,20 @@ def test_refuse_a_model_the_tenant_does_not_allow(client: TestClient, admin_head
     # the tenant's list narrows the agent's, it never widens it
     body = {"agent": "claude", "task": "fix it", "model": "claude-haiku-4-5"}
     assert client.post("/dispatch", json=body, headers=tenant["headers"]).status_code == 202
+    # a dispatch naming no model runs the agent's default: the tenant must allow that one too
+    reply = client.post("/dispatch", json={"agent": "claude", "task": "fix it"}, headers=tenant["headers"])
+    assert reply.status_code == 202, reply.text  # claude-sonnet-4-5 is on the tenant's list
+    reply = client.post("/dispatch", json={"agent": "codex", "task": "fix it"}, headers=tenant["headers"])
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["field"] == "model"
+    assert reply.json()["detail"] == (
+        "the default model gpt-5-codex of agent codex is not allowed for this tenant; name an allowed one"
+    )
+    # an agent without a default runs its CLI's own, which no list names
+    assert (
+        client.post("/dispatch", json={"agent": "grok", "task": "x"}, headers=tenant["headers"]).status_code
+        == 202
+    )
     # lifting the restriction (null) leaves the agent's list
     reply = client.patch(
         f"/tenants/{tenant['tenant_id']}", json={"allowed_models": None}, headers=admin_headers

@@ -77,9 +77,21 @@ def _check_quota(stores: StoreDep, tenant: TenantRecord, settings: SettingsDep) 
         )  # fmt: skip
 
 
-def _check_model(agent: str, model: str, tenant: TenantRecord, settings: SettingsDep) -> None:
-    """A dispatch may name a model only if its agent's settings and its tenant allow it."""
-    choosable = settings.settings_of(agent).choosable()
+def _check_model(agent: str, model: str | None, tenant: TenantRecord, settings: SettingsDep) -> None:
+    """The model a dispatch runs must be allowed by its agent's settings and by its tenant: a
+    named one by both, the agent's default (no model named) by the tenant. An agent without a
+    default runs its CLI's own, which no list can name."""
+    agent_settings = settings.settings_of(agent)
+    if model is None:
+        default = agent_settings.default_model
+        if default and not tenant.allows_model(default):
+            raise Problem(
+                422, "Invalid Request",
+                f"the default model {default} of agent {agent} is not allowed for this tenant; name an allowed one",
+                field="model",
+            )  # fmt: skip
+        return
+    choosable = agent_settings.choosable()
     if model not in choosable:
         offered = f"; it allows {', '.join(choosable)}" if choosable else "; no models are configured for it"
         raise Problem(
@@ -108,8 +120,7 @@ def create_dispatch(
         )
     if body.agent not in settings.dispatch_queue_urls:
         raise Problem(422, "Invalid Request", f"agent {body.agent} is not enabled here", field="agent")
-    if body.model is not None:
-        _check_model(body.agent, body.model, tenant, settings)
+    _check_model(body.agent, body.model, tenant, settings)
     missing = agent_unavailable(control, body.agent)
     if missing is not None:
         raise Problem(409, "Agent Unavailable", missing, type_="agent-unavailable", field="agent")
