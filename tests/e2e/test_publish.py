@@ -11,7 +11,6 @@ artifact, dispatch record or control-plane log.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -59,15 +58,15 @@ def _git(bare: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=bare, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _everything_a_tenant_or_operator_sees(dev: Dev, dispatch_id: str) -> str:
+def _everything_a_tenant_or_operator_sees(dev: Dev, dispatch_ids: list[str]) -> str:
+    seen = []
     with dev.client() as client:
-        seen = [
-            client.get(f"/dispatch/{dispatch_id}").text,
-            client.get("/dispatches").text,
-            client.get(f"/dispatch/{dispatch_id}/logs").text,
-        ]
-        for item in client.get(f"/dispatch/{dispatch_id}/artifacts").json()["items"]:
-            seen.append(httpx.get(item["url"], timeout=30).text)
+        seen.append(client.get("/dispatches").text)
+        for dispatch_id in dispatch_ids:
+            seen.append(client.get(f"/dispatch/{dispatch_id}").text)
+            seen.append(client.get(f"/dispatch/{dispatch_id}/logs").text)
+            for item in client.get(f"/dispatch/{dispatch_id}/artifacts").json()["items"]:
+                seen.append(httpx.get(item["url"], timeout=30).text)
     seen.append(dev.stderr_path.read_text(errors="replace"))  # control plane, engine and runner logs
     for path in dev.state_dir.rglob("*"):
         if path.is_file():
@@ -75,38 +74,69 @@ def _everything_a_tenant_or_operator_sees(dev: Dev, dispatch_id: str) -> str:
     return "\n".join(seen)
 
 
-def test_publish_pushes_the_branch_and_opens_a_draft_pull_request_with_a_repository_token(
-    publishing_dev: Dev, github: FakeGitHub, tmp_path: Path
-) -> None:
-    agent_env, agent_procs = tmp_path / "agent.env", tmp_path / "agent.procs"
+@pytest.fixture(scope="module")
+def runs(
+    publishing_dev: Dev, github: FakeGitHub, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict]:
+    """Three publishing dispatches, run at once; their final states by name."""
+    spy = tmp_path_factory.mktemp("agent")
     # While the agent runs: its environment, and every environment it can read in /proc.
     task = (
-        f"env > {agent_env}; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c ghs_ > {agent_procs}; "
+        f"env > {spy}/agent.env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c ghs_ > {spy}/agent.procs; "
         "echo 'hello from outpost' > greeting.txt"
     )
-    created = publishing_dev.dispatch(
-        task,
-        repo={"url": f"{github.url}/acme/app.git", "ref": "main"},
-        publish={
-            "branch": "outpost/greeting",
-            "pull_request": {"title": "Add a greeting", "body": "Written by an agent.", "draft": True},
-        },
-    )
-    final = publishing_dev.wait_status(created["dispatch_id"], TERMINAL, timeout=60)
-    assert final["status"] == "COMPLETED", final
+    created = {
+        "pull_request": publishing_dev.dispatch(
+            task,
+            repo={"url": f"{github.url}/acme/app.git", "ref": "main"},
+            publish={
+                "branch": "outpost/greeting",
+                "pull_request": {"title": "Add a greeting", "body": "Written by an agent.", "draft": True},
+            },
+        ),
+        "push_only": publishing_dev.dispatch(
+            "echo change > change.txt", repo={"url": f"{github.url}/acme/app.git"}, publish={}
+        ),
+        "no_app": publishing_dev.dispatch(
+            "echo change > change.txt",
+            repo={"url": f"{github.url}/acme/private.git"},
+            publish={"branch": "feature/x"},
+        ),
+    }
+    finals = {
+        name: publishing_dev.wait_status(c["dispatch_id"], TERMINAL, timeout=90)
+        for name, c in created.items()
+    }
+    finals["spy"] = {"dir": str(spy)}
+    return finals
 
+
+def _token(github: FakeGitHub, *, pull_requests: bool) -> str:
+    (token,) = [
+        t.value
+        for t in github.tokens.values()
+        if t.repositories == ["app"] and ("pull_requests" in t.permissions) == pull_requests
+    ]
+    return token
+
+
+def test_publish_pushes_the_branch_and_opens_a_draft_pull_request_with_a_repository_token(
+    publishing_dev: Dev, github: FakeGitHub, runs: dict[str, dict]
+) -> None:
+    final = runs["pull_request"]
+    assert final["status"] == "COMPLETED", final
     bare = github.root / "acme/app.git"
     pushed = _git(bare, "rev-parse", "refs/heads/outpost/greeting")
     assert _git(bare, "rev-parse", f"{pushed}^") == _git(bare, "rev-parse", "refs/heads/main")
     assert _git(bare, "show", f"{pushed}:greeting.txt") == "hello from outpost"
     assert _git(bare, "log", "-1", "--format=%s", pushed) == "Add a greeting"
-    # One token, limited to this repository and to what publishing needs; the push and the pull
+    # A token limited to this repository and to what publishing needs; the push and the pull
     # request used it.
-    assert github.token_requests == [
-        {"repositories": ["app"], "permissions": {"contents": "write", "pull_requests": "write"}}
-    ]
-    token = next(t.value for t in github.tokens.values() if t.repositories == ["app"])
-    assert github.pushes == [{"repository": "acme/app", "token": token}]
+    assert {"repositories": ["app"], "permissions": {"contents": "write", "pull_requests": "write"}} in (
+        github.token_requests
+    )
+    token = _token(github, pull_requests=True)
+    assert {"repository": "acme/app", "token": token} in github.pushes
     assert github.pull_requests == [
         {
             "repository": "acme/app",
@@ -127,44 +157,37 @@ def test_publish_pushes_the_branch_and_opens_a_draft_pull_request_with_a_reposit
         "error": None,
     }
     # The token never reached the agent, nor anything anyone reads.
-    assert token not in agent_env.read_text() and "ghs_" not in agent_env.read_text()
-    assert agent_procs.read_text().strip() == "0"
-    assert token not in _everything_a_tenant_or_operator_sees(publishing_dev, created["dispatch_id"])
+    spy = Path(runs["spy"]["dir"])
+    assert "ghs_" not in (spy / "agent.env").read_text()
+    assert (spy / "agent.procs").read_text().strip() == "0"
+    seen = _everything_a_tenant_or_operator_sees(
+        publishing_dev, [runs[name]["dispatch_id"] for name in ("pull_request", "push_only", "no_app")]
+    )
+    assert token not in seen and _token(github, pull_requests=False) not in seen
 
 
 def test_publish_without_a_pull_request_pushes_a_default_branch_with_a_push_only_token(
-    publishing_dev: Dev, github: FakeGitHub
+    github: FakeGitHub, runs: dict[str, dict]
 ) -> None:
-    before = len(github.token_requests)
-    created = publishing_dev.dispatch(
-        "echo change > change.txt", repo={"url": f"{github.url}/acme/app.git"}, publish={}
-    )
-    final = publishing_dev.wait_status(created["dispatch_id"], TERMINAL, timeout=60)
+    final = runs["push_only"]
     assert final["status"] == "COMPLETED", final
-    branch = f"outpost/{created['dispatch_id']}"
+    branch = f"outpost/{final['dispatch_id']}"
     assert final["publish"]["branch"] == branch and final["publish"]["result"]["error"] is None
     assert _git(github.root / "acme/app.git", "show", f"{branch}:change.txt") == "change"
-    assert github.token_requests[before:] == [{"repositories": ["app"], "permissions": {"contents": "write"}}]
-    assert len(github.pull_requests) <= 1  # only the other test's
+    assert {"repositories": ["app"], "permissions": {"contents": "write"}} in github.token_requests
+    assert {"repository": "acme/app", "token": _token(github, pull_requests=False)} in github.pushes
+    assert len(github.token_requests) == 2  # none for the repository without the App
 
 
 def test_a_repository_without_the_app_completes_with_the_publish_error_and_nothing_pushed(
-    publishing_dev: Dev, github: FakeGitHub
+    publishing_dev: Dev, github: FakeGitHub, runs: dict[str, dict]
 ) -> None:
-    created = publishing_dev.dispatch(
-        "echo change > change.txt",
-        repo={"url": f"{github.url}/acme/private.git"},
-        publish={"branch": "feature/x"},
-    )
-    final = publishing_dev.wait_status(created["dispatch_id"], TERMINAL, timeout=60)
+    final = runs["no_app"]
     assert final["status"] == "COMPLETED", final  # the patch is in the bundle all the same
     error = final["publish"]["result"]["error"]
     assert "no publishing token" in error and "installation on acme/private: HTTP 404" in error, error
     assert _git(github.root / "acme/private.git", "branch", "--list", "feature/x") == ""
+    assert not [p for p in github.pushes if p["repository"] == "acme/private"]
     with publishing_dev.client() as client:
-        names = [
-            i["name"] for i in client.get(f"/dispatch/{created['dispatch_id']}/artifacts").json()["items"]
-        ]
+        names = [i["name"] for i in client.get(f"/dispatch/{final['dispatch_id']}/artifacts").json()["items"]]
     assert "patch.diff" in names
-    summary = json.dumps(final)
-    assert "ghs_" not in summary
