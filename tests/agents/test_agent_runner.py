@@ -504,6 +504,8 @@ def test_run_agent_cli_through_its_adapter(
     assert summary["command"] == [arg.replace(task, "<task>") for arg in expected]
     agent_env = (tmp_path / "env").read_text().splitlines()
     assert f"{key_read}=provider-key-0123456789" in agent_env
+    # A HOME of the job's own: the CLI's state never lands in the runner user's home.
+    assert f"HOME={scratch / 'home'}" in agent_env
 
 
 def test_show_runner_help() -> None:
