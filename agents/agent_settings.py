@@ -122,7 +122,7 @@ def _check_text(value: str) -> str | None:
     return None
 
 
-def _check_base_url(url: str) -> str | None:
+def _check_base_url(url: str, *, local: bool) -> str | None:
     if len(url) > MAX_URL_CHARS or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
         return f"must be at most {MAX_URL_CHARS} characters, without spaces or control characters"
     try:
@@ -132,6 +132,9 @@ def _check_base_url(url: str) -> str | None:
         return "not a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "must be an http(s)://host[:port][/path] URL"
+    if parts.scheme == "http" and not local:
+        # the provider key goes with every request: plain HTTP only to a local mode test server
+        return "must be https:// (http:// is for local mode only)"
     if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
         return "must not carry credentials, a query or a fragment (keys come from Secrets Manager)"
     return None
@@ -150,8 +153,9 @@ def check_variable_name(name: str) -> str | None:
     return None
 
 
-def parse_one(agent: str, raw: Any) -> AgentSettings:
-    """One agent's settings from their JSON form; raises AgentSettingsError."""
+def parse_one(agent: str, raw: Any, *, local: bool = False) -> AgentSettings:
+    """One agent's settings from their JSON form (``local``: local mode, where the endpoint may
+    be plain HTTP); raises AgentSettingsError."""
 
     def fail(field_name: str, problem: str) -> AgentSettingsError:
         return AgentSettingsError(agent, field_name, problem)
@@ -182,7 +186,9 @@ def parse_one(agent: str, raw: Any) -> AgentSettings:
         raise fail("default_model", f"{default!r} is not in allowed_models")
     base_url = raw.get("base_url")
     if base_url is not None:
-        problem = "must be a string" if not isinstance(base_url, str) else _check_base_url(base_url)
+        problem = (
+            "must be a string" if not isinstance(base_url, str) else _check_base_url(base_url, local=local)
+        )
         if problem:
             raise fail("base_url", f"{base_url!r}: {problem}")
     extra_raw = raw.get("extra") or {}
@@ -203,9 +209,11 @@ def parse_one(agent: str, raw: Any) -> AgentSettings:
     )
 
 
-def parse_agent_settings(raw: Any, *, agents: Iterable[str]) -> Mapping[str, AgentSettings]:
+def parse_agent_settings(
+    raw: Any, *, agents: Iterable[str], local: bool = False
+) -> Mapping[str, AgentSettings]:
     """``{agent: settings}`` from JSON (cdk.json or OUTPOST_AGENT_SETTINGS); every agent named
-    must be one of ``agents``. Raises AgentSettingsError."""
+    must be one of ``agents``; ``local`` for local mode. Raises AgentSettingsError."""
     known = list(agents)
     if raw is None:
         return MappingProxyType({})
@@ -217,7 +225,7 @@ def parse_agent_settings(raw: Any, *, agents: Iterable[str]) -> Mapping[str, Age
             raise AgentSettingsError(
                 str(agent), "*", f"not an agent of this environment; known: {', '.join(known)}"
             )
-        parsed[agent] = parse_one(agent, value)
+        parsed[agent] = parse_one(agent, value, local=local)
     return MappingProxyType(parsed)
 
 

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         try:
-            parse_agent_settings(self.agent_settings, agents=AGENTS)
+            parse_agent_settings(self.agent_settings, agents=AGENTS, local=self.env == "local")
         except AgentSettingsError as error:
             raise ValueError(f"OUTPOST_AGENT_SETTINGS: {error}") from None
         if self.allow_local_repos is not None and (self.env != "local" or self.runtime != "local"):
@@ -102,7 +102,8 @@ class Settings(BaseSettings):
 
     def settings_of(self, agent: str) -> AgentSettings:
         """The agent's model and endpoint settings (empty ones when none are configured)."""
-        return parse_agent_settings(self.agent_settings, agents=AGENTS).get(agent) or AgentSettings()
+        parsed = parse_agent_settings(self.agent_settings, agents=AGENTS, local=self.env == "local")
+        return parsed.get(agent) or AgentSettings()
 
     def admin_key_value(self) -> str:
         assert self.admin_key is not None  # set by the validator in every mode

@@ -182,3 +182,15 @@ def test_outpost_dispatch_sends_the_model(app: Any, client: TestClient, tenant: 
     assert '"model": "claude-haiku-4-5"' in done.output and '"dispatch_id": "d-' in done.output
     assert refused.exit_code == 1
     assert "error 422: model gpt-5 is not allowed for agent claude" in refused.output
+
+
+def test_a_plain_http_endpoint_is_for_local_mode_only(
+    moto_endpoint: str, shared_resources: Resources
+) -> None:
+    loopback = {"claude": {"base_url": "http://127.0.0.1:8123/anthropic"}}  # a test provider server
+    local = settings_for(moto_endpoint, shared_resources, agent_settings=loopback)
+    assert local.settings_of("claude").base_url == "http://127.0.0.1:8123/anthropic"
+    with pytest.raises(
+        ValueError, match=r"field 'base_url': 'http://127.0.0.1:8123/anthropic': must be https://"
+    ):
+        Settings.model_validate({"env": "prod", "admin_key": "k" * 40, "agent_settings": loopback})

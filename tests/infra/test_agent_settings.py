@@ -74,6 +74,7 @@ def test_settings_load_into_the_environment_config() -> None:
         ({"claude": {"base_url": "https://user:pw@gateway.example.com"}}, "must not carry credentials"),
         ({"claude": {"base_url": "https://gateway.example.com/?key=abc"}}, "must not carry credentials"),
         ({"claude": {"base_url": "file:///etc/passwd"}}, "http(s)://host"),
+        ({"claude": {"base_url": "http://gateway.example.com/anthropic"}}, "must be https://"),
         ({"claude": {"base_url": "https://"}}, "http(s)://host"),
         ({"claude": {"default_model": "x", "allowed_models": ["y"]}}, "not in allowed_models"),
         ({"claude": {"allowed_models": ["a", "a"]}}, "lists a model twice"),
