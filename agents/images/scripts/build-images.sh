@@ -13,22 +13,28 @@
 #
 # Offline (buildah only, when the public base images cannot be pulled or OUTPOST_OFFLINE=1):
 #   - the base images become a local debootstrap'd Debian (agents/images/scripts/bootstrap-base-image.sh);
-#   - the pip-installed images (control-plane, aider) get their wheels built on this host into
-#     build/wheelhouse/<name>/, which their Dockerfiles install from without an index;
-#   - the npm-based agents (claude, codex, gemini, grok) need the node image and the npm
-#     registry inside the build: asked for by name they fail, in the default selection they are
-#     left out with a warning.
+#   - control-plane gets its wheels built on this host into build/wheelhouse/control-plane/,
+#     which its Dockerfile installs from without an index.
+# The agent images install their CLIs from PyPI (aider; Node.js for the others) and the npm
+# registry inside the build, offline or not (with the extra CA bundle below).
+#
+# Extra CA bundle: every build gets OUTPOST_BUILD_CA_BUNDLE (default: the system bundle,
+# /etc/ssl/certs/ca-certificates.crt, when present; "none" passes nothing) as the build-time
+# secret `ca`, which the steps that reach a package registry trust while they run (a
+# TLS-inspecting proxy, or a machine whose registries are reached through one). A secret is
+# mounted for one RUN and never stored in a layer or the image's configuration.
 #
 # Environment: TAG, ENGINE (docker|buildah), OUTPOST_OFFLINE (1|0, default: detect),
-# BUILDAH_STORAGE (overlay when it works, else vfs: agents/images/scripts/buildah-storage.sh), DOCKER_PLATFORM (e.g. linux/amd64, passed to docker build --platform).
+# OUTPOST_BUILD_CA_BUNDLE, BUILDAH_STORAGE (overlay when it works, else vfs:
+# agents/images/scripts/buildah-storage.sh), DOCKER_PLATFORM (e.g. linux/amd64, passed to docker
+# build --platform).
 set -euo pipefail
 
 cd "$(dirname "$0")/../../.."
 ROOT=$(pwd)
 
 ALL_IMAGES=(base claude codex gemini aider grok control-plane)
-NPM_IMAGES=" claude codex gemini grok "
-PIP_IMAGES=" control-plane aider "
+PIP_IMAGES=" control-plane "
 # The public images the Dockerfiles default to (keep in step with their ARG lines).
 PUBLIC_BASE=docker.io/library/debian:bookworm-slim
 PUBLIC_PYTHON=docker.io/library/python:3.11-slim-bookworm
@@ -47,15 +53,27 @@ dockerfile_for() {
     fi
 }
 
+# --- extra CA bundle ------------------------------------------------------------------------
+SYSTEM_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+CA_BUNDLE="${OUTPOST_BUILD_CA_BUNDLE:-}"
+if [ -z "$CA_BUNDLE" ] && [ -f "$SYSTEM_CA_BUNDLE" ]; then
+    CA_BUNDLE=$SYSTEM_CA_BUNDLE
+fi
+[ "$CA_BUNDLE" = none ] && CA_BUNDLE=
+secret=()
+if [ -n "$CA_BUNDLE" ]; then
+    [ -f "$CA_BUNDLE" ] && [ -r "$CA_BUNDLE" ] && [ -s "$CA_BUNDLE" ] \
+        || die "OUTPOST_BUILD_CA_BUNDLE=$CA_BUNDLE is not a readable, non-empty file"
+    secret=(--secret "id=ca,src=$(realpath "$CA_BUNDLE")")
+fi
+
 # --- selection ---------------------------------------------------------------------------
-explicit=1
 if [ "$#" -gt 0 ]; then
     read -r -a requested <<<"$*"
 elif [ -n "${IMAGES:-}" ]; then
     read -r -a requested <<<"$IMAGES"
 else
     requested=("${ALL_IMAGES[@]}")
-    explicit=0
 fi
 for name in "${requested[@]}"; do
     [[ " ${ALL_IMAGES[*]} " == *" $name "* ]] || die "unknown image '$name' (known: ${ALL_IMAGES[*]})"
@@ -108,18 +126,8 @@ fi
 
 # --- plan ----------------------------------------------------------------------------------
 plan=()
-left_out=()
 for name in "${ALL_IMAGES[@]}"; do
-    [[ " ${requested[*]} " == *" $name "* ]] || continue
-    if [ "$offline" = 1 ] && [[ "$NPM_IMAGES" == *" $name "* ]]; then
-        if [ "$explicit" = 1 ]; then
-            die "$name needs the node image and the npm registry inside the build, which this" \
-                "machine cannot reach; build it with docker where registries are reachable (docs/images.md)"
-        fi
-        left_out+=("$name")
-        continue
-    fi
-    plan+=("$name")
+    [[ " ${requested[*]} " == *" $name "* ]] && plan+=("$name")
 done
 
 image_ref() {
@@ -144,16 +152,8 @@ fill_wheelhouse() {
     local name=$1 dir="build/wheelhouse/$1" py="${PYTHON:-$ROOT/.venv/bin/python}"
     [ -x "$py" ] || py=python3
     local pip_log stamp
-    case "$name" in
-    control-plane)
-        set -- --no-deps --only-binary=:all: -r control_plane/requirements.txt
-        stamp=$(sha256sum control_plane/requirements.txt | cut -c1-64)
-        ;;
-    aider)
-        set -- -r agents/images/aider/requirements.txt
-        stamp=$(sha256sum agents/images/aider/requirements.txt | cut -c1-64)
-        ;;
-    esac
+    set -- --no-deps --only-binary=:all: -r control_plane/requirements.txt
+    stamp=$(sha256sum control_plane/requirements.txt | cut -c1-64)
     # Unchanged pins: the wheels are already there (and the build's layer cache still holds).
     if [ "$(cat "$dir.stamp" 2>/dev/null)" = "$stamp" ]; then
         return 0
@@ -171,7 +171,7 @@ fill_wheelhouse() {
 }
 
 # --- build ---------------------------------------------------------------------------------
-log "engine $ENGINE${STORAGE:+ ($STORAGE storage)}, tag $TAG, images: ${plan[*]:-none}"
+log "engine $ENGINE${STORAGE:+ ($STORAGE storage)}, tag $TAG, extra CA bundle ${CA_BUNDLE:-none}, images: ${plan[*]:-none}"
 built=()
 for name in "${plan[@]}"; do
     dockerfile=$(dockerfile_for "$name")
@@ -179,7 +179,8 @@ for name in "${plan[@]}"; do
     case "$name" in
     base) args=(${local_base:+--build-arg "BASE_IMAGE=$local_base"}) ;;
     control-plane) args=(${local_base:+--build-arg "PYTHON_IMAGE=$local_base"}) ;;
-    *) args=(--build-arg "BASE_IMAGE=$(image_ref base)") ;;
+    # The agent images' build stages run on base's own parent (their BUILD_IMAGE).
+    *) args=(--build-arg "BASE_IMAGE=$(image_ref base)" ${local_base:+--build-arg "BUILD_IMAGE=$local_base"}) ;;
     esac
     if [ "$offline" = 1 ] && [[ "$PIP_IMAGES" == *" $name "* ]]; then
         fill_wheelhouse "$name"
@@ -193,9 +194,9 @@ for name in "${plan[@]}"; do
     if [ "$ENGINE" = docker ]; then
         # BuildKit reads $dockerfile.dockerignore by itself.
         DOCKER_BUILDKIT=1 docker build ${DOCKER_PLATFORM:+--platform "$DOCKER_PLATFORM"} \
-            "${args[@]}" -f "$dockerfile" -t "$ref" -t "outpost/$name:latest" .
+            "${args[@]}" "${secret[@]}" -f "$dockerfile" -t "$ref" -t "outpost/$name:latest" .
     else
-        bah bud --quiet --format docker --isolation chroot --layers "${ignore[@]}" "${args[@]}" \
+        bah bud --quiet --format docker --isolation chroot --layers "${ignore[@]}" "${args[@]}" "${secret[@]}" \
             -f "$dockerfile" -t "$ref" -t "localhost/outpost/$name:latest" . >/dev/null
     fi
     log "$name: built in $((SECONDS - started)) s"
@@ -203,6 +204,3 @@ for name in "${plan[@]}"; do
 done
 
 echo "built (tag $TAG): ${built[*]:-none}"
-if [ "${#left_out[@]}" -gt 0 ]; then
-    log "WARNING: not built here (no node image or npm registry reachable from the build): ${left_out[*]}"
-fi
