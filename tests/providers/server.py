@@ -167,4 +167,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815 - http.server's naming
+    do_GET = do_POST = do_PUT = do_DELETE = do_CONNECT = _handle  # noqa: N815 - http.server's naming

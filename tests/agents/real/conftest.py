@@ -27,7 +27,7 @@ import pytest
 from tests.e2e.helpers import TERMINAL, Dev, start_dev, stop_dev
 from tests.providers.anthropic import FakeAnthropic
 from tests.providers.openai_chat import FakeChat
-from tests.providers.server import Reply, Request, Step
+from tests.providers.server import FakeProvider, Reply, Request, Step
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # Where `make agent-clis` installs them (Makefile): npm packages, aider's own environment,
@@ -175,6 +175,24 @@ CLAUDE_MODEL = "claude-sonnet-4-5"
 AIDER_MODEL = "openai/gpt-4o"
 
 
+class Egress(FakeProvider):
+    """An HTTP(S) proxy that refuses everything and records what was asked: the agents'
+    HTTPS_PROXY, so any call beyond the loopback provider (update check, telemetry, price
+    list) is seen. (Node's own fetch ignores proxy variables: grok's calls would not show.)"""
+
+    def is_model_call(self, request: Request) -> bool:
+        return False
+
+    def route(self, request: Request) -> Reply:
+        return self.error(403, "no egress from a test job")
+
+
+@pytest.fixture(scope="session")
+def egress() -> Iterator[Egress]:
+    with Egress() as proxy:
+        yield proxy
+
+
 @pytest.fixture(scope="session")
 def providers() -> Iterator[Providers]:
     with FakeAnthropic() as anthropic, FakeChat() as aider, FakeChat() as grok:
@@ -182,7 +200,9 @@ def providers() -> Iterator[Providers]:
 
 
 @pytest.fixture(scope="session")
-def outpost(providers: Providers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOutpost]:
+def outpost(
+    providers: Providers, egress: Egress, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealOutpost]:
     for name in ("claude", "aider", "grok"):
         cli(name)
     settings = {
@@ -194,5 +214,8 @@ def outpost(providers: Providers, tmp_path_factory: pytest.TempPathFactory) -> I
         "aider": {"base_url": f"{providers.aider.url}/v1", "default_model": AIDER_MODEL},
         "grok": {"base_url": f"{providers.grok.url}/v1"},
     }
-    with real_outpost(tmp_path_factory.mktemp("real-agents"), agent_settings=settings) as instance:
+    proxy = {name: egress.url for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}
+    loopback = {name: "127.0.0.1,localhost" for name in ("NO_PROXY", "no_proxy")}
+    root = tmp_path_factory.mktemp("real-agents")
+    with real_outpost(root, agent_settings=settings, env={**proxy, **loopback}) as instance:
         yield instance

@@ -9,7 +9,7 @@ chat first and the model asked again, so the edit comes twice, as with a real mo
 
 from __future__ import annotations
 
-from tests.agents.real.conftest import AIDER_MODEL, KEYS, Providers, RealOutpost
+from tests.agents.real.conftest import AIDER_MODEL, KEYS, Egress, Providers, RealOutpost
 from tests.providers.openai_chat import Usage
 
 GREET = 'def greet():\n    return "hello"\n'
@@ -23,7 +23,10 @@ EDIT = (
 )
 
 
-def test_aider_edits_a_file_and_completes_with_tokens_and_cost(providers: Providers, outpost: RealOutpost):
+def test_aider_edits_a_file_and_completes_with_tokens_and_cost(
+    providers: Providers, outpost: RealOutpost, egress: Egress
+):
+    egress.script()  # forget earlier tests' requests
     fake = providers.aider
     fake.script(fake.turn(EDIT, Usage(1200, 0, 60)), fake.turn(EDIT, Usage(1600, 0, 80)))
     repo = outpost.repository("aider-greet", {"greet.py": GREET})
@@ -49,6 +52,8 @@ def test_aider_edits_a_file_and_completes_with_tokens_and_cost(providers: Provid
     assert {r.header("Authorization") for r in fake.model_calls} == {f"Bearer {KEYS['OPENAI_API_KEY']}"}
     assert "Analytics" not in done.transcript and "not a terminal" not in done.transcript
     assert "raw.githubusercontent.com" not in done.transcript
+    # No call beyond the provider: no update check, telemetry or price list (via HTTPS_PROXY).
+    assert egress.requests == [], [(r.method, r.path) for r in egress.requests]
 
 
 def test_aider_refused_key_fails_with_a_clear_agent_error(providers: Providers, outpost: RealOutpost):

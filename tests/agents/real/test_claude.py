@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import re
 
-from tests.agents.real.conftest import CLAUDE_MODEL, CLAUDE_RETRIES, KEYS, Providers, RealOutpost, by_marker
+import pytest
+
+from tests.agents.real.conftest import (
+    CLAUDE_MODEL,
+    CLAUDE_RETRIES,
+    KEYS,
+    Egress,
+    Providers,
+    RealOutpost,
+    by_marker,
+)
 from tests.providers.anthropic import Usage
 from tests.providers.server import Reply, Request
 
@@ -24,7 +34,10 @@ def _workdir(request: Request) -> str:
     return found.group(1)
 
 
-def test_claude_edits_a_file_and_completes_with_tokens_and_cost(providers: Providers, outpost: RealOutpost):
+def test_claude_edits_a_file_and_completes_with_tokens_and_cost(
+    providers: Providers, outpost: RealOutpost, egress: Egress
+):
+    egress.script()  # forget earlier tests' requests
     fake = providers.anthropic
     turns = [Usage(40, 1200, 0, 30), Usage(60, 0, 1200, 45), Usage(80, 0, 1300, 25)]
 
@@ -59,14 +72,17 @@ def test_claude_edits_a_file_and_completes_with_tokens_and_cost(providers: Provi
         "output": sum(t.output_tokens for t in turns),
     }
     assert done.record["tokens"] == expected
-    # Claude Code prices the run itself (its own price table, by model).
-    assert done.summary["cost_usd"] > 0
+    # Claude Code prices the run itself, from its own table by model: claude-sonnet-4-5 at $3/M
+    # input, $3.75/M cache writes, $0.30/M cache reads, $15/M output.
+    assert done.summary["cost_usd"] == pytest.approx((180 * 3 + 1200 * 3.75 + 2500 * 0.30 + 100 * 15) / 1e6)
     assert done.record["cost_usd"] == done.summary["cost_usd"]
     assert done.record["cost_source"] == "agent"
     # The dispatch's model, the configured endpoint, the key from the host environment.
     assert [r.json["model"] for r in fake.model_calls] == [CLAUDE_MODEL] * 3
     assert all(r.json["stream"] for r in fake.model_calls)
     assert {r.header("x-api-key") for r in fake.model_calls} == {KEYS["ANTHROPIC_API_KEY"]}
+    # No call beyond the provider: no update check, telemetry or price list (via HTTPS_PROXY).
+    assert egress.requests == [], [(r.method, r.path) for r in egress.requests]
 
 
 ERRORS = {
