@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.agents.real.conftest import KEYS, Finished, cli, real_outpost
+from tests.agents.real.conftest import KEYS, Egress, Finished, cli, real_outpost
 from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.openai_responses import FakeResponses, Usage
 from tests.providers.server import Reply, Request
@@ -87,21 +87,41 @@ def provider() -> Iterator[FakeResponses]:
 
 
 @pytest.fixture(scope="module")
-def edit(provider: FakeResponses, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+def proxy() -> Iterator[Egress]:
+    """The jobs' HTTP(S) proxy: it refuses and records every call beyond the loopback provider."""
+    recorder = Egress()
+    with recorder:
+        yield recorder
+
+
+def proxied(proxy: Egress) -> dict[str, str]:
+    names = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+    return {name: proxy.url for name in names} | {
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+@pytest.fixture(scope="module")
+def edit(provider: FakeResponses, proxy: Egress, tmp_path_factory: pytest.TempPathFactory) -> Finished:
     cli("codex")
     settings = {"codex": {"base_url": provider.base_url, "default_model": MODEL}}
-    with real_outpost(tmp_path_factory.mktemp("codex"), agent_settings=settings) as outpost:
+    root = tmp_path_factory.mktemp("codex")
+    with real_outpost(root, agent_settings=settings, env=proxied(proxy)) as outpost:
         url = outpost.repository("greet", {"greet.py": GREET})
         return outpost.run("codex", task("edit"), repo_url=url, timeout_s=300)
 
 
 @pytest.fixture(scope="module")
-def failures(provider: FakeResponses, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def failures(
+    provider: FakeResponses, proxy: Egress, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
     cli("codex")
     env = {
         "OUTPOST_AGENT_BASE_URL": provider.base_url,
         "OUTPOST_AGENT_MODEL": MODEL,
         "OPENAI_API_KEY": KEYS["OPENAI_API_KEY"],
+        **proxied(proxy),
     }
     tasks = {case: task(case) for case in FAILURES}
     return run_jobs("codex", tasks, env=env, root=tmp_path_factory.mktemp("codex-failures"))
@@ -165,3 +185,10 @@ def test_codex_provider_error_fails_job_with_its_message(
     # The production retry bounds: one retry of a request and one of the stream, the turn
     # tried twice: at most 2 * 2 * 2 requests.
     assert 1 <= len(calls(provider, failure)) <= 8
+
+
+def test_codex_jobs_call_nothing_but_the_model_endpoint(
+    edit: Finished, failures: dict[str, dict[str, Any]], proxy: Egress
+) -> None:
+    # Left to its defaults the CLI calls github.com, api.github.com, chatgpt.com and ab.chatgpt.com through this proxy.
+    assert proxy.requests == [], [(request.method, request.path) for request in proxy.requests]

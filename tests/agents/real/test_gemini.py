@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.agents.real.conftest import KEYS, Finished, cli, real_outpost
+from tests.agents.real.conftest import KEYS, Egress, Finished, cli, real_outpost
 from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.gemini import FakeGemini, Usage
 from tests.providers.server import Reply, Request
@@ -81,21 +81,41 @@ def provider() -> Iterator[FakeGemini]:
 
 
 @pytest.fixture(scope="module")
-def edit(provider: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+def proxy() -> Iterator[Egress]:
+    """The jobs' HTTP(S) proxy: it refuses and records every call beyond the loopback provider."""
+    recorder = Egress()
+    with recorder:
+        yield recorder
+
+
+def proxied(proxy: Egress) -> dict[str, str]:
+    names = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+    return {name: proxy.url for name in names} | {
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+@pytest.fixture(scope="module")
+def edit(provider: FakeGemini, proxy: Egress, tmp_path_factory: pytest.TempPathFactory) -> Finished:
     cli("gemini")
     settings = {"gemini": {"base_url": provider.base_url, "default_model": MODEL}}
-    with real_outpost(tmp_path_factory.mktemp("gemini"), agent_settings=settings) as outpost:
+    root = tmp_path_factory.mktemp("gemini")
+    with real_outpost(root, agent_settings=settings, env=proxied(proxy)) as outpost:
         url = outpost.repository("greet", {"greet.py": GREET})
         return outpost.run("gemini", task("edit"), repo_url=url, timeout_s=300)
 
 
 @pytest.fixture(scope="module")
-def failures(provider: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def failures(
+    provider: FakeGemini, proxy: Egress, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
     cli("gemini")
     env = {
         "OUTPOST_AGENT_BASE_URL": provider.base_url,
         "OUTPOST_AGENT_MODEL": MODEL,
         "GEMINI_API_KEY": KEYS["GEMINI_API_KEY"],
+        **proxied(proxy),
     }
     tasks = {case: task(case) for case in FAILURES}
     return run_jobs("gemini", tasks, env=env, root=tmp_path_factory.mktemp("gemini-failures"))
@@ -153,3 +173,10 @@ def test_gemini_provider_error_fails_job_with_its_message(
     assert result["summary"]["patch"]["files_changed"] == 0
     # The production retry bound: general.maxAttempts 2, one retry.
     assert 1 <= len(calls(provider, failure)) <= 2
+
+
+def test_gemini_jobs_call_nothing_but_the_model_endpoint(
+    edit: Finished, failures: dict[str, dict[str, Any]], proxy: Egress
+) -> None:
+    # Left to its defaults the CLI calls play.googleapis.com (usage statistics) through this proxy.
+    assert proxy.requests == [], [(request.method, request.path) for request in proxy.requests]
