@@ -62,9 +62,10 @@ from agents.agent_settings import BASE_URL_ENV, MODEL_ENV
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
 # One retry of a failed model request (HTTP errors: 429, 5xx) and one of a broken stream.
-# Codex multiplies them: each stream try makes 1 + request_max_retries requests, and the turn
-# is tried twice (seen: 1 and 1 send 8 requests to a provider that answers 500, within about
-# 3 s; 2 and 2 send 18). Its defaults, 4 and 5, would send 60 over about half a minute.
+# Codex multiplies them: each stream try makes up to 1 + request_max_retries requests, and the
+# turn is tried twice, so a provider that keeps answering 500 sees at most 8 requests (4 to 8
+# seen, within about 3 s; 2 and 2 sent 18). Its defaults, 4 and 5, allow 60, over about half a
+# minute.
 REQUEST_MAX_RETRIES = 1
 STREAM_MAX_RETRIES = 1
 
