@@ -26,7 +26,9 @@ import pytest
 
 from tests.e2e.helpers import TERMINAL, Dev, start_dev, stop_dev
 from tests.providers.anthropic import FakeAnthropic
+from tests.providers.gemini import FakeGemini
 from tests.providers.openai_chat import FakeChat
+from tests.providers.openai_responses import FakeResponses
 from tests.providers.server import FakeProvider, Reply, Request, Step
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -158,13 +160,15 @@ def real_outpost(
         stop_dev(dev)
 
 
-# One `outpost dev` for claude, aider and grok (starting one costs several seconds), each agent
-# pointed at its own fake provider through the operator's agent settings.
+# One `outpost dev` for every agent (starting one costs several seconds), each agent pointed at
+# its own fake provider through the operator's agent settings.
 @dataclass(frozen=True)
 class Providers:
     anthropic: FakeAnthropic
     aider: FakeChat
     grok: FakeChat
+    codex: FakeResponses
+    gemini: FakeGemini
 
 
 # Claude Code's own retry count (default 10 with backoff: about three minutes before a
@@ -173,6 +177,8 @@ class Providers:
 CLAUDE_RETRIES = 1
 CLAUDE_MODEL = "claude-sonnet-4-5"
 AIDER_MODEL = "openai/gpt-4o"
+CODEX_MODEL = "gpt-5.5"
+GEMINI_MODEL = "gemini-2.5-pro"
 
 
 class Egress(FakeProvider):
@@ -187,6 +193,12 @@ class Egress(FakeProvider):
         return self.error(403, "no egress from a test job")
 
 
+def proxied(egress: Egress) -> dict[str, str]:
+    """The variables that send a job's HTTP(S) calls to ``egress``, but the loopback provider's."""
+    proxy = {name: egress.url for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}
+    return proxy | {name: "127.0.0.1,localhost" for name in ("NO_PROXY", "no_proxy")}
+
+
 @pytest.fixture(scope="session")
 def egress() -> Iterator[Egress]:
     with Egress() as proxy:
@@ -195,15 +207,22 @@ def egress() -> Iterator[Egress]:
 
 @pytest.fixture(scope="session")
 def providers() -> Iterator[Providers]:
-    with FakeAnthropic() as anthropic, FakeChat() as aider, FakeChat() as grok:
-        yield Providers(anthropic, aider, grok)
+    anthropic, aider, grok, codex, gemini = (
+        FakeAnthropic(),
+        FakeChat(),
+        FakeChat(),
+        FakeResponses(),
+        FakeGemini(),
+    )
+    with anthropic, aider, grok, codex, gemini:
+        yield Providers(anthropic, aider, grok, codex, gemini)
 
 
 @pytest.fixture(scope="session")
 def outpost(
     providers: Providers, egress: Egress, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealOutpost]:
-    for name in ("claude", "aider", "grok"):
+    for name in ("claude", "aider", "grok", "codex", "gemini"):
         cli(name)
     settings = {
         "claude": {
@@ -213,9 +232,9 @@ def outpost(
         },
         "aider": {"base_url": f"{providers.aider.url}/v1", "default_model": AIDER_MODEL},
         "grok": {"base_url": f"{providers.grok.url}/v1"},
+        "codex": {"base_url": providers.codex.base_url, "default_model": CODEX_MODEL},
+        "gemini": {"base_url": providers.gemini.base_url, "default_model": GEMINI_MODEL},
     }
-    proxy = {name: egress.url for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}
-    loopback = {name: "127.0.0.1,localhost" for name in ("NO_PROXY", "no_proxy")}
     root = tmp_path_factory.mktemp("real-agents")
-    with real_outpost(root, agent_settings=settings, env={**proxy, **loopback}) as instance:
+    with real_outpost(root, agent_settings=settings, env=proxied(egress)) as instance:
         yield instance

@@ -1,6 +1,6 @@
 """The real codex CLI (the pinned @openai/codex) through Outpost, against a fake Responses API.
 
-`outpost dev` runs it as a user would: the agent's settings name the fake provider as
+`outpost dev` (the one all real agents share) runs it as a user would: the agent's settings name the fake provider as
 ``base_url`` and the model as ``default_model``; the adapter turns them into codex's
 ``model_providers`` entry. Every job runs the production adapter: its retry bounds, its
 config.toml, its command line.
@@ -14,17 +14,16 @@ them apart by the case named in the task.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.agents.real.conftest import KEYS, Egress, Finished, cli, real_outpost
+from tests.agents.real.conftest import CODEX_MODEL as MODEL
+from tests.agents.real.conftest import KEYS, Egress, Finished, Providers, RealOutpost, cli, proxied
 from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.openai_responses import FakeResponses, Usage
 from tests.providers.server import Reply, Request
 
-MODEL = "gpt-5.5"
 GREET = 'def greet():\n    return "hello"\n'
 PATCH = """*** Begin Patch
 *** Update File: greet.py
@@ -79,49 +78,29 @@ def answer(provider: FakeResponses, request: Request) -> Reply:
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[FakeResponses]:
-    fake = FakeResponses()
-    with fake:
-        fake.script(after=lambda request: answer(fake, request))
-        yield fake
+def provider(providers: Providers) -> FakeResponses:
+    fake = providers.codex
+    fake.script(after=lambda request: answer(fake, request))
+    return fake
 
 
 @pytest.fixture(scope="module")
-def proxy() -> Iterator[Egress]:
-    """The jobs' HTTP(S) proxy: it refuses and records every call beyond the loopback provider."""
-    recorder = Egress()
-    with recorder:
-        yield recorder
-
-
-def proxied(proxy: Egress) -> dict[str, str]:
-    names = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
-    return {name: proxy.url for name in names} | {
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-
-
-@pytest.fixture(scope="module")
-def edit(provider: FakeResponses, proxy: Egress, tmp_path_factory: pytest.TempPathFactory) -> Finished:
-    cli("codex")
-    settings = {"codex": {"base_url": provider.base_url, "default_model": MODEL}}
-    root = tmp_path_factory.mktemp("codex")
-    with real_outpost(root, agent_settings=settings, env=proxied(proxy)) as outpost:
-        url = outpost.repository("greet", {"greet.py": GREET})
-        return outpost.run("codex", task("edit"), repo_url=url, timeout_s=300)
+def edit(provider: FakeResponses, outpost: RealOutpost, egress: Egress) -> Finished:
+    egress.script()  # forget earlier tests' requests
+    url = outpost.repository("greet-codex", {"greet.py": GREET})
+    return outpost.run("codex", task("edit"), repo_url=url, timeout_s=300)
 
 
 @pytest.fixture(scope="module")
 def failures(
-    provider: FakeResponses, proxy: Egress, tmp_path_factory: pytest.TempPathFactory
+    provider: FakeResponses, egress: Egress, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, dict[str, Any]]:
     cli("codex")
     env = {
         "OUTPOST_AGENT_BASE_URL": provider.base_url,
         "OUTPOST_AGENT_MODEL": MODEL,
         "OPENAI_API_KEY": KEYS["OPENAI_API_KEY"],
-        **proxied(proxy),
+        **proxied(egress),
     }
     tasks = {case: task(case) for case in FAILURES}
     return run_jobs("codex", tasks, env=env, root=tmp_path_factory.mktemp("codex-failures"))
@@ -188,7 +167,7 @@ def test_codex_provider_error_fails_job_with_its_message(
 
 
 def test_codex_jobs_call_nothing_but_the_model_endpoint(
-    edit: Finished, failures: dict[str, dict[str, Any]], proxy: Egress
+    edit: Finished, failures: dict[str, dict[str, Any]], egress: Egress
 ) -> None:
     # Left to its defaults the CLI calls github.com, api.github.com, chatgpt.com and ab.chatgpt.com through this proxy.
-    assert proxy.requests == [], [(request.method, request.path) for request in proxy.requests]
+    assert egress.requests == [], [(request.method, request.path) for request in egress.requests]

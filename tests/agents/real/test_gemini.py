@@ -1,6 +1,6 @@
 """The real gemini CLI (the pinned @google/gemini-cli) through Outpost, against a fake Gemini API.
 
-`outpost dev` runs it as a user would: the agent's settings name the fake provider as
+`outpost dev` (the one all real agents share) runs it as a user would: the agent's settings name the fake provider as
 ``base_url`` and the model as ``default_model``. Shipped as it was, the adapter failed here
 twice over: headless in a fresh clone (an untrusted folder) the CLI exits 55, and with
 ``GOOGLE_GEMINI_BASE_URL`` set it picks the "gateway" auth method and exits 41. Every job runs
@@ -15,17 +15,16 @@ them apart by the case named in the task.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.agents.real.conftest import KEYS, Egress, Finished, cli, real_outpost
+from tests.agents.real.conftest import GEMINI_MODEL as MODEL
+from tests.agents.real.conftest import KEYS, Egress, Finished, Providers, RealOutpost, cli, proxied
 from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.gemini import FakeGemini, Usage
 from tests.providers.server import Reply, Request
 
-MODEL = "gemini-2.5-pro"
 GREET = 'def greet():\n    return "hello"\n'
 ANSWER = "`greet()` now takes a `name` (default `world`) and returns `hello, {name}`."
 # Each failure as the provider answers it, and what the job's agent_error then says. The 429
@@ -73,49 +72,29 @@ def answer(provider: FakeGemini, request: Request) -> Reply:
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[FakeGemini]:
-    fake = FakeGemini()
-    with fake:
-        fake.script(after=lambda request: answer(fake, request))
-        yield fake
+def provider(providers: Providers) -> FakeGemini:
+    fake = providers.gemini
+    fake.script(after=lambda request: answer(fake, request))
+    return fake
 
 
 @pytest.fixture(scope="module")
-def proxy() -> Iterator[Egress]:
-    """The jobs' HTTP(S) proxy: it refuses and records every call beyond the loopback provider."""
-    recorder = Egress()
-    with recorder:
-        yield recorder
-
-
-def proxied(proxy: Egress) -> dict[str, str]:
-    names = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
-    return {name: proxy.url for name in names} | {
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-
-
-@pytest.fixture(scope="module")
-def edit(provider: FakeGemini, proxy: Egress, tmp_path_factory: pytest.TempPathFactory) -> Finished:
-    cli("gemini")
-    settings = {"gemini": {"base_url": provider.base_url, "default_model": MODEL}}
-    root = tmp_path_factory.mktemp("gemini")
-    with real_outpost(root, agent_settings=settings, env=proxied(proxy)) as outpost:
-        url = outpost.repository("greet", {"greet.py": GREET})
-        return outpost.run("gemini", task("edit"), repo_url=url, timeout_s=300)
+def edit(provider: FakeGemini, outpost: RealOutpost, egress: Egress) -> Finished:
+    egress.script()  # forget earlier tests' requests
+    url = outpost.repository("greet-gemini", {"greet.py": GREET})
+    return outpost.run("gemini", task("edit"), repo_url=url, timeout_s=300)
 
 
 @pytest.fixture(scope="module")
 def failures(
-    provider: FakeGemini, proxy: Egress, tmp_path_factory: pytest.TempPathFactory
+    provider: FakeGemini, egress: Egress, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, dict[str, Any]]:
     cli("gemini")
     env = {
         "OUTPOST_AGENT_BASE_URL": provider.base_url,
         "OUTPOST_AGENT_MODEL": MODEL,
         "GEMINI_API_KEY": KEYS["GEMINI_API_KEY"],
-        **proxied(proxy),
+        **proxied(egress),
     }
     tasks = {case: task(case) for case in FAILURES}
     return run_jobs("gemini", tasks, env=env, root=tmp_path_factory.mktemp("gemini-failures"))
@@ -176,7 +155,7 @@ def test_gemini_provider_error_fails_job_with_its_message(
 
 
 def test_gemini_jobs_call_nothing_but_the_model_endpoint(
-    edit: Finished, failures: dict[str, dict[str, Any]], proxy: Egress
+    edit: Finished, failures: dict[str, dict[str, Any]], egress: Egress
 ) -> None:
     # Left to its defaults the CLI calls play.googleapis.com (usage statistics) through this proxy.
-    assert proxy.requests == [], [(request.method, request.path) for request in proxy.requests]
+    assert egress.requests == [], [(request.method, request.path) for request in egress.requests]
