@@ -1,7 +1,7 @@
 """The real gemini CLI (the pinned @google/gemini-cli) through Outpost, against a fake Gemini API.
 
-`outpost dev` (the one all real agents share) runs it as a user would: the agent's settings name the fake provider as
-``base_url`` and the model as ``default_model``. Shipped as it was, the adapter failed here
+`outpost dev` (the one all real agents share) runs it as a user would: the agent's settings
+name the fake provider as ``base_url`` and the model as ``default_model``. Shipped as it was, the adapter failed here
 twice over: headless in a fresh clone (an untrusted folder) the CLI exits 55, and with
 ``GOOGLE_GEMINI_BASE_URL`` set it picks the "gateway" auth method and exits 41. Every job runs
 the production adapter: its settings file, its retry bound, its command line.
