@@ -1,9 +1,9 @@
 """The real codex CLI (the pinned @openai/codex) through Outpost, against a fake Responses API.
 
 `outpost dev` (the one all real agents share) runs it as a user would: the agent's settings
-name the fake provider as ``base_url`` and the model as ``default_model``; the adapter turns them into codex's
-``model_providers`` entry. Every job runs the production adapter: its retry bounds, its
-config.toml, its command line.
+name the fake provider as ``base_url`` and the model as ``default_model``; the adapter turns
+them into codex's ``model_providers`` entry. Every job runs the production adapter: its retry
+bounds, its config.toml, its command line.
 
 The edit runs through `outpost dev` (settings, runner, summary, the dispatch's tokens and
 cost); the four provider errors need only the runner's report and run through the runner
