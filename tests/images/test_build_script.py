@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGES = ("base", "claude", "aider")  # no control-plane: an online build would drop its wheelhouse
+BUILDS = len(IMAGES) + 1  # base is built twice: outpost/base-system (its `system` stage), outpost/base
 
 # Each stand-in records its arguments, one call a line; `docker info` answers, nothing exists yet.
 STUB = r"""#!/usr/bin/env bash
@@ -73,7 +74,7 @@ def test_every_build_gets_the_system_bundle_as_the_ca_secret_by_default(stub_env
     assert SYSTEM_CA_BUNDLE.is_file()
     result, builds = build({**stub_env, "ENGINE": engine})
     assert result.returncode == 0, result.stderr
-    assert len(builds) == len(IMAGES), builds
+    assert len(builds) == BUILDS, builds
     for call in builds:
         assert secrets_of(call) == [f"id=ca,src={SYSTEM_CA_BUNDLE.resolve()}"], call
 
@@ -84,13 +85,13 @@ def test_the_ca_bundle_named_by_the_variable_is_the_secret(stub_env, engine, tmp
     bundle.write_text(SYSTEM_CA_BUNDLE.read_text())
     result, builds = build({**stub_env, "ENGINE": engine, "OUTPOST_BUILD_CA_BUNDLE": str(bundle)})
     assert result.returncode == 0, result.stderr
-    assert [secrets_of(call) for call in builds] == [[f"id=ca,src={bundle}"]] * len(IMAGES)
+    assert [secrets_of(call) for call in builds] == [[f"id=ca,src={bundle}"]] * BUILDS
 
 
 def test_none_passes_no_secret(stub_env) -> None:
     result, builds = build({**stub_env, "ENGINE": "docker", "OUTPOST_BUILD_CA_BUNDLE": "none"})
     assert result.returncode == 0, result.stderr
-    assert len(builds) == len(IMAGES) and all(secrets_of(call) == [] for call in builds), builds
+    assert len(builds) == BUILDS and all(secrets_of(call) == [] for call in builds), builds
 
 
 @pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])

@@ -102,6 +102,7 @@ def test_base_images_default_to_pinned_public_images() -> None:
     for image in AGENT_IMAGES:
         assert arg_default(dockerfile_for(image), "BASE_IMAGE") == "outpost/base:latest"
         assert arg_default(dockerfile_for(image), "BUILD_IMAGE") == base
+        assert arg_default(dockerfile_for(image), "SYSTEM_IMAGE") == "outpost/base:latest"
 
 
 def pinned_cli_versions() -> dict[str, str]:

@@ -134,17 +134,22 @@ image_ref() {
     if [ "$ENGINE" = buildah ]; then echo "localhost/outpost/$1:$TAG"; else echo "outpost/$1:$TAG"; fi
 }
 
-# An agent image needs outpost/base:<TAG>; build it first unless it already exists.
+# An agent image needs outpost/base:<TAG> and outpost/base-system:<TAG> (base without its
+# runner layer); build base first unless both exist.
 needs_base=0
 for name in "${plan[@]}"; do
     [ "$name" = base ] || [ "$name" = control-plane ] || needs_base=1
 done
 if [ "$needs_base" = 1 ] && [[ " ${plan[*]} " != *" base "* ]]; then
-    if [ "$ENGINE" = buildah ]; then
-        bah inspect --type image "$(image_ref base)" >/dev/null 2>&1 || plan=(base "${plan[@]}")
-    else
-        docker image inspect "$(image_ref base)" >/dev/null 2>&1 || plan=(base "${plan[@]}")
-    fi
+    for image in base base-system; do
+        if [ "$ENGINE" = buildah ]; then
+            bah inspect --type image "$(image_ref $image)" >/dev/null 2>&1 && continue
+        else
+            docker image inspect "$(image_ref $image)" >/dev/null 2>&1 && continue
+        fi
+        plan=(base "${plan[@]}")
+        break
+    done
 fi
 
 # --- wheelhouses (offline pip images) ------------------------------------------------------
@@ -171,34 +176,46 @@ fill_wheelhouse() {
 }
 
 # --- build ---------------------------------------------------------------------------------
+# engine_build DOCKERFILE NAME [ARG...]: builds outpost/NAME:<TAG> (and :latest) with the
+# Dockerfile's ignore file and the extra CA bundle.
+engine_build() {
+    local dockerfile=$1 name=$2 ref ignore=()
+    shift 2
+    ref=$(image_ref "$name")
+    [ -f "$dockerfile.dockerignore" ] && ignore=(--ignorefile "$dockerfile.dockerignore")
+    if [ "$ENGINE" = docker ]; then
+        # BuildKit reads $dockerfile.dockerignore by itself.
+        DOCKER_BUILDKIT=1 docker build ${DOCKER_PLATFORM:+--platform "$DOCKER_PLATFORM"} \
+            "$@" "${secret[@]}" -f "$dockerfile" -t "$ref" -t "outpost/$name:latest" .
+    else
+        bah bud --quiet --format docker --isolation chroot --layers "${ignore[@]}" "$@" "${secret[@]}" \
+            -f "$dockerfile" -t "$ref" -t "localhost/outpost/$name:latest" . >/dev/null
+    fi
+}
+
 log "engine $ENGINE${STORAGE:+ ($STORAGE storage)}, tag $TAG, extra CA bundle ${CA_BUNDLE:-none}, images: ${plan[*]:-none}"
 built=()
 for name in "${plan[@]}"; do
     dockerfile=$(dockerfile_for "$name")
-    ref=$(image_ref "$name")
     case "$name" in
     base) args=(${local_base:+--build-arg "BASE_IMAGE=$local_base"}) ;;
     control-plane) args=(${local_base:+--build-arg "PYTHON_IMAGE=$local_base"}) ;;
-    # The agent images' build stages run on base's own parent (their BUILD_IMAGE).
-    *) args=(--build-arg "BASE_IMAGE=$(image_ref base)" ${local_base:+--build-arg "BUILD_IMAGE=$local_base"}) ;;
+    # The agent images stand on base without its runner, take the runner from base, and run
+    # their build stages on base's own parent (BUILD_IMAGE).
+    *) args=(--build-arg "BASE_IMAGE=$(image_ref base)" --build-arg "SYSTEM_IMAGE=$(image_ref base-system)"
+        ${local_base:+--build-arg "BUILD_IMAGE=$local_base"}) ;;
     esac
     if [ "$offline" = 1 ] && [[ "$PIP_IMAGES" == *" $name "* ]]; then
         fill_wheelhouse "$name"
     elif [ -d "build/wheelhouse/$name" ]; then
         rm -rf "build/wheelhouse/$name" "build/wheelhouse/$name.stamp"  # online builds read the index, never a stale wheelhouse
     fi
-    ignore=()
-    [ -f "$dockerfile.dockerignore" ] && ignore=(--ignorefile "$dockerfile.dockerignore")
     started=$SECONDS
-    log "$name: building $ref from $dockerfile"
-    if [ "$ENGINE" = docker ]; then
-        # BuildKit reads $dockerfile.dockerignore by itself.
-        DOCKER_BUILDKIT=1 docker build ${DOCKER_PLATFORM:+--platform "$DOCKER_PLATFORM"} \
-            "${args[@]}" "${secret[@]}" -f "$dockerfile" -t "$ref" -t "outpost/$name:latest" .
-    else
-        bah bud --quiet --format docker --isolation chroot --layers "${ignore[@]}" "${args[@]}" "${secret[@]}" \
-            -f "$dockerfile" -t "$ref" -t "localhost/outpost/$name:latest" . >/dev/null
+    log "$name: building $(image_ref "$name") from $dockerfile"
+    if [ "$name" = base ]; then
+        engine_build "$dockerfile" base-system "${args[@]}" --target system
     fi
+    engine_build "$dockerfile" "$name" "${args[@]}"
     log "$name: built in $((SECONDS - started)) s"
     built+=("$name")
 done
