@@ -139,6 +139,23 @@ def by_marker(answers: Mapping[str, Step]) -> Step:
     return answer
 
 
+def in_order(*steps: Step) -> Step:
+    """The answers to one job's model calls, in order (with :func:`by_marker`)."""
+    remaining = list(steps)
+
+    def answer(request: Request) -> Reply:
+        assert remaining, "the job made more model calls than scripted"
+        step = remaining.pop(0)
+        return step(request) if callable(step) else step
+
+    return answer
+
+
+def calls_of(provider: FakeProvider, marker: str) -> list[Request]:
+    """The model calls of the job whose task carries ``marker``."""
+    return [r for r in provider.model_calls if marker.encode() in r.body]
+
+
 @contextmanager
 def real_outpost(
     root: Path, *, agent_settings: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None

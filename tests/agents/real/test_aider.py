@@ -4,12 +4,25 @@ default model in the operator's settings.
 
 Aider edits by text, not tools: the scripted model answers in aider's "diff" edit format
 (SEARCH/REPLACE blocks). A file the model edits without having it in the chat is added to the
-chat first and the model asked again, so the edit comes twice, as with a real model.
+chat first and the model asked again, so the edit comes twice, as with a real model. The
+module's two jobs (an edit, a refused key) run at once, told apart by a marker in the task.
 """
 
 from __future__ import annotations
 
-from tests.agents.real.conftest import AIDER_MODEL, KEYS, Egress, Providers, RealOutpost
+import pytest
+
+from tests.agents.real.conftest import (
+    AIDER_MODEL,
+    KEYS,
+    Egress,
+    Finished,
+    Providers,
+    RealOutpost,
+    by_marker,
+    calls_of,
+    in_order,
+)
 from tests.providers.openai_chat import Usage
 
 GREET = 'def greet():\n    return "hello"\n'
@@ -23,15 +36,24 @@ EDIT = (
 )
 
 
-def test_aider_edits_a_file_and_completes_with_tokens_and_cost(
-    providers: Providers, outpost: RealOutpost, egress: Egress
-):
-    egress.script()  # forget earlier tests' requests
+@pytest.fixture(scope="module")
+def jobs(providers: Providers, outpost: RealOutpost, egress: Egress) -> dict[str, Finished]:
     fake = providers.aider
-    fake.script(fake.turn(EDIT, Usage(1200, 0, 60)), fake.turn(EDIT, Usage(1600, 0, 80)))
-    repo = outpost.repository("aider-greet", {"greet.py": GREET})
+    egress.script()  # forget earlier modules' requests
+    edit = in_order(fake.turn(EDIT, Usage(1200, 0, 60)), fake.turn(EDIT, Usage(1600, 0, 80)))
+    fake.script(after=by_marker({"caseedit": edit, "case401": fake.error(401, "Incorrect API key provided")}))
+    repo = outpost.repository("aider", {"greet.py": GREET})
+    started = {
+        m: outpost.start("aider", f"Give greet() a name parameter ({m}).", repo_url=repo)
+        for m in ("caseedit", "case401")
+    }
+    return {marker: outpost.finish(dispatch_id) for marker, dispatch_id in started.items()}
 
-    done = outpost.run("aider", "Give greet() a name parameter.", repo_url=repo)
+
+def test_aider_edits_a_file_and_completes_with_tokens_and_cost(
+    providers: Providers, jobs: dict[str, Finished], egress: Egress
+):
+    done = jobs["caseedit"]
 
     assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
     # Exactly the change: not the repo map's cache (.aider.tags.cache.v4), no history files.
@@ -46,29 +68,26 @@ def test_aider_edits_a_file_and_completes_with_tokens_and_cost(
     # and prints the session's total (to two significant digits below a cent).
     assert done.summary["cost_usd"] == 0.0084 == round(2800 * 2.5e-6 + 140 * 10e-6, 4)
     assert done.record["cost_source"] == "agent"
-    # Nothing but the two model calls, to the configured endpoint, with the model and key set.
-    assert [r.path for r in fake.requests] == ["/v1/chat/completions"] * 2
-    assert {r.json["model"] for r in fake.model_calls} == {AIDER_MODEL.removeprefix("openai/")}
-    assert {r.header("Authorization") for r in fake.model_calls} == {f"Bearer {KEYS['OPENAI_API_KEY']}"}
+    # Nothing but the two model calls, with the model and key set.
+    calls = calls_of(providers.aider, "caseedit")
+    assert [r.path for r in calls] == ["/v1/chat/completions"] * 2
+    assert {r.json["model"] for r in calls} == {AIDER_MODEL.removeprefix("openai/")}
+    assert {r.header("Authorization") for r in calls} == {f"Bearer {KEYS['OPENAI_API_KEY']}"}
     assert "Analytics" not in done.transcript and "not a terminal" not in done.transcript
     assert "raw.githubusercontent.com" not in done.transcript
-    # No call beyond the provider: no update check, telemetry or price list (via HTTPS_PROXY).
+    # No job called anything beyond the provider: no price list, analytics or update check.
     assert egress.requests == [], [(r.method, r.path) for r in egress.requests]
 
 
-def test_aider_refused_key_fails_with_a_clear_agent_error(providers: Providers, outpost: RealOutpost):
+def test_aider_refused_key_fails_with_a_clear_agent_error(providers: Providers, jobs: dict[str, Finished]):
     """aider exits 0 after a provider error; the job must still fail, saying why. (429, 500 and
     a malformed answer are retried by aider for about two minutes, with no setting to shorten
     it: docs/agents.md.)"""
-    fake = providers.aider
-    fake.script(after=fake.error(401, "Incorrect API key provided"))
-    repo = outpost.repository("aider-401", {"greet.py": GREET})
-
-    done = outpost.run("aider", "Give greet() a name parameter.", repo_url=repo)
+    done = jobs["case401"]
 
     assert done.record["status"] == "FAILED", done.transcript[-2000:]
     assert "AuthenticationError" in done.summary["agent_error"]
     assert "Incorrect API key provided" in done.summary["agent_error"]
     assert done.record["error"].startswith("agent reported an error: litellm.AuthenticationError")
     assert done.patch == ""
-    assert len(fake.model_calls) == 1
+    assert len(calls_of(providers.aider, "case401")) == 1

@@ -1,8 +1,9 @@
 """Claude Code 2.1.331 (the pinned CLI) through Outpost against a fake Anthropic Messages API.
 
+The module's five jobs run at once, each told apart by a marker in its task: one reads and
+edits a file through Claude Code's own Read and Edit tools, four meet a provider error.
 The machine runs the tests as root: Claude Code refuses ``--dangerously-skip-permissions``
-there unless the adapter says the machine is a sandbox (IS_SANDBOX=1, set for a root runner
-only).
+there unless the adapter says the machine is a sandbox (IS_SANDBOX=1, for a root runner only).
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ from tests.agents.real.conftest import (
     CLAUDE_RETRIES,
     KEYS,
     Egress,
+    Finished,
     Providers,
     RealOutpost,
     by_marker,
+    calls_of,
+    in_order,
 )
-from tests.providers.anthropic import Usage
-from tests.providers.server import Reply, Request
+from tests.providers.anthropic import FakeAnthropic, Usage
+from tests.providers.server import Reply, Request, Step
 
 GREET = 'def greet():\n    return "hello"\n'
 ANSWER = "I changed greet() to take a name; it returns a greeting with it."
+TURNS = [Usage(40, 1200, 0, 30), Usage(60, 0, 1200, 45), Usage(80, 0, 1300, 25)]
+ERRORS = {
+    # marker in the task -> (the provider's answer, what agent_error must say)
+    "case401": (lambda fake: fake.error(401, "invalid x-api-key"), "Invalid API key"),
+    "case429": (lambda fake: fake.error(429, "Number of request tokens has exceeded your rate limit"), "429"),
+    "case500": (lambda fake: fake.error(500, "upstream exploded"), "500"),
+    "casebroken": (lambda fake: fake.malformed(), "API"),
+}
 
 
 def _workdir(request: Request) -> str:
@@ -34,15 +46,9 @@ def _workdir(request: Request) -> str:
     return found.group(1)
 
 
-def test_claude_edits_a_file_and_completes_with_tokens_and_cost(
-    providers: Providers, outpost: RealOutpost, egress: Egress
-):
-    egress.script()  # forget earlier tests' requests
-    fake = providers.anthropic
-    turns = [Usage(40, 1200, 0, 30), Usage(60, 0, 1200, 45), Usage(80, 0, 1300, 25)]
-
+def _edit_turns(fake: FakeAnthropic) -> list[Step]:
     def read(request: Request) -> Reply:
-        return fake.tool_use("Read", {"file_path": f"{_workdir(request)}/greet.py"}, turns[0], "toolu_read")
+        return fake.tool_use("Read", {"file_path": f"{_workdir(request)}/greet.py"}, TURNS[0], "toolu_read")
 
     def edit(request: Request) -> Reply:
         change = {
@@ -50,12 +56,37 @@ def test_claude_edits_a_file_and_completes_with_tokens_and_cost(
             "old_string": 'def greet():\n    return "hello"',
             "new_string": 'def greet(name: str = "world"):\n    return f"hello, {name}"',
         }
-        return fake.tool_use("Edit", change, turns[1], "toolu_edit")
+        return fake.tool_use("Edit", change, TURNS[1], "toolu_edit")
 
-    fake.script(read, edit, fake.text(ANSWER, turns[2]))
-    repo = outpost.repository("claude-greet", {"greet.py": GREET})
+    return [read, edit, fake.text(ANSWER, TURNS[2])]
 
-    done = outpost.run("claude", "Give greet() a name parameter.", repo_url=repo, model=CLAUDE_MODEL)
+
+@pytest.fixture(scope="module")
+def jobs(providers: Providers, outpost: RealOutpost, egress: Egress) -> dict[str, Finished]:
+    fake = providers.anthropic
+    egress.script()  # forget earlier modules' requests
+    answers = {
+        "caseedit": in_order(*_edit_turns(fake)),
+        **{m: answer(fake) for m, (answer, _) in ERRORS.items()},
+    }
+    fake.script(after=by_marker(answers))
+    repo = outpost.repository("claude", {"greet.py": GREET})
+    started = {
+        marker: outpost.start(
+            "claude",
+            f"Give greet() a name parameter ({marker}).",
+            repo_url=repo,
+            **({"model": CLAUDE_MODEL} if marker == "caseedit" else {}),
+        )
+        for marker in ["caseedit", *ERRORS]
+    }
+    return {marker: outpost.finish(dispatch_id) for marker, dispatch_id in started.items()}
+
+
+def test_claude_edits_a_file_and_completes_with_tokens_and_cost(
+    providers: Providers, jobs: dict[str, Finished], egress: Egress
+):
+    done = jobs["caseedit"]
 
     assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
     # Exactly the change: no state of the CLI (it keeps it in the job's own HOME).
@@ -66,10 +97,10 @@ def test_claude_edits_a_file_and_completes_with_tokens_and_cost(
     # Outpost counts every prompt token (fresh, cache writes, cache reads) as input.
     expected = {
         "input": sum(
-            t.input_tokens + t.cache_creation_input_tokens + t.cache_read_input_tokens for t in turns
+            t.input_tokens + t.cache_creation_input_tokens + t.cache_read_input_tokens for t in TURNS
         ),
-        "cached": sum(t.cache_read_input_tokens for t in turns),
-        "output": sum(t.output_tokens for t in turns),
+        "cached": sum(t.cache_read_input_tokens for t in TURNS),
+        "output": sum(t.output_tokens for t in TURNS),
     }
     assert done.record["tokens"] == expected
     # Claude Code prices the run itself, from its own table by model: claude-sonnet-4-5 at $3/M
@@ -78,38 +109,24 @@ def test_claude_edits_a_file_and_completes_with_tokens_and_cost(
     assert done.record["cost_usd"] == done.summary["cost_usd"]
     assert done.record["cost_source"] == "agent"
     # The dispatch's model, the configured endpoint, the key from the host environment.
-    assert [r.json["model"] for r in fake.model_calls] == [CLAUDE_MODEL] * 3
-    assert all(r.json["stream"] for r in fake.model_calls)
-    assert {r.header("x-api-key") for r in fake.model_calls} == {KEYS["ANTHROPIC_API_KEY"]}
-    # No call beyond the provider: no update check, telemetry or price list (via HTTPS_PROXY).
+    calls = calls_of(providers.anthropic, "caseedit")
+    assert [r.json["model"] for r in calls] == [CLAUDE_MODEL] * 3
+    assert all(r.json["stream"] for r in calls)
+    assert {r.header("x-api-key") for r in calls} == {KEYS["ANTHROPIC_API_KEY"]}
+    # No job called anything beyond the provider: no update check or telemetry (HTTPS_PROXY).
     assert egress.requests == [], [(r.method, r.path) for r in egress.requests]
 
 
-ERRORS = {
-    # marker in the task -> (the provider's answer, what agent_error must say)
-    "case401": (lambda fake: fake.error(401, "invalid x-api-key"), "Invalid API key"),
-    "case429": (lambda fake: fake.error(429, "Number of request tokens has exceeded your rate limit"), "429"),
-    "case500": (lambda fake: fake.error(500, "upstream exploded"), "500"),
-    "casebroken": (lambda fake: fake.malformed(), "API"),
-}
+@pytest.mark.parametrize("marker", sorted(ERRORS))
+def test_claude_provider_error_fails_with_a_clear_agent_error(
+    providers: Providers, jobs: dict[str, Finished], marker: str
+):
+    done = jobs[marker]
+    said = ERRORS[marker][1]
 
-
-def test_claude_provider_errors_fail_with_a_clear_agent_error(providers: Providers, outpost: RealOutpost):
-    """401, 429, 500 and a stream cut mid-event, as four jobs at once."""
-    fake = providers.anthropic
-    fake.script(after=by_marker({marker: answer(fake) for marker, (answer, _) in ERRORS.items()}))
-    repo = outpost.repository("claude-errors", {"greet.py": GREET})
-
-    started = {
-        m: outpost.start("claude", f"Give greet() a name parameter ({m}).", repo_url=repo) for m in ERRORS
-    }
-    finished = {marker: outpost.finish(dispatch_id) for marker, dispatch_id in started.items()}
-
-    for marker, done in finished.items():
-        said = ERRORS[marker][1]
-        assert done.record["status"] == "FAILED", (marker, done.transcript[-2000:])
-        assert done.summary["agent_error"] and said in done.summary["agent_error"], (marker, done.summary)
-        assert said in done.record["error"], (marker, done.record["error"])
-        assert done.patch == ""
-    # Bounded: each job's first try and CLAUDE_CODE_MAX_RETRIES more.
-    assert len(fake.model_calls) <= len(ERRORS) * (1 + CLAUDE_RETRIES)
+    assert done.record["status"] == "FAILED", done.transcript[-2000:]
+    assert done.summary["agent_error"] and said in done.summary["agent_error"], done.summary
+    assert said in done.record["error"], done.record["error"]
+    assert done.patch == ""
+    # Bounded: the first try and CLAUDE_CODE_MAX_RETRIES more.
+    assert len(calls_of(providers.anthropic, marker)) <= 1 + CLAUDE_RETRIES
