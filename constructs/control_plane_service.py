@@ -7,6 +7,8 @@ balancer; runners reach the service inside the VPC through its Cloud Map name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
@@ -45,6 +47,7 @@ class ControlPlaneService(Construct):
         max_count: int,
         environment: dict[str, str],
         admin_secret: secretsmanager.ISecret,
+        operator_secrets: Mapping[str, secretsmanager.ISecret],
         secret_key: kms.IKey,
         task_statements: list[iam.PolicyStatement],
         ecr_auth_policy: iam.IManagedPolicy,
@@ -66,7 +69,11 @@ class ControlPlaneService(Construct):
             self,
             repository_arn=repository.repository_arn,
             log_group_arn=self.log_group.log_group_arn,
-            secret_arns=[admin_secret.secret_arn],
+            # Operator-made secrets are named, not generated: their ARNs end in a random suffix.
+            secret_arns=[
+                admin_secret.secret_arn,
+                *(f"{s.secret_arn}-??????" for s in operator_secrets.values()),
+            ],
             key_arns=[secret_key.key_arn],
             ecr_auth_policy=ecr_auth_policy,
         )
@@ -100,7 +107,10 @@ class ControlPlaneService(Construct):
             linux_parameters=linux,
             port_mappings=[ecs.PortMapping(container_port=PORT)],
             environment=environment,
-            secrets={"OUTPOST_ADMIN_KEY": ecs.Secret.from_secrets_manager(admin_secret)},
+            secrets={
+                "OUTPOST_ADMIN_KEY": ecs.Secret.from_secrets_manager(admin_secret),
+                **{name: ecs.Secret.from_secrets_manager(s) for name, s in operator_secrets.items()},
+            },
             logging=ecs.LogDrivers.aws_logs(stream_prefix="control-plane", log_group=self.log_group),
             health_check=ecs.HealthCheck(
                 command=["CMD-SHELL", HEALTH_COMMAND],

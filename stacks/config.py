@@ -91,6 +91,45 @@ class AlarmThresholds:
 
 
 @dataclass(frozen=True)
+class GitHubConfig:
+    """Where dispatches may publish (docs/publishing.md), and the secret the control plane signs with.
+
+    The secret is created by the operator, never by the stack, so that a forgotten value is a
+    deploy-time error rather than a credential that fails on first use: with ``app_id`` it holds
+    the GitHub App's private key (PEM), without it a token with push access.
+    """
+
+    secret_name: str
+    url: str = "https://github.com"
+    api_url: str = "https://api.github.com"
+    app_id: str | None = None
+
+
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+
+
+def _github(env: str, raw: Any) -> GitHubConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(env, "github", raw, "must be a mapping with secret_name, url, api_url, app_id")
+    known = {f.name for f in fields(GitHubConfig)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                env, f"github.{key}", value, f"unknown setting; known: {', '.join(sorted(known))}"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(env, f"github.{key}", value, "must be a string")
+    if not _SECRET_NAME.fullmatch(raw.get("secret_name", "")):
+        raise ConfigError(env, "github.secret_name", raw.get("secret_name"), "a Secrets Manager secret name")
+    for key in ("url", "api_url"):
+        if key in raw and not re.fullmatch(r"https://[^/\s?#@]+(/[^\s?#]*)?", raw[key]):
+            raise ConfigError(env, f"github.{key}", raw[key], "must be an https:// URL without query")
+    if "app_id" in raw and not raw["app_id"].isdigit():
+        raise ConfigError(env, "github.app_id", raw["app_id"], "the GitHub App's numeric id")
+    return GitHubConfig(**raw)
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     region: str
@@ -111,6 +150,7 @@ class EnvironmentConfig:
     image_tag: str = "latest"
     alarm_email: str | None = None  # subscribed to the alarm topic; None: nobody is paged (synth warns)
     alarms: AlarmThresholds = AlarmThresholds()
+    github: GitHubConfig | None = None  # None: dispatches cannot publish branches or pull requests
     # per agent: default and allowed models, provider base URL, extra non-secret variables
     # (agents/agent_settings.py); cdk.json holds their JSON form
     agent_settings: Mapping[str, AgentSettings] = field(default_factory=lambda: MappingProxyType({}))
@@ -204,6 +244,8 @@ def _coerce(env: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
                 ) from None
         elif name == "alarms":
             value = _alarm_thresholds(env, value)
+        elif name == "github":
+            value = None if value is None else _github(env, value)
         elif "tuple" in expected:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(env, name, value, "must be a list of strings")

@@ -102,6 +102,7 @@ class FleetStack(cdk.Stack):
             max_count=config.control_plane_max_count,
             environment=self._control_plane_environment(config, data),
             admin_secret=self._secret(data, "admin"),
+            operator_secrets=self._github_secrets(config),
             secret_key=data.key,
             task_statements=self._control_plane_statements(data),
             ecr_auth_policy=self.ecr_auth_policy,
@@ -128,6 +129,14 @@ class FleetStack(cdk.Stack):
         )
         self._acknowledge(config)
 
+    def _github_secrets(self, config: EnvironmentConfig) -> dict[str, secretsmanager.ISecret]:
+        """The operator's GitHub secret, under the variable the control plane reads it from."""
+        if config.github is None:
+            return {}
+        secret = secretsmanager.Secret.from_secret_name_v2(self, "SecretGithub", config.github.secret_name)
+        variable = "OUTPOST_GITHUB_APP_PRIVATE_KEY" if config.github.app_id else "OUTPOST_GITHUB_TOKEN"
+        return {variable: secret}
+
     def _secret(self, data: DataStack, name: str) -> secretsmanager.ISecret:
         """A data-stack secret referenced by ARN: the execution roles' own policies grant the read,
         so no grant reaches back into the data stack's key policy (which would be a cycle)."""
@@ -137,6 +146,16 @@ class FleetStack(cdk.Stack):
                 self, id, data.secrets.secrets[name].secret_arn
             )
         return self._imported_secrets[id]
+
+    @staticmethod
+    def _github_environment(config: EnvironmentConfig) -> dict[str, str]:
+        github = config.github
+        if github is None:
+            return {}
+        environment = {"OUTPOST_GITHUB_URL": github.url, "OUTPOST_GITHUB_API_URL": github.api_url}
+        if github.app_id:
+            environment["OUTPOST_GITHUB_APP_ID"] = github.app_id
+        return environment
 
     def _control_plane_environment(self, config: EnvironmentConfig, data: DataStack) -> dict[str, str]:
         """The generated names the service reads (control_plane/settings.py, docs/design.md)."""
@@ -160,6 +179,7 @@ class FleetStack(cdk.Stack):
             "OUTPOST_INTERNAL_URL": f"http://{CLOUD_MAP_NAME}.{NAMESPACE}:{PORT}",
             # what POST /dispatch checks a requested model against (agents/agent_settings.py)
             "OUTPOST_AGENT_SETTINGS": json.dumps(settings_json(config.agent_settings), sort_keys=True),
+            **self._github_environment(config),
         }
         for schema in TABLES:
             environment[f"OUTPOST_{schema.settings_field.upper()}"] = data.tables[schema.id].table_name

@@ -31,6 +31,13 @@ SETTINGS: dict[str, Any] = {
     "codex": {"default_model": "gpt-5-codex", "base_url": "https://gateway.example.com/openai/v1"},
     "gemini": {"default_model": "gemini-2.5-pro", "allowed_models": ["gemini-2.5-pro", "gemini-2.5-flash"]},
 }
+# A GitHub App set up for publishing; its private key is a secret the operator created.
+GITHUB: dict[str, str] = {
+    "url": "https://github.example.com",
+    "api_url": "https://github.example.com/api/v3",
+    "app_id": "424242",
+    "secret_name": "outpost/dev/github-app-key",
+}
 
 
 def context(settings: Any) -> dict[str, Any]:
@@ -104,7 +111,11 @@ def test_settings_of_an_agent_the_environment_does_not_deploy_are_refused() -> N
 def dev_stage(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """The Dev stage synthesized with SETTINGS: (fleet template, cloud assembly directory)."""
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk.App(outdir=str(outdir), context={**context(SETTINGS), "env": "dev"})
+    # One synthesis serves two concerns: the agent settings, and publishing (the tests at the
+    # end of this module: GITHUB reaches the control plane).
+    with_github = context(SETTINGS)
+    with_github[CONTEXT_KEY]["dev"]["github"] = GITHUB
+    app = cdk.App(outdir=str(outdir), context={**with_github, "env": "dev"})
     (stage,) = build_app(app)
     assembly = app.synth()  # raises if the security gate finds anything unacknowledged
     for stack in assembly.get_nested_assembly(f"assembly-{stage.stage_name}").stacks:
@@ -183,3 +194,86 @@ def test_container_runtime_reads_the_settings_from_the_task_definition(
     assert parse_agent_settings(load_agent_settings(outdir), agents=AGENTS) == parse_agent_settings(
         SETTINGS, agents=AGENTS
     )
+
+
+# Publishing on a deployed stage: the control plane gets the GitHub settings as environment and
+# the operator's secret through ECS, under the variable its settings read (control_plane/settings.py).
+
+
+def control_plane_container(template: dict[str, Any]) -> dict[str, Any]:
+    (container,) = [
+        c
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+        for c in r["Properties"]["ContainerDefinitions"]
+        if c["Name"] == "control-plane"
+    ]
+    return dict(container)
+
+
+def test_the_control_plane_gets_the_github_settings_and_the_operators_secret(
+    dev_stage: tuple[dict[str, Any], Path],
+) -> None:
+    template, _ = dev_stage
+    container = control_plane_container(template)
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["OUTPOST_GITHUB_URL"] == GITHUB["url"]
+    assert environment["OUTPOST_GITHUB_API_URL"] == GITHUB["api_url"]
+    assert environment["OUTPOST_GITHUB_APP_ID"] == GITHUB["app_id"]
+    assert "OUTPOST_GITHUB_TOKEN" not in environment and "OUTPOST_GITHUB_APP_PRIVATE_KEY" not in environment
+    secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in container["Secrets"]}
+    assert set(secrets) == {"OUTPOST_ADMIN_KEY", "OUTPOST_GITHUB_APP_PRIVATE_KEY"}
+    assert GITHUB["secret_name"] in secrets["OUTPOST_GITHUB_APP_PRIVATE_KEY"]
+
+
+def test_only_the_control_planes_execution_role_may_read_the_github_secret(
+    dev_stage: tuple[dict[str, Any], Path],
+) -> None:
+    template, _ = dev_stage
+    readers = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            if GITHUB["secret_name"] in json.dumps(statement["Resource"]):
+                assert statement["Action"] == "secretsmanager:GetSecretValue" or set(statement["Action"]) <= {
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:DescribeSecret",
+                }
+                readers.append(logical_id)
+    assert readers and all(r.startswith("ControlPlaneExecutionRole") for r in readers), readers
+    # The secret's ARN ends in a random suffix the operator's secret got at creation.
+    assert f"{GITHUB['secret_name']}-??????" in json.dumps(template["Resources"])
+    for agent in ("claude", "codex", "gemini"):
+        assert "GITHUB" not in json.dumps(agent_container(template, agent))
+
+
+def test_a_token_instead_of_an_app_goes_under_the_token_variable() -> None:
+    raw = context({})[CONTEXT_KEY]
+    raw["dev"]["github"] = {"secret_name": "outpost/dev/github-token"}
+    (config,) = load_environments(raw, selected="dev")
+    from stacks.fleet import FleetStack
+
+    assert config.github is not None and config.github.url == "https://github.com"
+    assert FleetStack._github_environment(config) == {
+        "OUTPOST_GITHUB_URL": "https://github.com",
+        "OUTPOST_GITHUB_API_URL": "https://api.github.com",
+    }
+
+
+@pytest.mark.parametrize(
+    ("github", "message"),
+    [
+        ({}, "secret_name"),
+        ({"secret_name": "outpost/dev/key", "url": "http://github.example.com"}, "https://"),
+        ({"secret_name": "outpost/dev/key", "app_id": "abc"}, "numeric id"),
+        ({"secret_name": "outpost/dev/key", "token": "ghp_x"}, "unknown setting"),
+        ({"secret_name": "has space"}, "Secrets Manager secret name"),
+        ("github.com", "must be a mapping"),
+    ],
+)
+def test_bad_github_settings_are_refused_with_one_line(github: Any, message: str) -> None:
+    raw = context({})[CONTEXT_KEY]
+    raw["dev"]["github"] = github
+    with pytest.raises(ConfigError, match=message):
+        load_environments(raw, selected="dev")
