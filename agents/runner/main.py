@@ -305,14 +305,19 @@ class JobRun:
         return Outcome("FAILED", result.exit_code, f"agent exited with code {result.exit_code}")
 
     def agent_environment(self, adapter: Adapter, env: dict[str, str]) -> dict[str, str]:
-        """The agent's environment, with a HOME of its own in the job's scratch space.
+        """The agent's environment, with a HOME and a temporary directory of its own in the
+        job's scratch space.
 
-        CLIs keep settings, caches and the config files the adapter writes there: never in
-        the home of the user running a local-mode runner, never shared between jobs.
+        CLIs keep settings, caches and the config files the adapter writes in HOME, and
+        conversation dumps and other temporary files in TMPDIR (TMP and TEMP for the tools
+        that read those): never in the home or /tmp of the machine running a local-mode
+        runner, never shared between jobs, removed with the job's directory.
         """
-        home = self.scratch / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        agent_env = adapter.environment({**env, "HOME": str(home), **self.job.settings_env()})
+        home, tmp = self.scratch / "home", self.scratch / "tmp"
+        for directory in (home, tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+        own = {"HOME": str(home), **dict.fromkeys(("TMPDIR", "TMP", "TEMP"), str(tmp))}
+        agent_env = adapter.environment({**env, **own, **self.job.settings_env()})
         agent_env.update(adapter.prepare(home, agent_env))
         return agent_env
 

@@ -506,6 +506,10 @@ def test_run_agent_cli_through_its_adapter(
     assert f"{key_read}=provider-key-0123456789" in agent_env
     # A HOME of the job's own: the CLI's state never lands in the runner user's home.
     assert f"HOME={scratch / 'home'}" in agent_env
+    # Temporary files too (some CLIs dump conversations there): never the host's /tmp,
+    # even though the runner's own /tmp is writable.
+    tmp = scratch / "tmp"
+    assert {f"{name}={tmp}" for name in ("TMPDIR", "TMP", "TEMP")} <= set(agent_env), agent_env
 
 
 def test_show_runner_help() -> None:
