@@ -383,6 +383,52 @@ def test_agent_cli_runs_at_its_pinned_version_as_the_agent_user(image, run_in, i
     assert image_config(image)["User"] == f"{AGENT_UID}:{AGENT_UID}"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+def test_claude_does_a_job_in_its_image_as_the_agent_user(storage, built, tmp_path) -> None:
+    """The claude image's CLI as uid 10001 (not root: no sandbox switch needed) against a fake
+    Anthropic API on loopback: it writes the file the model asks for into the workspace and
+    reports the model's answer and the usage."""
+    from tests.providers.anthropic import FakeAnthropic, Usage
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    os.chown(workspace, AGENT_UID, AGENT_UID)
+    key = "test-anthropic-key-0123456789abcdef"
+    answer = "I wrote hello.txt."
+    with FakeAnthropic() as fake:
+        write = {"file_path": "/workspace/hello.txt", "content": "hello from the image\n"}
+        fake.script(
+            fake.tool_use("Write", write, Usage(10, 0, 0, 5), "toolu_write"),
+            fake.text(answer, Usage(20, 0, 0, 6)),
+        )
+        created = buildah(storage, "from", "--quiet", "--pull-never", built["claude"])
+        assert created.returncode == 0, created.stderr
+        container = created.stdout.strip()
+        try:
+            # fmt: off
+            done = buildah(
+                storage, "run", "--isolation", "chroot", "--user", f"{AGENT_UID}:{AGENT_UID}",
+                "--env", f"ANTHROPIC_BASE_URL={fake.url}", "--env", f"ANTHROPIC_API_KEY={key}",
+                "--env", "CLAUDE_CODE_MAX_RETRIES=0", "--volume", f"{workspace}:/workspace:rw",
+                container, "--",
+                "claude", "-p", "Write hello.txt.", "--model", fake.model, "--output-format", "stream-json",
+                "--verbose", "--dangerously-skip-permissions",
+            )
+            # fmt: on
+        finally:
+            buildah(storage, "rm", container)
+        calls = fake.model_calls
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    (result,) = [event for event in events if event.get("type") == "result"]
+    assert (result["subtype"], result["is_error"], result["result"]) == ("success", False, answer), result
+    assert (result["usage"]["input_tokens"], result["usage"]["output_tokens"]) == (30, 11)
+    assert (workspace / "hello.txt").read_text() == "hello from the image\n"
+    assert (workspace / "hello.txt").stat().st_uid == AGENT_UID
+    assert len(calls) == 2 and {call.header("x-api-key") for call in calls} == {key}
+
+
 def ca_bundle_leaks(storage: str, image_ref: str, root: Path, bundle: Path) -> list[str]:
     """Where an image holds the build's extra CA bundle: a file with its marker line, or a
     configuration (environment, history, labels) that names it or points a program at one."""
