@@ -358,7 +358,7 @@ def _success_rate(agent: str) -> cloudwatch.MathExpression:
 
 
 def _reasons_sum(name: str, agent: str) -> cloudwatch.MathExpression:
-    """One metric per failure reason summed: an alarm reads at most 10 metrics, and there are 8."""
+    """One metric per failure reason summed: an alarm reads at most 10 metrics, and there are 10."""
     by_reason = {
         f"{reason.replace('-', '_')}_{agent}": outpost_metric(
             name, {m.DIM_AGENT: agent, m.DIM_REASON: reason}, statistic="Sum"

@@ -35,7 +35,9 @@ START_COLD = "cold"  # a task launched for the job claimed it
 START_KINDS: tuple[str, ...] = (START_WARM, START_COLD)
 
 # Why a dispatch ended FAILED or TIMED_OUT: one value per way the engine ends a dispatch badly.
-REASON_AGENT_ERROR = "agent-error"  # the runner reported FAILED (agent exit != 0, checkout, runner)
+REASON_AGENT_ERROR = "agent-error"  # the runner reported FAILED for any other cause (agent, checkout)
+REASON_API = "api"  # the runner reported FAILED: the model API refused or broke (401/429/5xx, stream)
+REASON_NETWORK = "network"  # the runner reported FAILED: the model API was unreachable
 REASON_TIMEOUT = "timeout"  # TIMED_OUT: by the runner's own deadline or the reconciler's
 REASON_OOM = "oom"  # the task stopped without a report, its container killed for memory
 REASON_TASK_STOPPED = "task-stopped"  # the task stopped without a report for any other cause
@@ -45,6 +47,8 @@ REASON_NOT_STARTED = "not-started"  # no task started the job within max_pending
 REASON_DEAD_LETTERED = "dead-lettered"  # its queue message was dead-lettered (claims kept failing)
 FAILURE_REASONS: tuple[str, ...] = (
     REASON_AGENT_ERROR,
+    REASON_API,
+    REASON_NETWORK,
     REASON_TIMEOUT,
     REASON_OOM,
     REASON_TASK_STOPPED,

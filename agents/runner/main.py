@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from agents.adapters import Adapter, AgentOutput, adapter_for
+from agents.error_kinds import AGENT, error_kind
 from agents.runner import VERSION
 from agents.runner.bundle import FILES, PATCH, SUMMARY, TRANSCRIPT, write_json, write_manifest
 from agents.runner.config import (
@@ -227,7 +228,7 @@ class JobRun:
         failed = self.upload_bundle()
         if failed and outcome.outcome == "COMPLETED":
             outcome = Outcome("FAILED", 0, f"upload of the result bundle failed: {', '.join(failed)}")
-            summary = {**summary, "outcome": outcome.outcome, "error": outcome.error}
+            summary = {**summary, "outcome": outcome.outcome, "error": outcome.error, "error_kind": AGENT}
         return outcome, summary
 
     # -- phases ------------------------------------------------------------------------
@@ -486,6 +487,8 @@ class JobRun:
             "cost_usd": parsed.cost_usd,
             "final_message": self.redact(parsed.final_message) if parsed.final_message else None,
             "agent_error": self.redact(parsed.error) if parsed.error else None,
+            # why a FAILED job failed (agents/error_kinds.py): the control plane counts it so
+            "error_kind": error_kind(self.job.agent, parsed.error) if outcome.outcome == "FAILED" else None,
             "patch": {"files_changed": patch.files_changed, "bytes": len(patch.diff)},
             "publish": self.published.to_summary() if self.published else None,
             "runner_version": VERSION,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agents import error_kinds
 from control_plane import metrics as m
 from control_plane.engine.metrics import StartMetrics
 from control_plane.lifecycle import TERMINAL, IllegalTransitionError, Status
@@ -18,6 +19,19 @@ log = logging.getLogger("outpost.engine")
 RECONCILER = "engine.reconciler"  # the component whose failures are counted apart
 # Why a FAILED or TIMED_OUT end happened when the caller does not say: the runner's reports.
 DEFAULT_FAILURE = {Status.FAILED: m.REASON_AGENT_ERROR, Status.TIMED_OUT: m.REASON_TIMEOUT}
+# Why the runner's FAILED report failed, from the kind it reports (agents/error_kinds.py).
+ERROR_KIND_REASONS = {
+    error_kinds.API: m.REASON_API,
+    error_kinds.NETWORK: m.REASON_NETWORK,
+    error_kinds.AGENT: m.REASON_AGENT_ERROR,
+}
+
+
+def runner_failure(outcome: str, summary: Mapping[str, Any]) -> str | None:
+    """The metrics reason of a runner's report; None: the status's default (DEFAULT_FAILURE).
+    A runner that reports no kind (an older one) is counted as before, an agent error."""
+    kind = summary.get("error_kind")
+    return ERROR_KIND_REASONS.get(kind) if outcome == Status.FAILED.value and kind else None
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from agents import error_kinds
 from control_plane import metrics
 from control_plane.engine import tasks as t
 from control_plane.engine.config import EngineSettings
@@ -150,10 +151,14 @@ def started(world: World, *, warm: bool, real_task: bool = False) -> tuple[t.Tas
     return claimed, job
 
 
-def report(world: World, job: dict[str, Any], outcome: str, exit_code: int | None) -> None:
+def report(
+    world: World, job: dict[str, Any], outcome: str, exit_code: int | None, error_kind: str | None = None
+) -> None:
+    """The runner's report; ``error_kind`` as the runner puts it into the summary."""
+    summary = {} if error_kind is None else {"error_kind": error_kind}
     reply = world.client.post(
         f"/internal/dispatches/{job['dispatch_id']}/result",
-        json={"outcome": outcome, "exit_code": exit_code},
+        json={"outcome": outcome, "exit_code": exit_code, "summary": summary},
         headers={"Authorization": f"Bearer {job['job_token']}"},
     )
     assert reply.status_code == 200, reply.text
@@ -174,6 +179,16 @@ def completed_on_a_warm_task(world: World) -> None:
 def failed_by_the_agent_after_a_cold_start(world: World) -> None:
     _, job = started(world, warm=False)
     report(world, job, "FAILED", 1)
+
+
+def failed_by_the_model_api(world: World) -> None:
+    _, job = started(world, warm=True)
+    report(world, job, "FAILED", 1, error_kinds.API)
+
+
+def failed_on_the_network(world: World) -> None:
+    _, job = started(world, warm=True)
+    report(world, job, "FAILED", 1, error_kinds.NETWORK)
 
 
 def timed_out_by_the_runner(world: World) -> None:
@@ -316,6 +331,8 @@ def launch_refused(world: World) -> None:
 SCENARIOS: tuple[Callable[[World], None], ...] = (
     completed_on_a_warm_task,
     failed_by_the_agent_after_a_cold_start,
+    failed_by_the_model_api,
+    failed_on_the_network,
     timed_out_by_the_runner,
     cancelled,
     task_killed_for_memory,
@@ -401,6 +418,41 @@ def test_a_failure_the_runner_reports_is_an_agent_error(world: World, emitted: E
     assert by_reconciler(emitted) == [] and task_failures(emitted) == []
     [document] = emitted.of(metrics.DISPATCH_FAILURES)
     assert document[metrics.DISPATCH_FAILURES] == 1 and metrics.RECONCILER_FAILURES not in document
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [(failed_by_the_model_api, metrics.REASON_API), (failed_on_the_network, metrics.REASON_NETWORK)],
+)
+def test_a_failure_the_runner_reports_is_counted_under_its_error_kind(
+    world: World, emitted: Emitted, scenario: Callable[[World], None], expected: str
+) -> None:
+    scenario(world)
+    assert failures(emitted) == [reason(expected)]
+    assert by_reconciler(emitted) == [] and task_failures(emitted) == []
+
+
+def test_a_reported_agent_error_kind_is_an_agent_error(world: World, emitted: Emitted) -> None:
+    _, job = started(world, warm=False)
+    report(world, job, "FAILED", 1, error_kinds.AGENT)
+    assert failures(emitted) == [reason(metrics.REASON_AGENT_ERROR)]
+
+
+@pytest.mark.parametrize("kind", ["quota", 7, ["api"], ""])
+def test_refuse_a_report_with_an_unknown_error_kind_and_keep_the_dispatch_running(
+    world: World, emitted: Emitted, kind: Any
+) -> None:
+    _, job = started(world, warm=False)
+    reply = world.client.post(
+        f"/internal/dispatches/{job['dispatch_id']}/result",
+        json={"outcome": "FAILED", "exit_code": 1, "summary": {"error_kind": kind}},
+        headers={"Authorization": f"Bearer {job['job_token']}"},
+    )
+    assert reply.status_code == 422, reply.text
+    assert "error_kind" in reply.text
+    record = world.stores.dispatches.get(dispatch_id=job["dispatch_id"], tenant_id=None)
+    assert record is not None and record.status is Status.RUNNING and record.error is None
+    assert failures(emitted) == []
 
 
 def test_a_timeout_the_runner_reports_is_a_timeout(world: World, emitted: Emitted) -> None:

@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agents.error_kinds import KINDS
 from control_plane.engine import tasks
 from control_plane.engine.claims import ClaimRefusedError, ClaimService, JobEndedError, stored_bundle
-from control_plane.engine.outcomes import Outcomes
+from control_plane.engine.outcomes import Outcomes, runner_failure
 from control_plane.github import GitHub, PublishingError, repository_of
 from control_plane.lifecycle import TERMINAL, Status
 from control_plane.problems import Problem
@@ -56,6 +57,9 @@ class ResultBody(BaseModel):
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise ValueError(f"summary usage: {problems}") from None
+        kind = self.summary.get("error_kind")
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"summary error_kind: one of {', '.join(KINDS)} or null, got {kind!r}")
         return self
 
 
@@ -221,7 +225,12 @@ def report_result(
             changes["exit_code"] = body.exit_code
         changes["artifacts"] = stored_bundle(record, engine.clients.s3, engine.settings.artifacts_bucket)
         moved = outcomes.finish(
-            record, Status(body.outcome), component="runner", changes=changes, expect_task=task.task_id
+            record,
+            Status(body.outcome),
+            component="runner",
+            changes=changes,
+            expect_task=task.task_id,
+            failure=runner_failure(body.outcome, body.summary),
         )
     if moved is None:
         current = engine.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
