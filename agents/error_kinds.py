@@ -86,16 +86,16 @@ def _aider(error: str) -> str:
 def _grok(error: str) -> str:
     # grok wraps a failed model call as "Sorry, I encountered an error: Grok API error: <the
     # OpenAI SDK's message>": "<status> <message>" from the API, "Connection error." or
-    # "Request timed out." when it was not reached, a parse error for a broken answer.
-    cause = error.removeprefix("Sorry, I encountered an error: ")
-    if cause == error:
-        return AGENT  # grok's own "Error: ..."
-    if not cause.startswith("Grok API error: "):
-        return API  # the answer came but broke the agent loop (a malformed reply)
+    # "Request timed out." when it was not reached; a reply it could not read breaks its agent
+    # loop under the same wrapper. "Error: <message>" is what escaped that loop.
+    model_call = error.startswith("Sorry, I encountered an error: ")
+    cause = error.removeprefix("Sorry, I encountered an error: ").removeprefix("Error: ")
     cause = cause.removeprefix("Grok API error: ")
     if _STATUS.match(cause):
         return API
-    return NETWORK if _CONNECTION.match(cause) else API
+    if _CONNECTION.match(cause):
+        return NETWORK
+    return API if model_call else AGENT
 
 
 _BY_AGENT: dict[str, Callable[[str], str]] = {

@@ -90,6 +90,7 @@ def test_run_shell_job_failed_with_exit_code(plane: FakeControlPlane, workspace:
     assert plane.result["outcome"] == "FAILED"
     assert plane.result["exit_code"] == 7
     assert "code 7" in plane.result["error"]
+    assert plane.result["summary"]["error_kind"] == "agent"
     assert set(plane.uploads) == set(BUNDLE_FILES)
 
 
@@ -510,6 +511,55 @@ def test_run_agent_cli_through_its_adapter(
     # even though the runner's own /tmp is writable.
     tmp = scratch / "tmp"
     assert {f"{name}={tmp}" for name in ("TMPDIR", "TMP", "TEMP")} <= set(agent_env), agent_env
+
+
+@pytest.mark.parametrize(
+    ("agent", "output", "exit_code", "kind"),
+    [
+        # what the real CLIs print (tests/agents/test_error_kinds.py has every case)
+        ("claude", (FIXTURES / "claude_error.json").read_text(), 1, "api"),
+        ("codex", (FIXTURES / "codex_failed.jsonl").read_text(), 1, "api"),
+        (
+            "grok",
+            '{"role":"assistant","content":"Sorry, I encountered an error: Grok API error: '
+            'Connection error."}',
+            0,
+            "network",
+        ),
+        ("claude", "error: unknown option '--bogus'", 1, "agent"),
+    ],
+)
+def test_report_the_kind_of_a_failed_agents_error(
+    plane: FakeControlPlane,
+    workspace: Path,
+    tmp_path: Path,
+    agent: str,
+    output: str,
+    exit_code: int,
+    kind: str,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "output").write_text(output + "\n")
+    fake = bin_dir / AGENTS[agent].command[0]
+    fake.write_text(f"#!/bin/sh\ncat {tmp_path / 'output'}\nexit {exit_code}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    plane.job = make_job("add a name parameter to greet()", agent=agent)
+    env = runner_env(plane, workspace, agent=agent, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    done = run_runner(env)
+
+    assert done.returncode == 0, done.stderr
+    assert plane.result["outcome"] == "FAILED"
+    assert plane.result["summary"]["agent_error"]
+    assert plane.result["summary"]["error_kind"] == kind
+
+
+def test_report_no_error_kind_for_a_completed_job(plane: FakeControlPlane, workspace: Path) -> None:
+    plane.job = make_job("echo fine")
+    run_runner(runner_env(plane, workspace))
+    assert plane.result["outcome"] == "COMPLETED"
+    assert plane.result["summary"]["error_kind"] is None
 
 
 def test_show_runner_help() -> None:

@@ -94,6 +94,7 @@ ADAPTER_ERRORS = [
     ("codex", "codex ended without a turn.completed or turn.failed event: Error: bad config"),
     ("gemini", "gemini ended without a result event"),
     ("grok", "Error: Cannot find module 'openai'"),
+    ("grok", "Error: GROK_API_KEY is required"),
     ("aider", "Traceback (most recent call last):"),
 ]
 
