@@ -334,7 +334,7 @@ def test_the_contract_refuses_what_nothing_emits(emitted: Emitted) -> None:
         read(metrics.DISPATCH_FAILURES, Agent="shell"),  # a dimension missing
         read(metrics.QUEUE_WAIT, Agent="shell", Status="FAILED"),  # a dimension too many
         read(metrics.DISPATCHES_FINISHED, Agent="shell", Status="SUCCEEDED"),  # not a status
-        read(metrics.DISPATCH_FAILURES, Agent="shell", Reason="network"),  # a reason never emitted
+        read(metrics.DISPATCH_FAILURES, Agent="shell", Reason="quota"),  # a reason never emitted
         read(metrics.COLD_STARTS, Agent="openhands"),  # not a registry agent
         read(metrics.CLAIM_WAIT, Agent=None),  # a SEARCH whose schema misses a dimension
         Read("probe", metrics.NAMESPACE, metrics.QUEUE_WAIT, (("Agent", "shell"),), "Milliseconds"),  # a unit
