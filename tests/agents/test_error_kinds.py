@@ -4,7 +4,8 @@ Every string below is an ``agent_error`` the adapters parsed from the pinned CLI
 agents/clis): the provider errors from the real-agent tests (tests/agents/real, the fake
 providers of tests/providers answering 401, 429, 500 or a broken stream), the network errors
 from the same CLIs pointed at a closed loopback port (connection refused) and at an
-unresolvable ``.invalid`` host (DNS), recorded 2026-12-02.
+unresolvable ``.invalid`` host (DNS), recorded 2026-12-02. (claude, aider and grok's provider
+errors were recorded by running each CLI alone against the same fake providers.)
 """
 
 from __future__ import annotations
@@ -80,6 +81,32 @@ REAL_ERRORS: list[tuple[str, str, str]] = [
     ("grok", "Sorry, I encountered an error: Cannot read properties of undefined (reading '0')", API),
     ("grok", "Sorry, I encountered an error: Grok API error: Connection error.", NETWORK),
     # -- aider 0.86.2 (litellm files the connection failure under InternalServerError)
+    (
+        "aider",
+        "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key "
+        "provided The API provider is not able to authenticate you. Check your API key.",
+        API,
+    ),
+    (
+        "aider",
+        "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached The API "
+        "provider has rate limited you. Try again later or check your quotas.",
+        API,
+    ),
+    (
+        "aider",
+        "litellm.InternalServerError: InternalServerError: OpenAIException - upstream exploded The "
+        "API provider's servers are down or overloaded.",
+        API,
+    ),
+    (
+        "aider",
+        "litellm.InternalServerError: InternalServerError: OpenAIException - Empty or invalid "
+        'response from LLM endpoint. Received: \'data: {"id": "chatcmpl-fake", "choices": '
+        '[{"delta": {"content": "Hel\\n\\n\'. Check the reverse proxy or model server '
+        "configuration. The API provider's servers are down or overloaded.",
+        API,
+    ),
     (
         "aider",
         "litellm.InternalServerError: InternalServerError: OpenAIException - Connection error. "
