@@ -62,12 +62,13 @@ def _codex(error: str) -> str:
 
 
 def _gemini(error: str) -> str:
-    # The adapter writes an API error body as "API error <code> <STATUS>: <message>".
-    if error.startswith("API error ") or _STATUS.match(error):
+    # The adapter writes an API error's JSON body as "API error <code> <STATUS>: <message>";
+    # gemini words the other failed model calls "[API Error: <cause>]".
+    if error.startswith("API error "):
         return API
-    if error.startswith("gemini ended without"):
-        return NETWORK if _CONNECTION.search(error) else AGENT
-    return NETWORK if _CONNECTION.search(error) else API
+    if _CONNECTION.search(error):
+        return NETWORK
+    return API if error.startswith("[API Error") else AGENT
 
 
 def _aider(error: str) -> str:

@@ -120,6 +120,7 @@ ADAPTER_ERRORS = [
     ("claude", "Claude Code ended without a result event: error: unknown option '--bogus'"),
     ("codex", "codex ended without a turn.completed or turn.failed event: Error: bad config"),
     ("gemini", "gemini ended without a result event"),
+    ("gemini", "Tool execution for run_shell_command denied by policy."),
     ("grok", "Error: Cannot find module 'openai'"),
     ("grok", "Error: GROK_API_KEY is required"),
     ("aider", "Traceback (most recent call last):"),
