@@ -134,7 +134,9 @@ def test_npm_agent_image_installs_the_locked_cli(image: str) -> None:
 def test_aider_image_installs_the_aider_lock() -> None:
     text = dockerfile_for("aider").read_text()
     assert "COPY agents/clis/aider.lock /opt/install/" in text
-    assert re.search(r"pip install [^\n]*--no-deps \\\n\s+-r /opt/install/aider\.lock", text), text
+    # uv, not pip (a cold build's largest step), with pip's exactness: the lock alone, no resolver.
+    assert re.search(r"uv pip install [^\n]*--no-deps \\\n\s+-r /opt/install/aider\.lock", text), text
+    assert re.search(r"ARG UV_VERSION=\d+\.\d+\.\d+\n", text), "uv must be pinned"
     assert "aider" in pinned_cli_versions()
 
 

@@ -40,8 +40,11 @@ cli)
     mkdir -p /opt/agent-cli
     cp "$source_dir/package.json" "$source_dir/package-lock.json" /opt/agent-cli/
     cd /opt/agent-cli
-    # npm's cache is the stage's business only: removed below.
-    export npm_config_cache=/opt/npm-cache
+    # npm's cache: the Dockerfile's cache mount at /root/.npm, which the builder keeps between
+    # builds and never puts in a layer; without one, a directory of this stage removed below.
+    npm_cache=/opt/npm-cache
+    if mountpoint -q /root/.npm 2>/dev/null; then npm_cache=/root/.npm; fi
+    export npm_config_cache=$npm_cache
     # Keep only this image's CLI in package.json; with the lock beside it, npm installs exactly
     # the locked versions of the CLI and of everything it depends on, and prunes the rest.
     node -e '
@@ -63,7 +66,7 @@ cli)
         const extra = packages("node_modules/.package-lock.json").filter((p) => !locked.has(p));
         if (extra.length) throw new Error(`installed but not in the lock: ${extra.join(", ")}`);
     ' "$source_dir/package-lock.json"
-    rm -rf "$npm_config_cache"
+    if [ "$npm_cache" = /opt/npm-cache ]; then rm -rf "$npm_cache"; fi
     ;;
 *)
     echo "usage: $0 node | cli PACKAGE DIR" >&2
