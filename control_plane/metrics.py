@@ -57,6 +57,10 @@ FAILURE_REASONS: tuple[str, ...] = (
     REASON_NOT_STARTED,
     REASON_DEAD_LETTERED,
 )
+# Reasons only the runner reports (FAILED with its error's kind); the reconciler ends dispatches
+# for the others, so its failures metric (RECONCILER_FAILURES) takes only RECONCILER_REASONS.
+RUNNER_REASONS: tuple[str, ...] = (REASON_AGENT_ERROR, REASON_API, REASON_NETWORK)
+RECONCILER_REASONS: tuple[str, ...] = tuple(r for r in FAILURE_REASONS if r not in RUNNER_REASONS)
 # The values a closed dimension may take; Agent is open (the registry's agents).
 DIMENSION_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {DIM_STATUS: FINAL_STATUSES, DIM_START_KIND: START_KINDS, DIM_REASON: FAILURE_REASONS}

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALARM = "AWS::CloudWatch::Alarm"
 COMPOSITE = "AWS::CloudWatch::CompositeAlarm"
 RULE_LIMIT = 10240  # CloudWatch's limit on a composite alarm's rule
+MATH_ALARM_METRICS = 10  # CloudWatch's limit on the metrics one metric math alarm reads
 
 
 def alarms(synth, env) -> dict[str, dict[str, Any]]:
@@ -205,6 +206,15 @@ def test_every_alarm_rolls_up_into_exactly_one_composite_that_fits_cloudwatch_li
             p if isinstance(p, str) else arn + names[p["Fn::GetAtt"][0]] for p in rule["Fn::Join"][1]
         )
         assert len(text) <= RULE_LIMIT, (name, len(text))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_metric_math_alarm_reads_at_most_ten_metrics(synth, env):
+    # CloudWatch: a metric math alarm's expression may use at most 10 metrics
+    # (CloudWatch service quotas: "metric math alarms: up to 10 metrics per alarm").
+    for name, props in alarms(synth, env).items():
+        queries = props.get("Metrics") or []
+        assert len([q for q in queries if "MetricStat" in q]) <= MATH_ALARM_METRICS, name
 
 
 @pytest.mark.parametrize("env", ENVS)
