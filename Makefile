@@ -58,8 +58,11 @@ synth: setup
 image-tools:
 	agents/images/scripts/install-image-tools.sh
 
+# Two workers by default (CI has two cores); tests sharing synthesis or buildah stay together
+# (tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: setup agent-clis image-tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
 
 lint: setup
 	$(BIN)/ruff check .
