@@ -122,7 +122,7 @@ def test_concurrent_creates_through_the_api_never_admit_more_than_max_running(wo
 
 def waiting_records(world: World, tenant_id: str, count: int) -> None:
     """`count` dispatches as `submit` leaves them once the tenant's slots are taken: PENDING,
-    not admitted, no queue message (batch-written: a thousand creates would be slow here)."""
+    not admitted, no queue message (batch-written: hundreds of creates would be slow here)."""
     for start in range(0, count, 25):
         batch = []
         for i in range(start, min(start + 25, count)):
@@ -135,11 +135,13 @@ def waiting_records(world: World, tenant_id: str, count: int) -> None:
         world.clients.dynamodb.batch_write_item(RequestItems={world.settings.dispatches_table: batch})
 
 
-def test_another_tenants_first_dispatch_is_not_behind_a_thousand_waiting(world: World):
+def test_another_tenants_first_dispatch_is_not_behind_hundreds_waiting(world: World):
     busy, _ = new_tenant(world, max_running=2)
     submit(world, busy, 2)  # its two slots taken
-    waiting_records(world, busy, 1000)
-    assert world.engine.admission.tick() == 0  # still no free slot: none of the thousand queued
+    # 300, not 1000: the emulator answered one query of 1000 records past its client's
+    # 10 s read timeout on a loaded 2-core CI machine; the order of admission does not change.
+    waiting_records(world, busy, 300)
+    assert world.engine.admission.tick() == 0  # still no free slot: none of the waiting queued
     assert world.queue_depth() == 2
     (first,) = submit(world, world.tenant_id, 1)
     assert world.get(first.dispatch_id).admitted
@@ -147,7 +149,7 @@ def test_another_tenants_first_dispatch_is_not_behind_a_thousand_waiting(world: 
     # jobs stand before the other tenant's first
     started = [claim_one(world) for _ in range(3)]
     assert first.dispatch_id in {r.dispatch_id for r in started if r is not None}
-    # the scaler launches only for admitted work, not for the thousand waiting
+    # the scaler launches only for admitted work, not for the hundreds waiting
     assert queued_jobs(world.clients.dynamodb, world.settings.dispatches_table).get("shell", []) == []
 
 
