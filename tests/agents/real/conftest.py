@@ -151,6 +151,11 @@ def in_order(*steps: Step) -> Step:
     return answer
 
 
+def changed_lines(patch: str) -> list[str]:
+    """The added and removed lines of a unified diff, without its file headers."""
+    return [line for line in patch.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
 def calls_of(provider: FakeProvider, marker: str) -> list[Request]:
     """The model calls of the job whose task carries ``marker``."""
     return [r for r in provider.model_calls if marker.encode() in r.body]

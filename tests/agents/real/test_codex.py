@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 
 from tests.agents.real.conftest import CODEX_MODEL as MODEL
-from tests.agents.real.conftest import KEYS, Egress, Finished, Providers, RealOutpost, cli, proxied
+from tests.agents.real.conftest import (
+    KEYS,
+    Egress,
+    Finished,
+    Providers,
+    RealOutpost,
+    changed_lines,
+    cli,
+    proxied,
+)
 from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.openai_responses import FakeResponses, Usage
 from tests.providers.server import Reply, Request
@@ -104,10 +113,6 @@ def failures(
     }
     tasks = {case: task(case) for case in FAILURES}
     return run_jobs("codex", tasks, env=env, root=tmp_path_factory.mktemp("codex-failures"))
-
-
-def changed_lines(patch: str) -> list[str]:
-    return [line for line in patch.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
 def calls(provider: FakeResponses, case: str) -> list[Request]:

@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 
 from tests.agents.real.conftest import GEMINI_MODEL as MODEL
-from tests.agents.real.conftest import KEYS, Egress, Finished, Providers, RealOutpost, cli, proxied
+from tests.agents.real.conftest import (
+    KEYS,
+    Egress,
+    Finished,
+    Providers,
+    RealOutpost,
+    changed_lines,
+    cli,
+    proxied,
+)
 from tests.agents.real.runner_jobs import run_jobs
 from tests.providers.gemini import FakeGemini, Usage
 from tests.providers.server import Reply, Request
@@ -98,10 +107,6 @@ def failures(
     }
     tasks = {case: task(case) for case in FAILURES}
     return run_jobs("gemini", tasks, env=env, root=tmp_path_factory.mktemp("gemini-failures"))
-
-
-def changed_lines(patch: str) -> list[str]:
-    return [line for line in patch.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
 def calls(provider: FakeGemini, case: str) -> list[Request]:
