@@ -9,7 +9,7 @@ task of a family reserves the same size. Everything else is read from control_pl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from aws_cdk import Duration
@@ -76,6 +76,25 @@ def _sum(name: str, agent: str, *, period: Duration = FIVE_MINUTES) -> cloudwatc
     return outpost_metric(name, _agent(agent), statistic="Sum", label=agent, period=period)
 
 
+def _failures_group(
+    title: str,
+    agents: list[str],
+    metric: Callable[[str], cloudwatch.Metric | cloudwatch.MathExpression],
+    name: str,
+    threshold: int,
+    *,
+    anchor: str,
+) -> CustomMetricGroup:
+    """A count of failures per agent, each agent's alarmed into the fleet-health composite."""
+    return CustomMetricGroup(
+        title=title,
+        metrics=[
+            alarmed(metric(a), f"Agent-{a}-{name}", threshold, composite=FLEET_HEALTH, anchor=anchor)
+            for a in agents
+        ],
+    )
+
+
 def fleet_groups(
     *, cluster_name: str, families: Mapping[str, str], thresholds: AlarmThresholds
 ) -> list[CustomMetricGroup]:
@@ -126,31 +145,21 @@ def fleet_groups(
                 for a, f in families.items()
             ],
         ),
-        CustomMetricGroup(
-            title="Task failures by agent (per 5 min)",
-            metrics=[
-                alarmed(
-                    _sum(m.TASK_FAILURES, a),
-                    f"Agent-{a}-TaskFailures",
-                    t.task_failures,
-                    composite=FLEET_HEALTH,
-                    anchor="agent-task-failures",
-                )
-                for a in agents
-            ],
+        _failures_group(
+            "Task failures by agent (per 5 min)",
+            agents,
+            lambda a: _sum(m.TASK_FAILURES, a),
+            "TaskFailures",
+            t.task_failures,
+            anchor="agent-task-failures",
         ),
-        CustomMetricGroup(
-            title="Launch failures by agent (per 5 min)",
-            metrics=[
-                alarmed(
-                    _sum(m.LAUNCH_FAILURES, a),
-                    f"Agent-{a}-LaunchFailures",
-                    t.launch_failures,
-                    composite=FLEET_HEALTH,
-                    anchor="agent-launch-failures",
-                )
-                for a in agents
-            ],
+        _failures_group(
+            "Launch failures by agent (per 5 min)",
+            agents,
+            lambda a: _sum(m.LAUNCH_FAILURES, a),
+            "LaunchFailures",
+            t.launch_failures,
+            anchor="agent-launch-failures",
         ),
         CustomMetricGroup(
             title="Cluster CPU and memory (reserved and used by all tasks)",
@@ -269,44 +278,29 @@ def performance_groups(*, agents: list[str], thresholds: AlarmThresholds) -> lis
                 for a in agents
             ],
         ),
-        CustomMetricGroup(
-            title="Claim failures by agent (per 5 min)",
-            metrics=[
-                alarmed(
-                    _sum(m.CLAIM_FAILURES, a),
-                    f"Agent-{a}-ClaimFailures",
-                    t.claim_failures,
-                    composite=FLEET_HEALTH,
-                    anchor="agent-claim-failures",
-                )
-                for a in agents
-            ],
+        _failures_group(
+            "Claim failures by agent (per 5 min)",
+            agents,
+            lambda a: _sum(m.CLAIM_FAILURES, a),
+            "ClaimFailures",
+            t.claim_failures,
+            anchor="agent-claim-failures",
         ),
-        CustomMetricGroup(
-            title="Dispatches dead-lettered by agent (per 5 min)",
-            metrics=[
-                alarmed(
-                    _sum(m.DISPATCHES_DEAD_LETTERED, a),
-                    f"Agent-{a}-DeadLettered",
-                    t.dead_lettered,
-                    composite=FLEET_HEALTH,
-                    anchor="agent-dead-lettered",
-                )
-                for a in agents
-            ],
+        _failures_group(
+            "Dispatches dead-lettered by agent (per 5 min)",
+            agents,
+            lambda a: _sum(m.DISPATCHES_DEAD_LETTERED, a),
+            "DeadLettered",
+            t.dead_lettered,
+            anchor="agent-dead-lettered",
         ),
-        CustomMetricGroup(
-            title="Dispatches failed by the reconciler, by agent (per 5 min)",
-            metrics=[
-                alarmed(
-                    _reconciler_failures(a),
-                    f"Agent-{a}-ReconcilerFailures",
-                    t.reconciler_failures,
-                    composite=FLEET_HEALTH,
-                    anchor="agent-reconciler-failures",
-                )
-                for a in agents
-            ],
+        _failures_group(
+            "Dispatches failed by the reconciler, by agent (per 5 min)",
+            agents,
+            _reconciler_failures,
+            "ReconcilerFailures",
+            t.reconciler_failures,
+            anchor="agent-reconciler-failures",
         ),
     ]
     for a in agents:
