@@ -92,7 +92,10 @@ def dev(
     allow_local_repos: Annotated[
         Path | None,
         typer.Option(
-            help="local runtime: dispatches may check out file:// repositories inside this directory",
+            help=(
+                "dispatches may check out file:// repositories inside this directory "
+                "(the container runtime mounts it read-only in every container)"
+            ),
             exists=True,
             file_okay=False,
             resolve_path=True,
@@ -104,11 +107,6 @@ def dev(
 
     if runtime not in RUNTIMES:
         typer.echo(f"error: --runtime must be one of {', '.join(RUNTIMES)}", err=True)
-        raise typer.Exit(2)
-    if allow_local_repos is not None and runtime != "local":
-        typer.echo(
-            "error: --allow-local-repos needs --runtime local (a container sees no host path)", err=True
-        )
         raise typer.Exit(2)
     raise typer.Exit(
         run_dev(

@@ -40,9 +40,11 @@ from typing import Any
 import httpx
 
 # Engine timings for local mode: short, so a laptop (and the end-to-end tests) see results fast.
+# The scaler runs at once for a new dispatch (Engine.wake), so its interval only paces the
+# warm pool's refills: each pass is some twenty emulator calls, a fifth of a core every 0.5 s.
 LOCAL_DEFAULTS = {
-    "OUTPOST_SCALE_INTERVAL_S": "0.5",
-    "OUTPOST_RECONCILE_INTERVAL_S": "2",
+    "OUTPOST_SCALE_INTERVAL_S": "2",
+    "OUTPOST_RECONCILE_INTERVAL_S": "5",
     "OUTPOST_CLAIM_LONG_POLL_S": "10",
     "OUTPOST_TIMEOUT_GRACE_S": "5",
     "OUTPOST_LAUNCH_GRACE_S": "15",
@@ -164,13 +166,19 @@ class DevSupervisor:
             _say("synthesizing the Dev stage for its task definitions (pass --cdk-out to reuse one)")
             cdk_out = synthesize(self.state_dir / "cdk.out")
         load_specs(cdk_out)  # fails here, in one line, rather than in the control plane
-        return {
+        env = {
             "OUTPOST_DEV_RUNTIME": "container",
             "OUTPOST_CONTAINER_CDK_OUT": str(Path(cdk_out).resolve()),
             "OUTPOST_CONTAINER_IMAGE_TAG": tag,
-            # the Dev stage's settings, which its task definitions carry into the containers
-            "OUTPOST_AGENT_SETTINGS": json.dumps(load_agent_settings(cdk_out)),
         }
+        if os.environ.get("OUTPOST_AGENT_SETTINGS"):
+            # local mode's own settings replace the Dev stage's in every container (say, a
+            # model server on loopback over http, which a deployed stage refuses)
+            env["OUTPOST_CONTAINER_REPLACE_AGENT_SETTINGS"] = "true"
+        else:
+            # the Dev stage's settings, which its task definitions carry into the containers
+            env["OUTPOST_AGENT_SETTINGS"] = json.dumps(load_agent_settings(cdk_out))
+        return env
 
     def _default_tenant(self, env: dict[str, str]) -> str:
         from control_plane.aws import make_clients
@@ -297,6 +305,7 @@ def serve(port: int) -> None:
             control_plane_url=os.environ["OUTPOST_INTERNAL_URL"],
             extra_env={"OUTPOST_IDLE_TIMEOUT_S": str(engine.runner_idle_timeout_s)},
             workspace=engine.ecs_workspace,
+            local_repos=Path(repos) if (repos := os.environ.get("OUTPOST_ALLOW_LOCAL_REPOS")) else None,
         )
         app = create_engine_app(engine_settings=engine, runtime=runtime)
         runtime.event_sink = app.state.engine.deliver_event  # the engine exists only now

@@ -48,6 +48,14 @@ def agent_unavailable(control: TaskControl, agent: str) -> str | None:
     return check(agent) if check is not None else None
 
 
+def work_arrived(control: TaskControl) -> None:
+    """Tell the engine a dispatch was queued, so that it scales for it now rather than at its
+    next pass. Optional: without it the work waits for the scaler's interval."""
+    wake = getattr(control, "work_arrived", None)
+    if wake is not None:
+        wake()
+
+
 class NoTaskControl:
     """Stands in until the engine attaches its task control."""
 

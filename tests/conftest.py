@@ -9,6 +9,9 @@ import pytest
 
 from control_plane.emulator import EmulatorServer
 
+# The images, built once per session for the image tests and the container end-to-end tests.
+pytest_plugins = ["tests.images.building"]
+
 # No test may reach a real AWS endpoint or pick up a developer's credentials.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -34,13 +37,15 @@ def moto_endpoint() -> Iterator[str]:
 # image storage, which is not safe for two concurrent builders, has a single user.
 _GROUPS = {
     "synth": lambda item: "synth" in getattr(item, "fixturenames", ()),
-    "buildah": lambda item: item.path.name in {"test_images.py", "test_container_runtime.py"},
+    "buildah": lambda item: (
+        item.path.name in {"test_images.py", "test_container_runtime.py", "test_in_images.py"}
+    ),
 }
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        for group, belongs in _GROUPS.items():
-            if belongs(item):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+        group = next((name for name, belongs in _GROUPS.items() if belongs(item)), None)
+        # Every other module stays whole on one worker too: split between two, each worker
+        # would set up the module's fixtures (an `outpost dev`, a batch of agent jobs) again.
+        item.add_marker(pytest.mark.xdist_group(group or item.nodeid.split("::", 1)[0]))

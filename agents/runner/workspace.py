@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from agents.runner.process import run_captured
 from agents.runner.redact import Redactor, without_credentials
@@ -60,13 +63,13 @@ class Git:
         self._redact = redact
 
     def run(
-        self, *args: str, cwd: Path | None = None, check: bool = True
+        self, *args: str, cwd: Path | None = None, check: bool = True, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[bytes]:
         argv = ["git", *_SAFE, "-c", f"safe.directory={self.repo_dir}", *args]
         done = run_captured(
             argv,
             cwd=cwd or self.repo_dir,
-            env=self._env,
+            env={**self._env, **(env or {})},
             deadline=self._deadline,
             stop=self._stop,
         )
@@ -87,16 +90,18 @@ class Git:
         if ref is not None and not valid_ref(ref):
             raise CheckoutError(f"invalid ref {ref!r}")
         protocols = protocol_options(url)
-        self.run(
-            *protocols,
-            "clone",
-            "--quiet",
-            "--no-checkout",
-            "--",
-            url,
-            str(self.repo_dir),
-            cwd=self.repo_dir.parent,
-        )
+        with _local_source_trusted(url) as source_env:
+            self.run(
+                *protocols,
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                "--",
+                url,
+                str(self.repo_dir),
+                cwd=self.repo_dir.parent,
+                env=source_env,
+            )
         if url != without_credentials(url):
             # The agent can read .git/config: no credentials stay there.
             self.run("remote", "set-url", "origin", without_credentials(url))
@@ -111,7 +116,8 @@ class Git:
             return self.out("rev-parse", "HEAD")
         commit = self._resolves(f"refs/tags/{ref}") or self._resolves(ref)
         if commit is None:
-            self.run(*protocols, "fetch", "--quiet", "origin", ref)
+            with _local_source_trusted(url) as source_env:
+                self.run(*protocols, "fetch", "--quiet", "origin", ref, env=source_env)
             commit = self._resolves("FETCH_HEAD")
         if commit is None:
             raise CheckoutError(f"ref {ref!r} not found")
@@ -175,6 +181,29 @@ def protocol_options(url: str) -> list[str]:
     if scheme not in ("https", "ssh"):
         options += ["-c", f"protocol.{scheme}.allow=always"]
     return options
+
+
+@contextmanager
+def _local_source_trusted(url: str) -> Iterator[dict[str, str]]:
+    """For a file:// URL (local mode's --allow-local-repos), git's environment that names the
+    source repository safe: it belongs to the host's user, not to an image's agent user, and
+    git reads it only then ("dubious ownership"). Only a global config file does it for every
+    git of this image (git 2.39 ignores ``-c safe.directory``); the control plane admitted the
+    path. Any other URL: nothing."""
+    if not url.startswith("file://"):
+        yield {}
+        return
+    source = unquote(urlsplit(url).path).rstrip("/")
+    with tempfile.NamedTemporaryFile("w", prefix="outpost-git-", suffix=".config") as config:
+        quoted = [_config_value(path) for path in (source, f"{source}/.git")]
+        config.write("[safe]\n" + "".join(f"\tdirectory = {path}\n" for path in quoted))
+        config.flush()
+        yield {"GIT_CONFIG_GLOBAL": config.name}
+
+
+def _config_value(text: str) -> str:
+    """``text`` as a quoted git config value."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _subcommand(args: tuple[str, ...]) -> str:

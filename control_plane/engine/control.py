@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from control_plane.engine import tasks as t
 from control_plane.hooks import PoolStatus
@@ -13,10 +13,18 @@ log = logging.getLogger("outpost.engine")
 
 
 class EngineTaskControl:
-    def __init__(self, *, tasks: t.TaskStore, runtime: Runtime, agents: Iterable[str]) -> None:
+    def __init__(
+        self,
+        *,
+        tasks: t.TaskStore,
+        runtime: Runtime,
+        agents: Iterable[str],
+        on_work: Callable[[], None] = lambda: None,
+    ) -> None:
         self.tasks = tasks
         self.runtime = runtime
         self.agents = list(agents)
+        self.work_arrived = on_work  # hooks.work_arrived: a dispatch was queued
 
     def stop_task(self, task_id: str, *, reason: str) -> None:
         """Mark the task stopping and ask the runtime to stop it (idempotent; raises on failure)."""

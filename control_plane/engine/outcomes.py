@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ class Outcomes:
     queue_urls: Mapping[str, str]
     max_attempts: int = 3
     metrics: StartMetrics | None = None
+    # called once a dispatch ended: its run slot is free, so waiting work may be admitted now
+    on_end: Callable[[], None] | None = None
 
     def finish(
         self,
@@ -78,6 +80,8 @@ class Outcomes:
                 m.dispatch_failed(
                     ended.agent, failure or DEFAULT_FAILURE[to], by_reconciler=component == RECONCILER
                 )
+            if self.on_end is not None:
+                self.on_end()
             return ended
         return None
 

@@ -102,6 +102,7 @@ class Engine:
             queue_urls=queue_urls,
             max_attempts=self.config.max_attempts,
             metrics=self.metrics,
+            on_end=lambda: self.wake("admission"),
         )
         self.claims = ClaimService(
             stores=stores,
@@ -116,7 +117,9 @@ class Engine:
         self.admission = Admission(
             client=ddb, table=table, stores=stores, sqs=clients.sqs, queue_urls=queue_urls
         )
-        self.task_control = EngineTaskControl(tasks=self.tasks, runtime=self.runtime, agents=self.agents)
+        self.task_control = EngineTaskControl(
+            tasks=self.tasks, runtime=self.runtime, agents=self.agents, on_work=lambda: self.wake("scaler")
+        )
         self.tracker = Tracker(
             stores=stores,
             tasks=self.tasks,
@@ -165,6 +168,7 @@ class Engine:
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wakeups = {loop: threading.Event() for loop in ("admission", "scaler", "reconciler")}
 
     def runner_env(self, agent: str) -> dict[str, str]:
         env = {}
@@ -210,22 +214,33 @@ class Engine:
         if not self.config.engine_enabled or self._threads:
             return
         self._stop.clear()
-        self._loop("admission", self.config.scale_interval_s, self.admission.tick)
+        # an admission pass that admitted work starts a scaling pass for it at once
+        self._loop("admission", self.config.scale_interval_s, self.admission.tick, then="scaler")
         self._loop("scaler", self.config.scale_interval_s, self.scaler.tick)
         self._loop("reconciler", self.config.reconcile_interval_s, self.reconciler.tick)
         if self.settings.task_events_queue_url:
             self._loop("events", 0.0, self.consume_events)
 
-    def _loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
+    def wake(self, loop: str) -> None:
+        """Run the loop's next pass now, not at its interval: new work arrived (a dispatch
+        queued: "scaler"; a run slot freed: "admission"). Only this replica's loops wake; the
+        others find the work at their own interval."""
+        self._wakeups[loop].set()
+
+    def _loop(self, name: str, interval: float, step: Callable[[], Any], then: str | None = None) -> None:
+        wakeup = self._wakeups.setdefault(name, threading.Event())  # "events" never waits
+
         def run() -> None:
             while not self._stop.is_set():
                 try:
-                    step()
+                    if step() and then is not None:
+                        self.wake(then)
                 except Exception:
                     log.exception("engine loop %s failed; continuing", name)
                     self._stop.wait(1.0)
                 if interval:
-                    self._stop.wait(interval)
+                    wakeup.wait(interval)  # set by wake() or stop()
+                    wakeup.clear()
 
         thread = threading.Thread(target=run, name=f"outpost-{name}", daemon=True)
         thread.start()
@@ -233,6 +248,8 @@ class Engine:
 
     def stop(self, *, stop_tasks: bool = True) -> None:
         self._stop.set()
+        for wakeup in self._wakeups.values():
+            wakeup.set()
         for thread in self._threads:
             thread.join(timeout=25)
         self._threads.clear()

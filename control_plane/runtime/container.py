@@ -16,6 +16,11 @@ task gets:
   from this process's environment under the same names, the request's variables), set with
   ``buildah config --env NAME`` so that no value ever appears on a command line.
 
+Two things of local mode that a deployed stage does not have: `outpost dev
+--allow-local-repos DIR` mounts DIR read-only at its own path in every container, and
+OUTPOST_AGENT_SETTINGS given to `outpost dev` replace the agent variables the Dev stage's
+settings put into the task definitions (docs/agent-settings.md).
+
 Stop: SIGTERM to the container's main process (the runner), SIGKILL to every process of the
 container (its mount namespace) after the task definition's stop timeout. Task-state events
 have the local runtime's shape, so one tracker serves all runtimes. docs/dispatch-engine.md
@@ -25,6 +30,7 @@ lists what chroot isolation cannot enforce.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -38,10 +44,11 @@ from typing import Any, ClassVar
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.agent_settings import AgentSettings, agent_environment, parse_agent_settings
 from agents.registry import AGENTS
 from control_plane.runtime import buildah as b
 from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
-from control_plane.runtime.container_spec import ContainerSpec, load_specs
+from control_plane.runtime.container_spec import ContainerSpec, load_agent_settings, load_specs
 from control_plane.runtime.supervised import SupervisedRuntime, SupervisedTask, proc_start_ticks
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,8 @@ class ContainerSettings(BaseSettings):
 
     cdk_out: Path  # a `cdk synth` output with the Dev stage
     image_tag: str = "latest"  # agents/images/scripts/build-images.sh tags every build :latest too
+    # true: OUTPOST_AGENT_SETTINGS (local mode's) replace the agent settings of the Dev stage
+    replace_agent_settings: bool = False
 
 
 def image_ref(image: str, tag: str) -> str:
@@ -94,6 +103,14 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
     extra_env: dict[str, str] = field(default_factory=dict)
     secret_values: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     workspace: str = "/workspace"  # OUTPOST_WORKSPACE, as the engine sets it for ECS tasks
+    # `outpost dev --allow-local-repos DIR`: DIR, mounted read-only at the same path in every
+    # container, so that a file:// repository the API admitted is the one the runner clones.
+    local_repos: Path | None = None
+    # Local mode's agent settings, when `outpost dev` was given OUTPOST_AGENT_SETTINGS: they
+    # replace, in every container, the variables the Dev stage's settings (``stage_settings``)
+    # put into its task definitions. None: the task definitions' own.
+    agent_settings: Mapping[str, AgentSettings] | None = None
+    stage_settings: Mapping[str, AgentSettings] = field(default_factory=dict)
     poll_interval_s: float = 0.2
     name: str = "container"
 
@@ -112,6 +129,14 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
         self.buildah = b.Buildah(self.storage)
         self._start_supervising()
 
+    def agent_unavailable(self, agent: str) -> str | None:
+        """Why a task of ``agent`` could not start here (its image is not built), or None:
+        checked when the dispatch is made, so the user gets a 409, not a FAILED job."""
+        image = image_ref(AGENTS[agent].image, self.image_tag)
+        if self.buildah.image_config(image) is not None:
+            return None
+        return f"agent '{agent}' has no image here: {_build_hint(AGENTS[agent].image, self.image_tag)}"
+
     def container_of(self, task_id: str) -> str | None:
         with self._lock:
             task = self._tasks.get(task_id)
@@ -127,8 +152,7 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
         config = self.buildah.image_config(image)
         if config is None:
             return LaunchError(
-                f"image {image} is not built: run ENGINE=buildah TAG={self.image_tag} "
-                f"agents/images/scripts/build-images.sh {AGENTS[request.agent].image}"
+                f"image {image} is not built: {_build_hint(AGENTS[request.agent].image, self.image_tag)}"
             )
         container = f"outpost-{request.task_id}"
         task_dir = self.state_dir / "tasks" / request.task_id
@@ -141,6 +165,10 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
     def _environment(self, request: LaunchRequest, spec: ContainerSpec) -> dict[str, str]:
         """What ECS gives the container: task definition environment, secrets, overrides."""
         env = dict(spec.environment)
+        if self.agent_settings is not None:
+            for name in agent_environment(self.stage_settings.get(request.agent)):
+                env.pop(name, None)
+            env.update(agent_environment(self.agent_settings.get(request.agent)))
         env.update({name: self.secret_values[name] for name in spec.secrets if name in self.secret_values})
         env.update(self.extra_env)
         env.update(request.env)
@@ -180,6 +208,8 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
             if not host.exists():
                 _init_volume(host, Path(rootfs), mount.path, declared=mount.path in image_volumes)
             run += ["--volume", f"{host}:{mount.path}:{'ro' if mount.read_only else 'rw'}"]
+        if self.local_repos is not None:
+            run += ["--volume", f"{self.local_repos}:{self.local_repos}:ro"]
         if spec.read_only_root:
             _read_only_root(Path(rootfs), task_dir / "run")
         if spec.user:
@@ -330,17 +360,33 @@ def _read_only_root(rootfs: Path, run_copy: Path) -> None:
     b.mount("--bind", str(run_copy), str(rootfs / "run"))
 
 
+def _build_hint(image: str, tag: str) -> str:
+    return f"build it with `ENGINE=buildah TAG={tag} agents/images/scripts/build-images.sh {image}`"
+
+
 def container_runtime(
-    *, state_dir: Path, control_plane_url: str, extra_env: dict[str, str], workspace: str
+    *,
+    state_dir: Path,
+    control_plane_url: str,
+    extra_env: dict[str, str],
+    workspace: str,
+    local_repos: Path | None = None,
 ) -> ContainerRuntime:
     """The runtime ``outpost dev --runtime container`` configures through OUTPOST_CONTAINER_*;
     its event sink is set once the engine that consumes the events exists."""
     settings = ContainerSettings()  # type: ignore[call-arg]  # pydantic-settings reads the env
+    replaced = None
+    if settings.replace_agent_settings:
+        raw = json.loads(os.environ.get("OUTPOST_AGENT_SETTINGS") or "{}")
+        replaced = parse_agent_settings(raw, agents=AGENTS, local=True)
     return ContainerRuntime(
         state_dir=state_dir,
         specs=load_specs(settings.cdk_out),
+        agent_settings=replaced,
+        stage_settings=parse_agent_settings(load_agent_settings(settings.cdk_out), agents=AGENTS),
         image_tag=settings.image_tag,
         control_plane_url=control_plane_url,
         extra_env=extra_env,
         workspace=workspace,
+        local_repos=local_repos,
     )

@@ -17,12 +17,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = "Dev"  # `outpost dev` stands in for the Dev stage
+ENVIRONMENTS_KEY = "outpost:environments"  # stacks/config.py CONTEXT_KEY (not imported: no aws-cdk-lib here)
 CONTAINER_NAME = "agent"
 # Keys that configure AWS only (image location in ECR, log shipping) or repeat a default.
 _AWS_ONLY = {"Image", "LogConfiguration", "Essential", "Name"}
@@ -164,9 +166,14 @@ def load_specs(cdk_out: Path) -> dict[str, ContainerSpec]:
     }
 
 
-def synthesize(cdk_out: Path) -> Path:
-    """Synthesizes the Dev stage into ``cdk_out`` through app.py, as ``cdk synth`` runs it."""
+def synthesize(cdk_out: Path, settings: Mapping[str, Any] | None = None) -> Path:
+    """Synthesizes the Dev stage into ``cdk_out`` through app.py, as ``cdk synth`` runs it;
+    ``settings`` replace top-level settings of the Dev environment in cdk.json (as an operator
+    edits them there, e.g. ``agent_settings``)."""
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    environments = context[ENVIRONMENTS_KEY]
+    dev = {**environments[STAGE.lower()], **(settings or {})}
+    context = {**context, ENVIRONMENTS_KEY: {**environments, STAGE.lower(): dev}}
     env = {
         **os.environ,
         "CDK_OUTDIR": str(cdk_out),

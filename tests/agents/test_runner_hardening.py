@@ -137,3 +137,48 @@ def test_the_runner_reaps_orphans_that_left_the_agents_process_group(plane, work
     assert (plane.result["outcome"], plane.result["exit_code"]) == ("FAILED", 7)
     transcript = plane.uploads["transcript.txt"].decode()
     assert "daemon-state=gone" in transcript, transcript  # "Z" is a zombie nobody reaped
+
+
+def test_a_local_repository_of_another_user_is_cloned_and_nothing_else_is_trusted(tmp_path: Path) -> None:
+    """In an image the runner is uid 10001 and a local repository (--allow-local-repos) the
+    host user's: git's ownership check would refuse it. The runner names that one repository
+    safe for its clone, and only for the clone: the checkout's config lists nothing."""
+    import threading
+    import time
+
+    from agents.runner.redact import Redactor
+    from agents.runner.workspace import Git
+
+    if os.geteuid() != 0:
+        pytest.fail("this test changes a repository's owner: it needs root (as CI runs)")
+    source = tmp_path / "their repo"
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "--quiet", "-b", "main", str(source)], check=True)
+    (source / "a.txt").write_text("a\n")
+    subprocess.run([*git, "-C", str(source), "add", "a.txt"], check=True)
+    subprocess.run([*git, "-C", str(source), "commit", "--quiet", "-m", "a"], check=True)
+    for path in [source, *source.rglob("*")]:
+        os.lchown(path, 4321, 4321)
+    plain = subprocess.run(
+        ["git", "clone", "--quiet", source.as_uri(), str(tmp_path / "plain")], capture_output=True, text=True
+    )
+    assert "dubious ownership" in plain.stderr  # what the runner meets without the exception
+
+    checkout = tmp_path / "workspace" / "repo"
+    checkout.parent.mkdir()
+    runner_git = Git(
+        checkout,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        deadline=time.monotonic() + 60,
+        stop=threading.Event(),
+        redact=Redactor([]),
+    )
+    base = runner_git.clone(source.as_uri(), None)
+    assert (checkout / "a.txt").read_text() == "a\n" and len(base) == 40
+    global_config = subprocess.run(
+        ["git", "config", "--global", "--get-all", "safe.directory"],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert global_config.stdout == ""

@@ -16,8 +16,8 @@ import httpx
 
 OUTPOST = Path(sys.executable).with_name("outpost")
 FAST = {
-    "OUTPOST_SCALE_INTERVAL_S": "0.3",
-    "OUTPOST_RECONCILE_INTERVAL_S": "1",
+    "OUTPOST_SCALE_INTERVAL_S": "1",  # a new dispatch wakes the scaler at once (Engine.wake)
+    "OUTPOST_RECONCILE_INTERVAL_S": "2",
     "OUTPOST_CLAIM_LONG_POLL_S": "5",
     "OUTPOST_TIMEOUT_GRACE_S": "1",
     "OUTPOST_LAUNCH_GRACE_S": "10",

@@ -1,9 +1,9 @@
 """End to end over `outpost dev --runtime container`: jobs run in the built `base` image with
 the Dev stage's synthesized task definition constraints (buildah, chroot isolation).
 
-The image is built as tests/images builds it (agents/images/scripts/build-images.sh, tag
-`pytest`; buildah's layer cache makes the second build of a session a no-op), and the Dev
-stage is synthesized once through app.py, as `cdk synth` runs it.
+The images are those the image tests check (tests/images/building.py: built once per session
+with agents/images/scripts/build-images.sh, tag `pytest`), and the Dev stage is synthesized
+once through app.py, as `cdk synth` runs it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pytest
 from control_plane.runtime.buildah import default_storage, in_namespace
 from control_plane.runtime.container_spec import synthesize
 from tests.e2e.helpers import Dev, start_dev, stop_dev, wait_for
+from tests.images.building import TEST_TAG as TAG
 
 ROOT = Path(__file__).resolve().parents[2]
-TAG = "pytest"  # the image tests' tag: CI builds the base image once
 TERMINAL = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -35,17 +35,8 @@ def cdk_out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_image() -> str:
-    result = subprocess.run(
-        ["agents/images/scripts/build-images.sh", "base"],
-        cwd=ROOT,
-        env={**os.environ, "ENGINE": "buildah", "TAG": TAG, "BUILDAH_STORAGE": default_storage()},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return f"localhost/outpost/base:{TAG}"
+def base_image(built: dict[str, str]) -> str:
+    return built["base"]  # tests/images/building.py: the seven images, once per session
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +168,23 @@ def test_a_container_interrupted_mid_job_is_requeued_and_completes_on_the_next_a
     assert final["status"] == "COMPLETED", final
     assert final["attempt"] == 2
     assert "+finished" in _patch(dev, created["dispatch_id"])
+
+
+def test_an_agent_whose_image_is_not_built_is_unavailable_with_the_command_that_builds_it(
+    tmp_path: Path, base_image: str
+):
+    """Checked when the dispatch is made (POST /dispatch answers 409 with it), not a FAILED job."""
+    from control_plane.runtime.container import ContainerRuntime
+
+    built = ContainerRuntime(state_dir=tmp_path / "built", specs={}, image_tag=TAG)
+    missing = ContainerRuntime(state_dir=tmp_path / "missing", specs={}, image_tag="never-built")
+    try:
+        assert built.agent_unavailable("shell") is None
+        said = missing.agent_unavailable("claude")
+    finally:
+        built.close()
+        missing.close()
+    assert said == (
+        "agent 'claude' has no image here: build it with "
+        "`ENGINE=buildah TAG=never-built agents/images/scripts/build-images.sh claude`"
+    )

@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
@@ -33,13 +31,10 @@ from packaging.utils import canonicalize_name
 
 from agents.registry import AGENTS, IMAGE_REPOSITORIES
 from constructs.agent_task import SCRATCH_MOUNT, WORKSPACE_MOUNT
+from tests.images.building import BUILD_TIMEOUT_S, CA_MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
 HADOLINT = Path(sys.executable).with_name("hadolint")
-TEST_TAG = "pytest"
-# A cold build of the seven images (no layer cached) takes minutes on a loaded 2-core machine;
-# the first test to use them waits for it.
-BUILD_TIMEOUT_S = 3600
 AGENT_UID = 10001
 NPM_IMAGES = {
     "claude": "@anthropic-ai/claude-code",
@@ -187,66 +182,16 @@ def test_control_plane_requirements_follow_the_lock() -> None:
 # --- real builds (buildah) -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def storage() -> str:
-    """buildah's storage driver, chosen as agents/images/scripts/build-images.sh chooses it."""
-    if shutil.which("buildah") is None or shutil.which("debootstrap") is None:
-        pytest.fail(
-            "buildah and debootstrap are needed to build Outpost's images here: "
-            "run agents/images/scripts/install-image-tools.sh (apt packages buildah, debootstrap)"
-        )
-    result = subprocess.run(
-        ["agents/images/scripts/buildah-storage.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def buildah(storage: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["buildah", "--storage-driver", storage, *args], capture_output=True, text=True, timeout=timeout
     )
 
 
-# The extra CA bundle the test builds pass (OUTPOST_BUILD_CA_BUNDLE): the system bundle, which
-# the builds need to reach the package registries here, with a line of its own that no image
-# may contain. PEM readers skip text outside certificates.
-CA_MARKER = "outpost-test-build-ca-bundle-b7e41c"
-SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Variables that would make a program read a CA bundle at run time.
 CA_VARIABLES = {"NODE_EXTRA_CA_CERTS", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
-
-
-@pytest.fixture(scope="module")
-def build_ca_bundle(tmp_path_factory) -> Path:
-    bundle = tmp_path_factory.mktemp("build-ca") / "bundle.pem"
-    bundle.write_text(f"# {CA_MARKER}\n{SYSTEM_CA_BUNDLE.read_text()}")
-    return bundle
-
-
-@pytest.fixture(scope="module")
-def built(storage: str, build_ca_bundle: Path) -> dict[str, str]:
-    """Builds all seven images with agents/images/scripts/build-images.sh (buildah), as
-    `make images` does; image name by image."""
-    started = time.monotonic()
-    result = subprocess.run(
-        ["agents/images/scripts/build-images.sh", *IMAGE_REPOSITORIES],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "ENGINE": "buildah",
-            "TAG": TEST_TAG,
-            "BUILDAH_STORAGE": storage,
-            "OUTPOST_BUILD_CA_BUNDLE": str(build_ca_bundle),
-        },
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-    )
-    elapsed = time.monotonic() - started
-    assert result.returncode == 0, f"image build failed after {elapsed:.0f} s:\n{result.stderr[-6000:]}"
-    sys.stderr.write(f"\n[tests/images] {len(IMAGE_REPOSITORIES)} images built in {elapsed:.0f} s\n")
-    return {name: f"localhost/outpost/{name}:{TEST_TAG}" for name in IMAGE_REPOSITORIES}
+# The builds themselves (the `storage`, `build_ca_bundle` and `built` fixtures) are in
+# tests/images/building.py: the end-to-end tests run the same images.
 
 
 @pytest.fixture(scope="module")

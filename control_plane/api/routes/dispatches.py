@@ -24,7 +24,7 @@ from control_plane.api.deps import (
     actor_of,
 )
 from control_plane.api.repos import accepted_repo_url, check_publish, publish_record
-from control_plane.hooks import RuntimeUnavailableError, agent_unavailable
+from control_plane.hooks import RuntimeUnavailableError, agent_unavailable, work_arrived
 from control_plane.lifecycle import ACTIVE, QUEUED, TERMINAL, Status
 from control_plane.models import (
     ArtifactList,
@@ -178,9 +178,10 @@ def create_dispatch(
             raise
         response.headers["Location"] = f"/dispatch/{dispatch_id}"
         return DispatchPublic.of(existing)
-    enqueue_dispatch(
+    if enqueue_dispatch(
         record, sqs=clients.sqs, queue_urls=settings.dispatch_queue_urls, store=stores.dispatches
-    )
+    ):
+        work_arrived(control)
     response.headers["Location"] = f"/dispatch/{dispatch_id}"
     return DispatchPublic.of(record)
 

@@ -113,7 +113,11 @@ class RealOutpost:
         with self.dev.client() as client:
             items = client.get(f"/dispatch/{dispatch_id}/artifacts").json()["items"]
         urls = {item["name"]: item["url"] for item in items}
-        assert {"summary.json", "patch.diff", "transcript.txt"} <= set(urls), (record, sorted(urls))
+        assert {"summary.json", "patch.diff", "transcript.txt"} <= set(urls), (
+            record["status"],
+            record.get("error"),
+            sorted(urls),
+        )
         files = {name: httpx.get(urls[name], timeout=30).text for name in urls}
         return Finished(
             record, json.loads(files["summary.json"]), files["patch.diff"], files["transcript.txt"]
@@ -163,10 +167,15 @@ def calls_of(provider: FakeProvider, marker: str) -> list[Request]:
 
 @contextmanager
 def real_outpost(
-    root: Path, *, agent_settings: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None
+    root: Path,
+    *,
+    agent_settings: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[RealOutpost]:
-    """`outpost dev` whose agents run the installed CLIs with ``agent_settings`` (per agent:
-    base_url, default_model, extra), the test keys and ``env`` in the host environment."""
+    """`outpost dev` (with ``args``) whose agents run the installed CLIs with ``agent_settings``
+    (per agent: base_url, default_model, extra), the test keys and ``env`` in the host
+    environment."""
     repos = root / "repos"
     repos.mkdir(parents=True, exist_ok=True)
     host = {
@@ -175,7 +184,7 @@ def real_outpost(
         **KEYS,
         **(env or {}),
     }
-    dev = start_dev(root / "state", extra_env=host, args=("--allow-local-repos", str(repos)))
+    dev = start_dev(root / "state", extra_env=host, args=("--allow-local-repos", str(repos), *args))
     try:
         yield RealOutpost(dev, repos)
     finally:
@@ -246,7 +255,14 @@ def outpost(
 ) -> Iterator[RealOutpost]:
     for name in ("claude", "aider", "grok", "codex", "gemini"):
         cli(name)
-    settings = {
+    root = tmp_path_factory.mktemp("real-agents")
+    with real_outpost(root, agent_settings=agent_settings(providers), env=proxied(egress)) as instance:
+        yield instance
+
+
+def agent_settings(providers: Providers) -> dict[str, dict[str, Any]]:
+    """The operator's settings that point each agent at its fake provider."""
+    return {
         "claude": {
             "base_url": providers.anthropic.url,
             "allowed_models": [CLAUDE_MODEL],
@@ -257,6 +273,3 @@ def outpost(
         "codex": {"base_url": providers.codex.base_url, "default_model": CODEX_MODEL},
         "gemini": {"base_url": providers.gemini.base_url, "default_model": GEMINI_MODEL},
     }
-    root = tmp_path_factory.mktemp("real-agents")
-    with real_outpost(root, agent_settings=settings, env=proxied(egress)) as instance:
-        yield instance

@@ -23,7 +23,8 @@ from tests.agents.real.conftest import (
     calls_of,
     in_order,
 )
-from tests.providers.openai_chat import Usage
+from tests.providers.openai_chat import FakeChat, Usage
+from tests.providers.server import Step
 
 GREET = 'def greet():\n    return "hello"\n'
 ANSWER = "I gave greet() a name parameter with a default."
@@ -36,11 +37,16 @@ EDIT = (
 )
 
 
+def edit_turns(fake: FakeChat) -> list[Step]:
+    """aider's two model calls of the edit (the second after it adds the file to the chat)."""
+    return [fake.turn(EDIT, Usage(1200, 0, 60)), fake.turn(EDIT, Usage(1600, 0, 80))]
+
+
 @pytest.fixture(scope="module")
 def jobs(providers: Providers, outpost: RealOutpost, egress: Egress) -> dict[str, Finished]:
     fake = providers.aider
     egress.script()  # forget earlier modules' requests
-    edit = in_order(fake.turn(EDIT, Usage(1200, 0, 60)), fake.turn(EDIT, Usage(1600, 0, 80)))
+    edit = in_order(*edit_turns(fake))
     fake.script(after=by_marker({"caseedit": edit, "case401": fake.error(401, "Incorrect API key provided")}))
     repo = outpost.repository("aider", {"greet.py": GREET})
     started = {

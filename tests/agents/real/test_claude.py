@@ -39,20 +39,22 @@ ERRORS = {
 }
 
 
-def _workdir(request: Request) -> str:
+def workdir(request: Request) -> str:
     """The checkout, as Claude Code tells the model in its system prompt."""
     found = re.search(r"[Ww]orking directory: (/[^\s\"\\]+)", request.body.decode())
     assert found, "Claude Code no longer names its working directory in the request"
     return found.group(1)
 
 
-def _edit_turns(fake: FakeAnthropic) -> list[Step]:
+def edit_turns(fake: FakeAnthropic) -> list[Step]:
+    """Claude Code's three model calls of the edit: Read the file, Edit it, answer."""
+
     def read(request: Request) -> Reply:
-        return fake.tool_use("Read", {"file_path": f"{_workdir(request)}/greet.py"}, TURNS[0], "toolu_read")
+        return fake.tool_use("Read", {"file_path": f"{workdir(request)}/greet.py"}, TURNS[0], "toolu_read")
 
     def edit(request: Request) -> Reply:
         change = {
-            "file_path": f"{_workdir(request)}/greet.py",
+            "file_path": f"{workdir(request)}/greet.py",
             "old_string": 'def greet():\n    return "hello"',
             "new_string": 'def greet(name: str = "world"):\n    return f"hello, {name}"',
         }
@@ -66,7 +68,7 @@ def jobs(providers: Providers, outpost: RealOutpost, egress: Egress) -> dict[str
     fake = providers.anthropic
     egress.script()  # forget earlier modules' requests
     answers = {
-        "caseedit": in_order(*_edit_turns(fake)),
+        "caseedit": in_order(*edit_turns(fake)),
         **{m: answer(fake) for m, (answer, _) in ERRORS.items()},
     }
     fake.script(after=by_marker(answers))

@@ -18,7 +18,8 @@ from tests.agents.real.conftest import (
     calls_of,
     in_order,
 )
-from tests.providers.openai_chat import ToolCall, Usage
+from tests.providers.openai_chat import FakeChat, ToolCall, Usage
+from tests.providers.server import Step
 
 GREET = 'def greet():\n    return "hello"\n'
 ANSWER = "greet() now takes a name and greets it."
@@ -36,14 +37,19 @@ ERRORS = {
 }
 
 
-@pytest.fixture(scope="module")
-def jobs(providers: Providers, outpost: RealOutpost) -> dict[str, Finished]:
-    fake = providers.grok
-    edit = in_order(
+def edit_turns(fake: FakeChat) -> list[Step]:
+    """grok's three model calls of the edit: view the file, replace the text, answer."""
+    return [
         fake.turn(None, Usage(900, 0, 20), (ToolCall("view_file", {"path": "greet.py"}, "call_view"),)),
         fake.turn(None, Usage(1000, 0, 40), (ToolCall("str_replace_editor", EDIT, "call_edit"),)),
         fake.turn(ANSWER, Usage(1100, 0, 12)),
-    )
+    ]
+
+
+@pytest.fixture(scope="module")
+def jobs(providers: Providers, outpost: RealOutpost) -> dict[str, Finished]:
+    fake = providers.grok
+    edit = in_order(*edit_turns(fake))
     fake.script(after=by_marker({"caseedit": edit, **{m: answer(fake) for m, (answer, _) in ERRORS.items()}}))
     repo = outpost.repository("grok", {"greet.py": GREET})
     started = {
