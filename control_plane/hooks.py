@@ -49,8 +49,9 @@ def agent_unavailable(control: TaskControl, agent: str) -> str | None:
 
 
 def work_arrived(control: TaskControl) -> None:
-    """Tell the engine a dispatch was queued, so that it scales for it now rather than at its
-    next pass. Optional: without it the work waits for the scaler's interval."""
+    """Tell the engine there is new work (a dispatch queued, a run slot freed), so that it
+    admits and scales now rather than at its next pass. Optional: without it the work waits
+    for the engine's interval."""
     wake = getattr(control, "work_arrived", None)
     if wake is not None:
         wake()

@@ -24,7 +24,7 @@ class EngineTaskControl:
         self.tasks = tasks
         self.runtime = runtime
         self.agents = list(agents)
-        self.work_arrived = on_work  # hooks.work_arrived: a dispatch was queued
+        self.work_arrived = on_work  # hooks.work_arrived: a dispatch queued, a run slot freed
 
     def stop_task(self, task_id: str, *, reason: str) -> None:
         """Mark the task stopping and ask the runtime to stop it (idempotent; raises on failure)."""

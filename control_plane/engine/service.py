@@ -118,7 +118,7 @@ class Engine:
             client=ddb, table=table, stores=stores, sqs=clients.sqs, queue_urls=queue_urls
         )
         self.task_control = EngineTaskControl(
-            tasks=self.tasks, runtime=self.runtime, agents=self.agents, on_work=lambda: self.wake("scaler")
+            tasks=self.tasks, runtime=self.runtime, agents=self.agents, on_work=self._work_arrived
         )
         self.tracker = Tracker(
             stores=stores,
@@ -220,6 +220,10 @@ class Engine:
         self._loop("reconciler", self.config.reconcile_interval_s, self.reconciler.tick)
         if self.settings.task_events_queue_url:
             self._loop("events", 0.0, self.consume_events)
+
+    def _work_arrived(self) -> None:
+        self.wake("admission")
+        self.wake("scaler")
 
     def wake(self, loop: str) -> None:
         """Run the loop's next pass now, not at its interval: new work arrived (a dispatch

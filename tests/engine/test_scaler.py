@@ -259,3 +259,51 @@ def test_racing_replicas_never_hold_one_lease_together(world: World):
         [holder] = [lease for lease in leases if lease.owner == won[0]]
         assert [lease.owner for lease in leases if lease.held()] == won
         holder.release()  # the next round starts from a free lease
+
+
+def test_new_work_is_admitted_and_scaled_for_at_once_not_at_the_next_pass(
+    moto_endpoint: str, tmp_path
+) -> None:
+    """The engine's passes run at their interval (an hour here, so that only a wake-up explains a
+    pass) and at once for work this replica sees: a dispatch it queued is launched for, and the
+    run slot a cancel frees admits the tenant's waiting dispatch."""
+    from control_plane.store import Actor
+    from tests.e2e.helpers import wait_for
+    from tests.engine.conftest import make_world
+
+    world = make_world(
+        moto_endpoint, tmp_path, engine_enabled=True, scale_interval_s=3600, reconcile_interval_s=3600
+    )
+    passes = {"admission": 0, "scaler": 0}
+
+    def counted(name: str, step):
+        def run():
+            result = step()
+            passes[name] += 1
+            return result
+
+        return run
+
+    world.engine.admission.tick = counted("admission", world.engine.admission.tick)  # type: ignore[method-assign]
+    world.engine.scaler.tick = counted("scaler", world.engine.scaler.tick)  # type: ignore[method-assign]
+    _, key = world.stores.tenants.create(
+        name="one-slot", max_running=1, max_queued=5, allowed_agents=None, actor=Actor.system("test")
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    world.engine.start()
+    try:
+        wait_for(lambda: passes == {"admission": 1, "scaler": 1}, 10, what="the passes at start")
+        first = world.client.post("/dispatch", json={"agent": "shell", "task": "echo 1"}, headers=auth)
+        assert first.status_code == 202, first.text
+        wait_for(lambda: world.tasks.live(["shell"]), 10, what="a task launched for the dispatch")
+        second = world.client.post("/dispatch", json={"agent": "shell", "task": "echo 2"}, headers=auth)
+        waiting = second.json()["dispatch_id"]
+        assert not world.get(waiting).admitted  # the tenant's one run slot is taken
+        assert (
+            world.client.delete(f"/dispatch/{first.json()['dispatch_id']}", headers=auth).status_code == 200
+        )
+        wait_for(lambda: world.get(waiting).admitted, 10, what="the waiting dispatch admitted")
+        # (no second launch: the first dispatch's task, still unclaimed, serves the second)
+    finally:
+        world.engine.stop(stop_tasks=True)
+    assert passes["scaler"] < 10 and passes["admission"] < 10  # woken, not polling

@@ -231,6 +231,7 @@ def cancel_dispatch(
             )
         except VersionConflictError:
             continue
+        work_arrived(control)  # its run slot is free: a waiting dispatch may be admitted now
         return DispatchPublic.of(updated)
     raise Problem(409, "Conflict", "the dispatch kept changing; try again", type_="conflict")
 
