@@ -58,11 +58,12 @@ synth: setup
 image-tools:
 	agents/images/scripts/install-image-tools.sh
 
-# Two workers by default (CI has two cores); tests sharing synthesis or buildah stay together
+# Two workers by default (CI has two cores); a module runs whole on one worker, and modules
+# sharing a session resource (synthesis, buildah, an `outpost dev`) share one
 # (tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: setup agent-clis image-tools
-	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadscope)
 
 lint: setup
 	$(BIN)/ruff check .

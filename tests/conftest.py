@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,20 +33,35 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
-# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), tests that share an expensive
-# session resource stay on one worker: the synthesized assembly is built once, and buildah's
-# image storage, which is not safe for two concurrent builders, has a single user.
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadscope`), each test module runs whole on
+# one worker, so that its fixtures are set up once, and these groups of modules share a worker
+# (and so an expensive session resource): the synthesized assembly of the infra tests, buildah's
+# image storage (not safe for two concurrent builders; the images are built once), the one
+# `outpost dev` of the e2e tests and the one of the real agents. The scheduler decides from the
+# test's id alone: pytest-xdist 3.8's own `xdist_group` marks have no effect under pytest 9.
 _GROUPS = {
-    "synth": lambda item: "synth" in getattr(item, "fixturenames", ()),
-    "buildah": lambda item: (
-        item.path.name in {"test_images.py", "test_container_runtime.py", "test_in_images.py"}
+    "buildah": (
+        "tests/images/",
+        "tests/e2e/test_container_runtime.py",
+        "tests/agents/real/test_in_images.py",
     ),
+    "synth": ("tests/infra/",),
+    "e2e": ("tests/e2e/",),
+    "real-agents": ("tests/agents/real/",),
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = next((name for name, belongs in _GROUPS.items() if belongs(item)), None)
-        # Every other module stays whole on one worker too: split between two, each worker
-        # would set up the module's fixtures (an `outpost dev`, a batch of agent jobs) again.
-        item.add_marker(pytest.mark.xdist_group(group or item.nodeid.split("::", 1)[0]))
+def scope_of(nodeid: str) -> str:
+    """The worker group of a test: the first group one of whose paths starts its id, else its module."""
+    module = nodeid.split("::", 1)[0]
+    return next((group for group, paths in _GROUPS.items() if module.startswith(paths)), module)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ByGroup(config, log)

@@ -10,7 +10,9 @@ import pytest
 from tests.e2e.helpers import Dev, start_dev, stop_dev
 
 
-@pytest.fixture(scope="session")
+# The package's: it stops after the last e2e test (an idle `outpost dev` still costs a few
+# percent of a core, which the rest of the session would pay).
+@pytest.fixture(scope="package")
 def dev(tmp_path_factory) -> Iterator[Dev]:
     state = tmp_path_factory.mktemp("outpost-dev") / "state"
     instance = start_dev(state)

@@ -249,7 +249,7 @@ def providers() -> Iterator[Providers]:
         yield Providers(anthropic, aider, grok, codex, gemini)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stops after the last real-agent test
 def outpost(
     providers: Providers, egress: Egress, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealOutpost]:
