@@ -73,8 +73,11 @@ lint: setup
 	$(BIN)/cfn-lint cdk.out/assembly-*/*.template.json
 	$(BIN)/hadolint $$(find agents control_plane -name Dockerfile)
 
+# Every stack of every stage (ENV=dev|staging|prod narrows): against the deployed stacks, or with
+# BASE=<git ref> against that revision's synthesis, with no AWS credentials. Exits 3 when a
+# stateful resource would be replaced or deleted, unless ALLOW_STATEFUL_CHANGES=1 (stacks/diff.py).
 diff: setup
-	$(CDK) diff $(if $(ENV),-c env=$(ENV))
+	$(BIN)/python -m stacks.diff $(if $(ENV),--env $(ENV)) $(if $(BASE),--base $(BASE)) $(if $(ALLOW_STATEFUL_CHANGES),--allow-stateful-changes)
 
 # Builds the seven images with docker when it runs, else buildah (agents/images/scripts/build-images.sh).
 images: setup image-tools
