@@ -40,6 +40,7 @@ def moto_endpoint() -> Iterator[str]:
 # `outpost dev` of the e2e tests and the one of the real agents. The scheduler decides from the
 # test's id alone: pytest-xdist 3.8's own `xdist_group` marks have no effect under pytest 9.
 _GROUPS = {
+    "diff": ("tests/infra/test_diff.py",),  # synthesizes on its own: free to run beside "synth"
     "buildah": (
         "tests/images/",
         "tests/e2e/test_container_runtime.py",

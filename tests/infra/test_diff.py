@@ -81,7 +81,7 @@ def test_a_stateful_deletion_stops_the_diff_and_names_the_resource(blocked: subp
     assert "STATEFUL: DeadLetterQueue9F481546 (deleted)" in line
     assert "ALLOW_STATEFUL_CHANGES=1" in blocked.stderr
     # CDK's own diff is shown above the summary: the queue goes, its new namesake comes
-    assert "[-] AWS::SQS::Queue DeadLetterQueue DeadLetterQueue9F481546" in blocked.stdout
+    assert "[-] AWS::SQS::Queue Data/DeadLetterQueue DeadLetterQueue9F481546 destroy" in blocked.stdout
 
 
 def test_iam_and_security_group_changes_are_called_out(blocked: subprocess.CompletedProcess[str]):
