@@ -64,6 +64,7 @@ class Stack:
 class StackDiff:
     path: str
     output: str = ""
+    changed: bool = False
     iam: bool = False
     security_groups: bool = False
     stateful: list[str] = field(default_factory=list)  # "ArtifactsBucket88671897 (replaced)"
@@ -166,6 +167,7 @@ def diff_stacks(head_out: Path, head: dict[str, Stack], base: dict[str, Stack] |
             if base is not None and old is None:
                 diff.note = "new stack"
             diff.output = cdk_diff(head_out, path, against)
+        diff.changed = "There were no differences" not in diff.output
         diff.iam = bool(_IAM.search(diff.output))
         diff.security_groups = bool(_SECURITY_GROUPS.search(diff.output))
         stack_name = path.split("/", 1)[1]
@@ -177,7 +179,7 @@ def diff_stacks(head_out: Path, head: dict[str, Stack], base: dict[str, Stack] |
 def summary(diffs: Sequence[StackDiff]) -> str:
     lines = ["", "Summary (stateful resources: stacks/stateful.py):"]
     for diff in diffs:
-        flags = [diff.note] if diff.note else []
+        flags = [diff.note or "changed"] if diff.changed else []
         flags += ["IAM changes"] if diff.iam else []
         flags += ["security group changes"] if diff.security_groups else []
         flags += [f"STATEFUL: {', '.join(diff.stateful)}"] if diff.stateful else []
