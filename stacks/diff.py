@@ -128,8 +128,11 @@ def cdk_diff(assembly: Path, stack: str, template: Path | None) -> str:
         command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CI": "true"}
     )
     output = result.stdout + result.stderr
-    if result.returncode not in (0, 1):  # 1: there are differences
-        raise SystemExit(f"error: cdk diff {stack} failed:\n{output[-4000:]}")
+    # 1 means "there are differences"; a diff that never got to the stack (no credentials for
+    # its account, say) prints no "Stack ..." header, whatever its exit code
+    if result.returncode not in (0, 1) or f"Stack {stack}" not in output:
+        hint = "" if template else " (the deployed stacks need AWS credentials; BASE=<git ref> needs none)"
+        raise SystemExit(f"error: cdk diff {stack} failed{hint}:\n{output.strip()[-2000:]}")
     return output
 
 

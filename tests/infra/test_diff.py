@@ -95,3 +95,11 @@ def test_a_meant_change_passes_with_the_flag(changed: Path):
     allowed = make_diff(changed, "--env", "dev", "--base", "HEAD~1", "--allow-stateful-changes")
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert "STATEFUL: DeadLetterQueue9F481546 (deleted)" in allowed.stdout
+
+
+def test_the_deployed_stacks_without_credentials_is_an_error_that_says_so(changed: Path):
+    """No silent "changed" for every stack: CDK cannot read the deployed stacks, and says why."""
+    done = make_diff(changed, "--env", "dev")
+    assert done.returncode == 1 and "Summary" not in done.stdout
+    assert "error: cdk diff Dev/Audit failed (the deployed stacks need AWS credentials" in done.stderr
+    assert "Unable to resolve AWS account" in done.stderr
