@@ -15,7 +15,7 @@ AGENT_CLIS := .agent-clis
 AIDER_VENV := .venv-aider
 ENV ?=
 
-.PHONY: setup agent-clis image-tools synth test lint clean images bench diff dev lock lock-ministack
+.PHONY: setup agent-clis image-tools synth test lint clean images bench diff deploy dev lock lock-ministack
 
 setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed
 
@@ -78,6 +78,16 @@ lint: setup
 # stateful resource would be replaced or deleted, unless ALLOW_STATEFUL_CHANGES=1 (stacks/diff.py).
 diff: setup
 	$(BIN)/python -m stacks.diff $(if $(ENV),--env $(ENV)) $(if $(BASE),--base $(BASE)) $(if $(ALLOW_STATEFUL_CHANGES),--allow-stateful-changes)
+
+# Deploys one stage's stacks (ENV=dev|staging|prod) with the images tagged IMAGE_TAG (default:
+# this commit, as publish-images.sh pushes them). Not its Ci stack: an administrator deploys
+# that one once (stacks/ci.py). The deploy workflow runs exactly this.
+STAGE = $(shell echo '$(ENV)' | sed 's/^./\u&/')
+IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
+deploy: setup
+	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev|staging|prod [IMAGE_TAG=<tag>]" >&2; exit 2; }
+	$(CDK) deploy --require-approval never -c env=$(ENV) -c image_tag=$(IMAGE_TAG) \
+		$(foreach stack,Network Data Registry Audit Fleet Observability,"$(STAGE)/$(stack)")
 
 # Builds the seven images with docker when it runs, else buildah (agents/images/scripts/build-images.sh).
 images: setup image-tools

@@ -154,6 +154,11 @@ class EnvironmentConfig:
     # per agent: default and allowed models, provider base URL, extra non-secret variables
     # (agents/agent_settings.py); cdk.json holds their JSON form
     agent_settings: Mapping[str, AgentSettings] = field(default_factory=lambda: MappingProxyType({}))
+    # "owner/name": the GitHub repository whose workflows may assume this stage's CI roles
+    # (stacks/ci.py, .github/workflows); None: the stage has no CI stack
+    ci_repository: str | None = None
+    # the account's GitHub OIDC provider when it already has one; None: the CI stack creates it
+    ci_oidc_provider_arn: str | None = None
 
     @property
     def stage_name(self) -> str:
@@ -201,6 +206,14 @@ def _check(cfg: EnvironmentConfig) -> None:
         fail("image_tag", "not a valid image tag")
     if cfg.alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", cfg.alarm_email):
         fail("alarm_email", "not an e-mail address")
+    if cfg.ci_repository is not None and not re.fullmatch(
+        r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}", cfg.ci_repository
+    ):
+        fail("ci_repository", "a GitHub repository as owner/name")
+    if cfg.ci_oidc_provider_arn is not None and not re.fullmatch(
+        r"arn:aws:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com", cfg.ci_oidc_provider_arn
+    ):
+        fail("ci_oidc_provider_arn", "the ARN of the account's token.actions.githubusercontent.com provider")
 
 
 def _alarm_thresholds(env: str, raw: Any) -> AlarmThresholds:

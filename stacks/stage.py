@@ -8,6 +8,7 @@ import aws_cdk as cdk
 
 from constructs import Construct
 from stacks.audit import AuditStack
+from stacks.ci import CiStack
 from stacks.config import EnvironmentConfig
 from stacks.data import DataStack
 from stacks.fleet import FleetStack
@@ -58,3 +59,12 @@ class OutpostStage(cdk.Stage):
             description="Outpost dashboards, alarms and their topic",
             **common,
         )
+        self.ci: CiStack | None = None
+        if config.ci_repository is not None:  # deployed once by an administrator (stacks/ci.py)
+            self.ci = CiStack(
+                self,
+                "Ci",
+                repositories=self.registry.repositories,
+                description="Outpost roles for GitHub workflows (OIDC)",
+                **common,
+            )
