@@ -72,6 +72,7 @@ lint: setup
 	$(CDK) synth --quiet > /dev/null
 	$(BIN)/cfn-lint cdk.out/assembly-*/*.template.json
 	$(BIN)/hadolint $$(find agents control_plane -name Dockerfile)
+	$(BIN)/actionlint -no-color .github/workflows/*.yml
 
 # Every stack of every stage (ENV=dev|staging|prod narrows): against the deployed stacks, or with
 # BASE=<git ref> against that revision's synthesis, with no AWS credentials. Exits 3 when a
