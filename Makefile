@@ -114,4 +114,4 @@ lock-ministack:
 	mv $(MINISTACK_LOCK).new $(MINISTACK_LOCK)
 
 clean:
-	rm -rf $(VENV) $(MINISTACK_VENV) $(AIDER_VENV) $(AGENT_CLIS) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MINISTACK_VENV) $(AIDER_VENV) $(AGENT_CLIS) node_modules cdk.out cdk.out.diff .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -19,6 +19,7 @@ shows it, it does not block it).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +36,9 @@ from pathlib import Path
 from stacks.stateful import STATEFUL
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "cdk.out.diff"  # git-ignored: head/ and base/ assemblies of the last run
+OUT = ROOT / "cdk.out.diff"  # git-ignored: the assemblies diffed (a clean commit's are reused)
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
+DIFF_WORKERS = 4
 BLOCKED = 3  # the exit code of a change to a stateful resource that was not allowed
 _IAM = re.compile(r"^IAM (Statement|Policy) Changes", re.MULTILINE)
 _SECURITY_GROUPS = re.compile(r"^Security Group Changes", re.MULTILINE)
@@ -82,17 +85,40 @@ def stacks_of(assembly: Path) -> dict[str, Stack]:
     return found
 
 
-def synthesize(tree: Path, out: Path, envs: str | None) -> dict[str, Stack]:
-    """``cdk synth`` of the project at ``tree`` into ``out``, with this project's Python and
-    CDK CLI (a worktree of another revision has neither)."""
-    shutil.rmtree(out, ignore_errors=True)
-    command = [str(CDK), "synth", "--quiet", "--app", f"{sys.executable} app.py", "--output", str(out)]
+def synthesize(tree: Path, commit: str | None, envs: str | None) -> tuple[Path, dict[str, Stack]]:
+    """``cdk synth`` of the project at ``tree`` with this project's Python and CDK CLI (a
+    worktree of another revision has neither); the assembly's directory and its stacks.
+
+    ``commit``: the tree is exactly that commit (a clean checkout), so a synthesis of it with the
+    same selection and default account is reused (running the diff again after labelling a
+    pull request costs no synthesis). None: a working tree with changes, always synthesized."""
+    key = json.dumps([envs, os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")])
+    out = OUT / (f"{commit}-{hashlib.sha256(key.encode()).hexdigest()[:12]}" if commit else "head")
+    if commit and (out / "manifest.json").is_file():
+        return out, stacks_of(out)
+    partial = out.with_name(out.name + ".partial")  # renamed once complete: never reused half-written
+    shutil.rmtree(partial, ignore_errors=True)
+    command = [str(CDK), "synth", "--quiet", "--app", f"{sys.executable} app.py", "--output", str(partial)]
     if envs:
         command += ["-c", f"env={envs}"]
     result = subprocess.run(command, cwd=tree, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"error: cdk synth of {tree} failed:\n{result.stderr[-4000:]}")
-    return stacks_of(out)
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out, stacks_of(out)
+
+
+def clean_commit(tree: Path) -> str | None:
+    """The commit ``tree`` is checked out at, if no tracked file differs from it."""
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True, text=True
+    )
+    if changed.returncode != 0 or changed.stdout.strip():
+        return None
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @contextmanager
@@ -155,28 +181,33 @@ def stateful_changes(stack: str, output: str, head: dict | None, base: dict | No
 def diff_stacks(head_out: Path, head: dict[str, Stack], base: dict[str, Stack] | None) -> list[StackDiff]:
     empty = OUT / "empty.template.json"
     empty.write_text('{"Resources": {}}')
-    diffs = []
-    for path in sorted(set(head) | set(base or {})):
+
+    def one(path: str) -> StackDiff:
         diff = StackDiff(path)
         new = head.get(path)
         old = base.get(path) if base is not None else None
-        head_template = json.loads(new.template.read_text()) if new else None
-        base_template = json.loads(old.template.read_text()) if old else None
         if new is None:
             diff.note = "deleted stack"
             diff.output = f"Stack {path}: deleted (it is in the base revision only)\n"
         else:
-            against = None if base is None else (old.template if old else empty)
             if base is not None and old is None:
                 diff.note = "new stack"
-            diff.output = cdk_diff(head_out, path, against)
+            diff.output = cdk_diff(head_out, path, None if base is None else (old.template if old else empty))
         diff.changed = "There were no differences" not in diff.output
         diff.iam = bool(_IAM.search(diff.output))
         diff.security_groups = bool(_SECURITY_GROUPS.search(diff.output))
-        stack_name = path.split("/", 1)[1]
-        diff.stateful = stateful_changes(stack_name, diff.output, head_template, base_template)
-        diffs.append(diff)
-    return diffs
+        diff.stateful = stateful_changes(
+            path.split("/", 1)[1],
+            diff.output,
+            json.loads(new.template.read_text()) if new else None,
+            json.loads(old.template.read_text()) if old else None,
+        )
+        return diff
+
+    # one CDK CLI per stack (it diffs one template at a time), a few at once: most of each is
+    # the CLI's own start-up
+    with ThreadPoolExecutor(max_workers=DIFF_WORKERS) as pool:
+        return list(pool.map(one, sorted(set(head) | set(base or {}))))
 
 
 def summary(diffs: Sequence[StackDiff]) -> str:
@@ -201,12 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     OUT.mkdir(exist_ok=True)
-    head_out = OUT / "head"
-    head = synthesize(ROOT, head_out, args.env)
+    head_out, head = synthesize(ROOT, clean_commit(ROOT), args.env)
     base = None
     if args.base:
         with worktree(args.base) as tree:
-            base = synthesize(tree, OUT / "base", args.env)
+            _, base = synthesize(tree, clean_commit(tree), args.env)
     diffs = diff_stacks(head_out, head, base)
     for diff in diffs:
         print(diff.output.rstrip())
