@@ -4,8 +4,9 @@ Two `outpost dev` instances run a trivial shell job (`echo ok`) several times ea
 
 - warm: the shell agent's warm pool (1 in local mode, the registry's dev size) holds an idle
   runner that is already long-polling its claim when the job is dispatched;
-- cold: the warm pool is 0 (OUTPOST_WARM_POOL), so each job waits for the scaler's next pass
-  (every 0.5 s in local mode) to start a runner process, which then claims it.
+- cold: the warm pool is 0 (OUTPOST_WARM_POOL), so each job waits for a runner process to
+  start (the dispatch wakes the scaler at once; its interval is 2 s in local mode), which then
+  claims it.
 
 Times come from the dispatch's own timestamps (created_at, timestamps.RUNNING,
 timestamps.COMPLETED), written by the control plane, so polling does not blur them.
