@@ -35,7 +35,7 @@ class EngineTaskControl:
 
     def agent_unavailable(self, agent: str) -> str | None:
         """Why the runtime cannot run ``agent`` here (hooks.agent_unavailable), or None."""
-        check = getattr(self.runtime, "agent_unavailable", None)  # only the local runtime has one
+        check = getattr(self.runtime, "agent_unavailable", None)  # the local and container runtimes
         return check(agent) if check is not None else None
 
     def pools(self) -> Mapping[str, PoolStatus]:
