@@ -43,7 +43,7 @@ class TaskControl(Protocol):
 
 def agent_unavailable(control: TaskControl, agent: str) -> str | None:
     """Why ``agent`` cannot run on the attached runtime (local mode: its CLI is not on the
-    host's PATH), or None. Optional: a task control without the check can run every agent."""
+    host's PATH, or, with containers, its image is not built), or None. Optional: a task control without the check can run every agent."""
     check = getattr(control, "agent_unavailable", None)
     return check(agent) if check is not None else None
 
