@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,23 @@ import typer
 app = typer.Typer(help="Outpost: run AI coding agents as one-job sandboxes.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="A dispatch's result bundle.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"outpost {metadata.version('outpost')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="print the version and exit"),
+    ] = False,
+) -> None:
+    """Outpost: run AI coding agents as one-job sandboxes."""
+
 
 TERMINAL = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
 EXIT_BY_STATUS = {"COMPLETED": 0, "FAILED": 1, "TIMED_OUT": 2, "CANCELLED": 3}
@@ -266,10 +284,17 @@ def artifacts_download(
     dispatch_id: str,
     url: UrlOpt,
     api_key: KeyOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="directory to write into")] = Path("."),
+    directory: Annotated[
+        Path | None, typer.Argument(help="directory to write into (default: the current one)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="the same, as an option")] = None,
     name: Annotated[str | None, typer.Option(help="only this file")] = None,
 ) -> None:
     """Download a dispatch's artifacts (the result bundle) into a directory."""
+    if directory is not None and out is not None and directory != out:
+        typer.echo("error: give the directory once, as an argument or with --out", err=True)
+        raise typer.Exit(2)
+    out = directory or out or Path(".")
     out.mkdir(parents=True, exist_ok=True)
     with _client(url, api_key) as client:
         items = _check(client.get(f"/dispatch/{dispatch_id}/artifacts"))["items"]

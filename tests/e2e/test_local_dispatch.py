@@ -152,6 +152,15 @@ def test_the_outpost_cli_dispatches_waits_and_downloads_artifacts(dev: Dev, tmp_
     downloaded = run("artifacts", "download", record["dispatch_id"], "--out", str(tmp_path / "out"))
     assert downloaded.returncode == 0, downloaded.stderr
     assert "+from-cli" in (tmp_path / "out" / "patch.diff").read_text()
+    # the README's form: the directory as an argument
+    readme = run("artifacts", "download", record["dispatch_id"], str(tmp_path / "result"))
+    assert readme.returncode == 0, readme.stderr
+    assert sorted(p.name for p in (tmp_path / "result").iterdir()) == [
+        "manifest.json",
+        "patch.diff",
+        "summary.json",
+        "transcript.txt",
+    ]
     failed = run("dispatch", "exit 4", "--wait", "--wait-timeout", "60")
     assert failed.returncode == 1 and json.loads(failed.stdout)["exit_code"] == 4
     missing = run("status", "d-doesnotexist")
