@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,13 +81,25 @@ def _task_of(dev: Dev, marker: str) -> dict:
 
 
 def _containers() -> set[str]:
-    listing = subprocess.run(
-        ["buildah", "--storage-driver", default_storage(), "containers", "--format", "{{.ContainerName}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return set(listing.split())
+    """buildah's containers. A listing fails (exit 125) when a container it is reading is removed
+    at that moment (the runtime removes a stopped task's container): list again."""
+    for _ in range(10):
+        listing = subprocess.run(
+            [
+                "buildah",
+                "--storage-driver",
+                default_storage(),
+                "containers",
+                "--format",
+                "{{.ContainerName}}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if listing.returncode == 0:
+            return set(listing.stdout.split())
+        time.sleep(0.3)
+    raise AssertionError(f"buildah containers failed ten times: {listing.stderr}")
 
 
 def test_a_shell_job_completes_in_the_image_as_the_task_user_without_capabilities(dev: Dev):
