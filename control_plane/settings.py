@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     runtime: Literal["ecs", "local"] = "local"
     cluster_arn: str | None = None
     task_definitions: dict[str, str] = Field(default_factory=dict)
+    # agent -> ARN of its provider key's secret (ecs runtime): checked at dispatch to hold a
+    # value (control_plane/runtime/provider_keys.py); local mode reads keys from its environment
+    agent_secrets: dict[str, str] = Field(default_factory=dict)
     subnets: list[str] = Field(default_factory=list)
     agent_security_group: str | None = None
     internal_url: str | None = None

@@ -9,6 +9,7 @@ from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 
+from agents.registry import AGENTS, PROVIDER_KEY_ENV, PROVIDER_SECRETS
 from constructs import Construct
 from constructs.backups import Backups
 from constructs.keys import customer_key
@@ -110,6 +111,7 @@ class DataStack(cdk.Stack):
         self._admit_task_events(config.task_events_rule_name)
 
         self.secrets = ProviderSecrets(self, "Secrets", encryption_key=self.key, removal_policy=removal)
+        self._secret_outputs()
 
         self.backups = Backups(
             self,
@@ -122,6 +124,27 @@ class DataStack(cdk.Stack):
             removal_policy=removal,
         )
         self._acknowledge()
+
+    def _secret_outputs(self) -> None:
+        """The generated secret names an operator needs (README, Deploying): the admin key to
+        read, the provider keys to store."""
+        admin = self.secrets.secrets["admin"].secret_name
+        cdk.CfnOutput(
+            self,
+            "AdminSecretName",
+            value=admin,
+            description="The admin key (OUTPOST_ADMIN_KEY): aws secretsmanager get-secret-value "
+            "--secret-id <this name> --query SecretString --output text",
+        )
+        for provider in PROVIDER_SECRETS:
+            agents = ", ".join(name for name, agent in AGENTS.items() if agent.secret == provider)
+            cdk.CfnOutput(
+                self,
+                f"{provider.capitalize()}SecretName",
+                value=self.secrets.secrets[provider].secret_name,
+                description=f"The {PROVIDER_KEY_ENV[provider]} of {agents}, empty until stored: "
+                "aws secretsmanager put-secret-value --secret-id <this name> --secret-string <key>",
+            )
 
     def _admit_task_events(self, rule_name: str) -> None:
         """Lets the fleet's EventBridge rule (known by name) deliver to the encrypted queue."""

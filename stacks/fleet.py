@@ -104,7 +104,7 @@ class FleetStack(cdk.Stack):
             admin_secret=self._secret(data, "admin"),
             operator_secrets=self._github_secrets(config),
             secret_key=data.key,
-            task_statements=self._control_plane_statements(data),
+            task_statements=self._control_plane_statements(config, data),
             ecr_auth_policy=self.ecr_auth_policy,
             task_managed_policies=[data.artifacts_policy],
             ingress_cidrs=list(config.ingress_cidrs),
@@ -119,6 +119,8 @@ class FleetStack(cdk.Stack):
         self.agent_security_group.add_egress_rule(control_plane_sg, ec2.Port.tcp(PORT), "claim protocol")
         control_plane_sg.add_ingress_rule(self.agent_security_group, ec2.Port.tcp(PORT), "runners")
 
+        self._api_url_output(config)
+
         TaskEvents(
             self,
             "TaskEvents",
@@ -128,6 +130,17 @@ class FleetStack(cdk.Stack):
             queue_url=data.task_events_queue.queue_url,
         )
         self._acknowledge(config)
+
+    def _api_url_output(self, config: EnvironmentConfig) -> None:
+        dns_name = self.control_plane.load_balancer.load_balancer_dns_name
+        if config.certificate_arn:
+            url, reach = f"https://{dns_name}", "use the certificate's DNS name, pointed (CNAME) at this host"
+        else:
+            cidrs = ", ".join(config.ingress_cidrs)
+            url, reach = f"http://{dns_name}", f"admits only {cidrs} (ingress_cidrs in cdk.json)"
+        cdk.CfnOutput(
+            self, "ApiUrl", value=url, description=f"The control plane's API (OUTPOST_URL); {reach}"
+        )
 
     def _github_secrets(self, config: EnvironmentConfig) -> dict[str, secretsmanager.ISecret]:
         """The operator's GitHub secret, under the variable the control plane reads it from."""
@@ -177,6 +190,8 @@ class FleetStack(cdk.Stack):
             "OUTPOST_SUBNETS": self.to_json_string(private),
             "OUTPOST_AGENT_SECURITY_GROUP": self.agent_security_group.security_group_id,
             "OUTPOST_INTERNAL_URL": f"http://{CLOUD_MAP_NAME}.{NAMESPACE}:{PORT}",
+            # the secrets whose values POST /dispatch checks are there (runtime/provider_keys.py)
+            "OUTPOST_AGENT_SECRETS": self.to_json_string(self._agent_secret_arns(config, data)),
             # what POST /dispatch checks a requested model against (agents/agent_settings.py)
             "OUTPOST_AGENT_SETTINGS": json.dumps(settings_json(config.agent_settings), sort_keys=True),
             **self._github_environment(config),
@@ -185,7 +200,17 @@ class FleetStack(cdk.Stack):
             environment[f"OUTPOST_{schema.settings_field.upper()}"] = data.tables[schema.id].table_name
         return environment
 
-    def _control_plane_statements(self, data: DataStack) -> list[iam.PolicyStatement]:
+    def _agent_secret_arns(self, config: EnvironmentConfig, data: DataStack) -> dict[str, str]:
+        """Each deployed agent's provider-key secret (agents without one, like shell, have none)."""
+        return {
+            name: self._secret(data, provider).secret_arn
+            for name in config.agents
+            if (provider := AGENTS[name].secret)
+        }
+
+    def _control_plane_statements(
+        self, config: EnvironmentConfig, data: DataStack
+    ) -> list[iam.PolicyStatement]:
         """Least privilege for the only component that holds AWS data permissions."""
         table_arns = [
             arn
@@ -201,6 +226,11 @@ class FleetStack(cdk.Stack):
         on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
         # Agent tasks have no task role (constructs/agent_task.py): only execution roles are passed.
         agent_roles = [task.execution_role.role_arn for task in self.agents.values()]
+        # Whether each agent's key is set: metadata only (no GetSecretValue, no kms:Decrypt).
+        secret_arns = list(dict.fromkeys(self._agent_secret_arns(config, data).values()))
+        describe_secrets = [
+            iam.PolicyStatement(actions=["secretsmanager:DescribeSecret"], resources=secret_arns)
+        ]
         return [
             iam.PolicyStatement(
                 actions=[
@@ -246,6 +276,7 @@ class FleetStack(cdk.Stack):
                 resources=agent_roles,
                 conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
             ),
+            *(describe_secrets if secret_arns else []),
         ]
 
     def _acknowledge(self, config: EnvironmentConfig) -> None:

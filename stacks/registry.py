@@ -18,3 +18,11 @@ class RegistryStack(cdk.Stack):
         self.repositories = ImageRepositories(
             self, "Repositories", immutable_tags=config.immutable_tags, removal_policy=removal_policy(config)
         ).repositories
+        for image, repository in self.repositories.items():
+            cdk.CfnOutput(
+                self,
+                f"{image.title().replace('-', '')}RepositoryUri",
+                value=repository.repository_uri,
+                description=f"The {image} image's ECR repository "
+                "(agents/images/scripts/publish-images.sh pushes to it)",
+            )

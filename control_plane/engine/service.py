@@ -42,7 +42,12 @@ def build_runtime(
 ) -> Runtime:
     if settings.runtime == "ecs":
         from control_plane.runtime.ecs import EcsConfig, EcsRuntime, ecs_client
+        from control_plane.runtime.provider_keys import SecretKeys, secrets_client
 
+        keys = None
+        if settings.agent_secrets:
+            client = secrets_client(settings.region, settings.aws_endpoint_url)
+            keys = SecretKeys(client=client, secrets=settings.agent_secrets)
         return EcsRuntime(
             client=ecs_client(settings.region, settings.aws_endpoint_url),
             config=EcsConfig(
@@ -52,6 +57,7 @@ def build_runtime(
                 security_groups=(settings.agent_security_group,) if settings.agent_security_group else (),
                 container_name=engine.agent_container,
             ),
+            provider_keys=keys,
         )
     from control_plane.runtime.local import LocalRuntime
 

@@ -49,6 +49,7 @@ from agents.registry import AGENTS
 from control_plane.runtime import buildah as b
 from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
 from control_plane.runtime.container_spec import ContainerSpec, load_agent_settings, load_specs
+from control_plane.runtime.provider_keys import missing_key_variable
 from control_plane.runtime.supervised import SupervisedRuntime, SupervisedTask, proc_start_ticks
 
 log = logging.getLogger(__name__)
@@ -130,12 +131,13 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
         self._start_supervising()
 
     def agent_unavailable(self, agent: str) -> str | None:
-        """Why a task of ``agent`` could not start here (its image is not built), or None:
-        checked when the dispatch is made, so the user gets a 409, not a FAILED job."""
+        """Why a task of ``agent`` could not start here (its image is not built, or its provider
+        key is not in the environment), or None: checked when the dispatch is made, so the
+        user gets a 409, not a FAILED job."""
         image = image_ref(AGENTS[agent].image, self.image_tag)
-        if self.buildah.image_config(image) is not None:
-            return None
-        return f"agent '{agent}' has no image here: {_build_hint(AGENTS[agent].image, self.image_tag)}"
+        if self.buildah.image_config(image) is None:
+            return f"agent '{agent}' has no image here: {_build_hint(AGENTS[agent].image, self.image_tag)}"
+        return missing_key_variable(agent, self.secret_values)  # ECS's secrets, by name
 
     def container_of(self, task_id: str) -> str | None:
         with self._lock:

@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from control_plane.runtime.base import LaunchedTask, LaunchError, LaunchRequest, RuntimeTask
+from control_plane.runtime.provider_keys import SecretKeys
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,12 @@ class EcsRuntime:
     limiter: LaunchRateLimiter = field(default_factory=LaunchRateLimiter)
     sleep: Callable[[float], None] = time.sleep
     name: str = "ecs"
+    provider_keys: SecretKeys | None = None  # the agents' key secrets (OUTPOST_AGENT_SECRETS)
+
+    def agent_unavailable(self, agent: str) -> str | None:
+        """Why a task of ``agent`` could not start (its provider key's secret has no value: ECS
+        would fail the task at start), or None: checked when the dispatch is made."""
+        return self.provider_keys.missing(agent) if self.provider_keys is not None else None
 
     # -- the one retry layer ------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ ECS runtime uses; only the process around them differs:
   key variable the agent reads, and the agent's settings (model, endpoint, extra variables) —
   never the rest of the host's environment (other keys, cloud credentials, tokens);
 - ``agent_unavailable`` tells the API, at dispatch, that the agent's CLI is not on the PATH
-  a task would get, so the caller hears it at once instead of from a FAILED job;
+  a task would get, or that its provider key is not in the environment, so the caller hears
+  it at once instead of from a FAILED job;
 - ``stop`` sends SIGTERM to the task's process group and to every descendant that left it,
   then SIGKILL after a grace period;
 - task-state changes are reported as events in the shape of ECS "Task State Change" events
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 from agents.agent_settings import AgentSettings, agent_environment
 from agents.registry import AGENTS, PROVIDER_KEY_ENV
 from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
+from control_plane.runtime.provider_keys import missing_key_variable
 from control_plane.runtime.supervised import SupervisedRuntime, SupervisedTask
 from control_plane.runtime.supervised import proc_start_ticks as _proc_start_ticks
 from control_plane.runtime.supervised import task_state_event as task_state_event  # re-exported
@@ -164,16 +166,17 @@ class LocalRuntime(SupervisedRuntime[_Task]):
             return Path(task.log_path) if task else None
 
     def agent_unavailable(self, agent: str) -> str | None:
-        """Why a task of ``agent`` could not run its CLI here (it is not on the task's PATH),
-        or None. Local tasks run the CLI installed on the host, unlike the images."""
+        """Why a task of ``agent`` could not run its CLI here (it is not on the task's PATH, or
+        its provider key is not in the environment), or None. Local tasks run the CLI
+        installed on the host, unlike the images."""
         command = AGENTS[agent].command[0]
-        path = self._task_environment(agent).get("PATH", "")
-        if shutil.which(command, path=path):
-            return None
-        return (
-            f"agent '{agent}' is not installed on this host: put `{command}` on PATH "
-            '(README, "Running the real agents on this host"), or use --runtime container'
-        )
+        environment = self._task_environment(agent)
+        if not shutil.which(command, path=environment.get("PATH", "")):
+            return (
+                f"agent '{agent}' is not installed on this host: put `{command}` on PATH "
+                '(README, "Running the real agents on this host"), or use --runtime container'
+            )
+        return missing_key_variable(agent, environment)
 
     def _task_environment(self, agent: str) -> dict[str, str]:
         env = host_environment(agent, self.host_env, self.agent_settings.get(agent))

@@ -126,8 +126,8 @@ def test_an_agent_gets_only_its_own_provider_key(
 
 
 def test_dispatch_is_told_when_the_agent_cli_is_not_on_path(tmp_path: Path, bin_dir: Path) -> None:
-    def runtime(path: str) -> LocalRuntime:
-        return LocalRuntime(state_dir=tmp_path / "state", host_env={"PATH": path})
+    def runtime(path: str, **keys: str) -> LocalRuntime:
+        return LocalRuntime(state_dir=tmp_path / "state", host_env={"PATH": path, **keys})
 
     missing = runtime("/usr/bin:/bin")
     try:
@@ -139,8 +139,15 @@ def test_dispatch_is_told_when_the_agent_cli_is_not_on_path(tmp_path: Path, bin_
         assert missing.agent_unavailable("shell") is None  # sh is on every PATH
     finally:
         missing.close()
-    found = runtime(f"{bin_dir}:/usr/bin:/bin")
+    found = runtime(f"{bin_dir}:/usr/bin:/bin", ANTHROPIC_API_KEY=HOST_SECRETS["ANTHROPIC_API_KEY"])
     try:
         assert found.agent_unavailable("claude") is None
     finally:
         found.close()
+    keyless = runtime(f"{bin_dir}:/usr/bin:/bin")  # the CLI is there, its key is not
+    try:
+        assert (keyless.agent_unavailable("claude") or "").startswith(
+            "agent 'claude' has no provider key: set ANTHROPIC_API_KEY"
+        )
+    finally:
+        keyless.close()

@@ -122,3 +122,30 @@ def test_backup_plan_covers_tables_and_workspaces(synth):
     for table in ("DispatchesTable", "TenantsTable", "AuditTable"):
         assert f'["{table}' in resources
     assert "elasticfilesystem" in resources
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_only_the_admin_secret_gets_a_generated_value(synth, env):
+    # the others start empty (no version, nothing AWSCURRENT) until an operator stores the key
+    secrets = synth.resources(env, "Data", "AWS::SecretsManager::Secret")
+    generated = sorted(
+        k.removeprefix("Secrets")[:-8].lower()
+        for k, s in secrets.items()
+        if "GenerateSecretString" in s["Properties"]
+    )
+    assert generated == ["admin"]
+    assert not any("SecretString" in s["Properties"] for s in secrets.values())
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_outputs_name_the_admin_and_provider_secrets(synth, env):
+    outputs = synth.raw[env]["Data"]["Outputs"]
+    secrets = synth.resources(env, "Data", "AWS::SecretsManager::Secret")
+    for name in ("Admin", "Anthropic", "Openai", "Google", "Xai"):
+        output = outputs[f"{name}SecretName"]
+        assert "Export" not in output
+        (secret_id,) = [k for k in secrets if k.startswith(f"Secrets{name}")]
+        assert secret_id in json.dumps(output["Value"])  # the generated name, parsed from its ARN
+    assert "get-secret-value" in outputs["AdminSecretName"]["Description"]
+    assert "ANTHROPIC_API_KEY of claude" in outputs["AnthropicSecretName"]["Description"]
+    assert "put-secret-value" in outputs["OpenaiSecretName"]["Description"]

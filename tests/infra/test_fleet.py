@@ -337,3 +337,43 @@ def test_control_plane_environment_is_what_its_settings_read(synth, env):
     fields = {f"OUTPOST_{name.upper()}" for name in Settings.model_fields}
     assert set(names) <= fields, set(names) - fields
     assert {"OUTPOST_RUNTIME", "OUTPOST_INTERNAL_URL", "OUTPOST_ADMIN_KEY"} <= set(names)
+
+
+@pytest.mark.parametrize(("env", "scheme"), [("dev", "http"), ("staging", "https"), ("prod", "https")])
+def test_api_url_output_is_the_load_balancer(synth, env, scheme):
+    output = synth.raw[env]["Fleet"]["Outputs"]["ApiUrl"]
+    (lb_id,) = synth.resources(env, "Fleet", "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert output["Value"] == {"Fn::Join": ["", [f"{scheme}://", {"Fn::GetAtt": [lb_id, "DNSName"]}]]}
+    assert "OUTPOST_URL" in output["Description"] and "Export" not in output
+    if scheme == "http":
+        assert "admits only 10.0.0.0/8 (ingress_cidrs in cdk.json)" in output["Description"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_control_plane_may_only_describe_the_agents_key_secrets(synth, env):
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    (task,) = [
+        t["Properties"]
+        for k, t in synth.resources(env, "Fleet", "AWS::ECS::TaskDefinition").items()
+        if k.startswith("ControlPlane")
+    ]
+    (container,) = task["ContainerDefinitions"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    agent_secrets = json.dumps(environment["OUTPOST_AGENT_SECRETS"])
+    for name in synth.stages[env].config.agents:
+        provider = AGENTS[name].secret
+        assert (f'\\"{name}\\":' in agent_secrets) is (provider is not None), name
+        if provider:
+            assert f"Secrets{provider.capitalize()}" in agent_secrets
+    (role_id,) = [
+        k
+        for k, v in resources.items()
+        if k.startswith("ControlPlaneTaskRole") and v["Type"] == "AWS::IAM::Role"
+    ]
+    (document,), _ = policies_of_role(synth, env, role_id)
+    statements = [s for s in document["Statement"] if "secretsmanager" in json.dumps(s["Action"])]
+    (describe,) = statements
+    assert describe["Action"] == "secretsmanager:DescribeSecret"
+    described = json.dumps(describe["Resource"])
+    assert all(f"Secrets{p.capitalize()}" in described for p in ("anthropic", "openai", "google", "xai"))
+    assert "SecretsAdmin" not in described and "SecretsGithub" not in described

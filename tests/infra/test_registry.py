@@ -28,3 +28,14 @@ def test_seven_repositories_scanned_encrypted_with_lifecycle(synth, env, mutabil
             tagged["selection"]["countType"] == "imageCountMoreThan"
             and tagged["selection"]["countNumber"] == 10
         )
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_outputs_give_each_repository_uri(synth, env):
+    outputs = synth.raw[env]["Registry"]["Outputs"]
+    repos = synth.resources(env, "Registry", "AWS::ECR::Repository")
+    for image in ("Base", "Claude", "Codex", "Gemini", "Aider", "Grok", "ControlPlane"):
+        output = outputs[f"{image}RepositoryUri"]
+        (repo_id,) = [k for k in repos if k.startswith(f"Repositories{image}")]
+        assert f'"{repo_id}"' in json.dumps(output["Value"]) and ".dkr.ecr." in json.dumps(output["Value"])
+        assert "publish-images.sh" in output["Description"] and "Export" not in output
