@@ -312,6 +312,24 @@ def artifacts_download(
             typer.echo(str(target))
 
 
+@app.command()
+def mcp(
+    url: Annotated[str, typer.Option("--url", envvar="OUTPOST_URL", help="the control plane's URL")] = "",
+    api_key: Annotated[
+        str, typer.Option("--api-key", envvar="OUTPOST_API_KEY", help="a tenant API key")
+    ] = "",
+    http: Annotated[
+        bool, typer.Option("--http", help="serve streamable HTTP (at /mcp) instead of stdio")
+    ] = False,
+    host: Annotated[str, typer.Option(help="with --http: the address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="with --http: the port")] = 8765,
+) -> None:
+    """Serve the dispatch tools to an assistant over MCP (README: "Using Outpost from an assistant")."""
+    from control_plane.mcp_server import run  # the MCP SDK is imported for this command only
+
+    raise typer.Exit(run(url=url, api_key=api_key, http=http, host=host, port=port))
+
+
 def main() -> None:
     app(prog_name="outpost")
 
