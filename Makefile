@@ -15,7 +15,7 @@ AGENT_CLIS := .agent-clis
 AIDER_VENV := .venv-aider
 ENV ?=
 
-.PHONY: setup agent-clis image-tools synth test lint clean images bench diff deploy dev lock lock-ministack
+.PHONY: setup agent-clis image-tools synth test lint clean images bench diff bootstrap deploy deploy-ci outputs diagram dev lock lock-ministack
 
 setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed
 
@@ -80,15 +80,42 @@ lint: setup
 diff: setup
 	$(BIN)/python -m stacks.diff $(if $(ENV),--env $(ENV)) $(if $(BASE),--base $(BASE)) $(if $(ALLOW_STATEFUL_CHANGES),--allow-stateful-changes)
 
-# Deploys one stage's stacks (ENV=dev|staging|prod) with the images tagged IMAGE_TAG (default:
+# Every CDK CLI call goes through these targets: the pinned CLI on the project's Node (PATH above).
+# Once per account and region, the CDK bootstrap: of the stage's account and region (ENV, default
+# dev: your credentials' account, dev's region in cdk.json), or of ACCOUNT=... REGION=... given.
+bootstrap: setup
+	$(CDK) bootstrap -c env=$(or $(ENV),dev) $(BOOTSTRAP_ARGS) \
+		$(if $(ACCOUNT),aws://$(ACCOUNT)/$(or $(REGION),$(error REGION= is needed with ACCOUNT=)))
+
+# Deploys one stage's stacks (ENV=dev|staging|prod; STACKS narrows, e.g. STACKS="Network Data
+# Registry Audit" for a first deploy's stateful core) with the images tagged IMAGE_TAG (default:
 # this commit, as publish-images.sh pushes them). Not its Ci stack: an administrator deploys
-# that one once (stacks/ci.py). The deploy workflow runs exactly this.
+# that one once (make deploy-ci, stacks/ci.py). The deploy workflow runs `make deploy ENV=...`.
 STAGE = $(shell echo '$(ENV)' | sed 's/^./\u&/')
+STACKS ?= Network Data Registry Audit Fleet Observability
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
 deploy: setup
-	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev|staging|prod [IMAGE_TAG=<tag>]" >&2; exit 2; }
+	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev|staging|prod [STACKS=\"Network ...\"] [IMAGE_TAG=<tag>]" >&2; exit 2; }
 	$(CDK) deploy --require-approval never -c env=$(ENV) -c image_tag=$(IMAGE_TAG) \
-		$(foreach stack,Network Data Registry Audit Fleet Observability,"$(STAGE)/$(stack)")
+		$(foreach stack,$(STACKS),"$(STAGE)/$(stack)")
+
+# The stage's Ci stack (the roles the GitHub workflows assume), once, by an administrator: CDK
+# shows its IAM changes and asks before deploying them.
+deploy-ci: setup
+	@test -n "$(ENV)" || { echo "usage: make deploy-ci ENV=dev|staging|prod" >&2; exit 2; }
+	$(CDK) deploy -c env=$(ENV) "$(STAGE)/Ci"
+
+# The deployed stage's stack outputs: API URL, secret names, repository URIs (stacks/outputs.py).
+outputs: setup
+	@test -n "$(ENV)" || { echo "usage: make outputs ENV=dev|staging|prod" >&2; exit 2; }
+	$(BIN)/python -m stacks.outputs --env $(ENV) $(if $(VERBOSE),--descriptions)
+
+# docs/architecture.md: the Dev stage's stacks, main resources and references, drawn from a
+# synthesis of the app (stacks/diagram.py); tests/infra/test_diagram.py keeps it current.
+diagram: setup
+	out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && \
+		$(CDK) synth --quiet -c env=dev --output "$$out" > /dev/null && \
+		$(BIN)/python -m stacks.diagram "$$out" --output docs/architecture.md
 
 # Builds the seven images with docker when it runs, else buildah (agents/images/scripts/build-images.sh).
 images: setup image-tools

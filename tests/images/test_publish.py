@@ -103,7 +103,7 @@ def test_pushes_every_image_under_its_sha_to_its_repository(stubs: dict[str, str
     assert f"--password-stdin {REGISTRY}" in calls[login]
     assert login < calls.index(pushes[0])
     assert any("--stack-name Dev-Registry" in c for c in calls)
-    assert f"-c env=dev -c image_tag={TAG}" in result.stdout
+    assert f"deploy with: make deploy ENV=dev IMAGE_TAG={TAG}" in result.stdout
 
 
 def test_an_image_already_published_is_skipped(stubs: dict[str, str]) -> None:

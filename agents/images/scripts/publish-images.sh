@@ -8,7 +8,7 @@
 # a tag is written once and never moved (prod's repositories refuse to overwrite a tag, and
 # the other environments are treated the same), so an image that is already there is skipped
 # and a "-dirty" build is refused. The task definitions pick the tag at deploy time:
-#   npx cdk deploy --all -c env=ENV -c image_tag=<TAG>
+#   make deploy ENV=ENV IMAGE_TAG=<TAG>
 #
 # The repositories carry CloudFormation-generated names: they are read from the environment's
 # registry stack (<Env>-Registry), whose ECR repositories' logical IDs start with
@@ -142,4 +142,4 @@ for entry in "${plan[@]}"; do
 done
 
 echo "published $TAG to $ENV_NAME ($REGISTRY)"
-echo "deploy with: npx cdk deploy --all -c env=$ENV_NAME -c image_tag=$TAG"
+echo "deploy with: make deploy ENV=$ENV_NAME IMAGE_TAG=$TAG"
