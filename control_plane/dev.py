@@ -10,7 +10,7 @@ The command (a supervisor process) starts, on loopback:
    runtime (control_plane/runtime/container.py: the agent image with the constraints of the
    Dev stage's synthesized task definitions, read from ``--cdk-out`` or synthesized first).
 
-Then it prints ``OUTPOST_URL=...``, ``OUTPOST_API_KEY=...`` and ``OUTPOST_ADMIN_KEY=...`` on
+Then it prints ``export OUTPOST_URL=...``, ``export OUTPOST_API_KEY=...`` and ``export OUTPOST_ADMIN_KEY=...`` on
 stdout (nothing else goes to stdout; logs go to stderr) and serves until Ctrl-C or SIGTERM,
 which stop the control plane (and with it every local task) and the emulator.
 
@@ -22,8 +22,10 @@ adopted by the new one (the local runtime's state directory). The control plane'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -94,12 +96,11 @@ class DevSupervisor:
         self._stopping = threading.Event()
         self._child: subprocess.Popen[bytes] | None = None
         self._moto: Any = None
+        self._resources: Any = None
 
     # -- start -------------------------------------------------------------------------------
 
     def start_emulator(self) -> str:
-        import logging
-
         from control_plane.emulator import EmulatorServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulator request
@@ -118,7 +119,20 @@ class DevSupervisor:
         from control_plane.bootstrap import ensure_resources
 
         resources = ensure_resources(endpoint_url=endpoint)
-        admin_key = os.environ.get("OUTPOST_ADMIN_KEY") or "op_admin_" + secrets.token_urlsafe(32)
+        saved = self._saved_keys()
+        restored = 0
+        if not self._own_state:
+            from control_plane import dev_state
+
+            restored = dev_state.restore(self.state_dir, endpoint_url=endpoint, resources=resources)
+            if restored:
+                _say(f"restored {restored} items and objects from {self.state_dir}")
+        self._resources = resources
+        admin_key = (
+            os.environ.get("OUTPOST_ADMIN_KEY")
+            or saved.get("admin_key")
+            or "op_admin_" + secrets.token_urlsafe(32)
+        )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("OUTPOST_")},
             **{k: os.environ[k] for k in LOCAL_DEFAULTS if k in os.environ},
@@ -144,8 +158,21 @@ class DevSupervisor:
             env.update(self._container_env())
         self.env = env
         self.admin_key = admin_key
-        self.api_key = self._default_tenant(env)
+        self.api_key = (
+            saved.get("api_key") if restored and saved.get("api_key") else self._default_tenant(env)
+        )
+        if not self._own_state:
+            keys = self.state_dir / "keys.json"
+            keys.touch(mode=0o600)
+            keys.write_text(json.dumps({"admin_key": admin_key, "api_key": self.api_key}))
         return env
+
+    def _saved_keys(self) -> dict[str, str]:
+        """The keys an earlier run with this --state-dir printed, so that they keep working."""
+        try:
+            return dict(json.loads((self.state_dir / "keys.json").read_text()))
+        except (OSError, ValueError):
+            return {}
 
     def _container_env(self) -> dict[str, str]:
         """Checks the image and the task definitions the container runtime needs, up front."""
@@ -227,12 +254,29 @@ class DevSupervisor:
 
     # -- run ---------------------------------------------------------------------------------
 
+    def check_port(self) -> None:
+        """Refuses a port in use before anything starts, so that no key is printed for a
+        server that would never serve (the one already there would refuse those keys)."""
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                sock.bind(("127.0.0.1", self.port))
+            except OSError:
+                raise RuntimeError(
+                    f"port {self.port} on 127.0.0.1 is in use (another outpost dev?); "
+                    "choose another --port, or leave it out for a free one"
+                ) from None
+
     def run(self) -> int:
+        self.check_port()
         self.prepare()
         self.spawn()
         self.wait_ready()
+        # `export` lines: paste them into another shell, or `eval` them from a file
         sys.stdout.write(
-            f"OUTPOST_URL={self.url}\nOUTPOST_API_KEY={self.api_key}\nOUTPOST_ADMIN_KEY={self.admin_key}\n"
+            f"export OUTPOST_URL={self.url}\n"
+            f"export OUTPOST_API_KEY={self.api_key}\n"
+            f"export OUTPOST_ADMIN_KEY={self.admin_key}\n"
         )
         sys.stdout.flush()
         _say(f"serving on {self.url} (state in {self.state_dir}); Ctrl-C stops")
@@ -260,8 +304,16 @@ class DevSupervisor:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        if self._moto is not None:
-            self._moto.stop()
+        if self._moto is not None and self._resources is not None and not self._own_state:
+            from control_plane import dev_state
+
+            try:
+                kept = dev_state.save(self.state_dir, endpoint_url=self._moto.url, resources=self._resources)
+                _say(f"kept {kept} items and objects in {self.state_dir}")
+            except Exception as error:  # the previous snapshot stays whole
+                _say(f"could not keep the state: {error}")
+        # The emulator is not stopped: its server would join every open request thread first,
+        # SQS long polls included (seconds), and it dies with this process anyway.
         if self._own_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         _say("stopped")
@@ -280,11 +332,16 @@ def run_dev(
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     signal.signal(signal.SIGINT, supervisor.request_stop)
     try:
-        return supervisor.run()
+        code = supervisor.run()
     except Exception as error:
         _say(f"failed: {error}")
         supervisor.shutdown()
-        return 1
+        code = 1
+    # Everything is stopped and saved; skip the interpreter's teardown of the emulator's
+    # threads and state, which took longer than the stop itself.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def serve(port: int) -> None:
@@ -311,7 +368,15 @@ def serve(port: int) -> None:
         runtime.event_sink = app.state.engine.deliver_event  # the engine exists only now
     else:
         app = create_engine_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
+    logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown)
+    # The requests still open at a stop are the idle runners' claim long polls: not worth a wait.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=0.2)  # type: ignore[arg-type]  # typed int, used as asyncio.wait_for's float
+
+
+def _quiet_shutdown(record: logging.LogRecord) -> bool:
+    """Drops uvicorn's report of the claim long polls it cancels at a stop (a traceback each)."""
+    cancelled = record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
+    return not cancelled and "timeout graceful shutdown exceeded" not in record.getMessage()
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ PUBLISH_TIMEOUT_S = 300.0
 ERROR_MAX_CHARS = 2000  # the control plane refuses longer errors (and the summary has the rest)
 
 
+class ClaimInterrupted(BaseException):  # noqa: N818 - BaseException: no `except Exception` may swallow it
+    """Raised by the signal handler in the main thread while the runner waits for a claim."""
+
+
 class StopSignal:
     """Set by SIGTERM/SIGINT; remembers when, for the stop budget."""
 
@@ -65,6 +69,13 @@ class StopSignal:
             self.at = time.monotonic()
             self.name = signal.Signals(signum).name
             self.event.set()
+        if self.waiting_for_claim:
+            # No job yet, nothing to save: end the claim's long poll now rather than when it
+            # returns (up to 20 s). A job the control plane handed out in this very instant is
+            # lost with the task, and the reconciler requeues it like any lost task's job.
+            raise ClaimInterrupted
+
+    waiting_for_claim = False  # set around the claim call, the runner's only idle wait
 
     def deadline(self, budget_s: float) -> float | None:
         return None if self.at is None else self.at + budget_s
@@ -113,7 +124,13 @@ class Runner:
         while not self.stop.event.is_set():
             asked = time.monotonic()
             try:
-                job = self.control_plane.claim(self.config.claim_token, self.config.task_id)
+                self.stop.waiting_for_claim = True
+                try:
+                    job = self.control_plane.claim(self.config.claim_token, self.config.task_id)
+                finally:
+                    self.stop.waiting_for_claim = False
+            except ClaimInterrupted:
+                break
             except ProtocolError as exc:
                 if exc.status in (401, 403):
                     _note(f"claim refused ({exc.status}): the claim token is unknown or spent; nothing run")

@@ -260,9 +260,13 @@ class Engine:
         self._stop.set()
         for wakeup in self._wakeups.values():
             wakeup.set()
-        for thread in self._threads:
+        # The events loop may be in a one-second long poll: the tasks are stopped meanwhile.
+        passes = [thread for thread in self._threads if thread.name != "outpost-events"]
+        for thread in passes:
             thread.join(timeout=25)
-        self._threads.clear()
         self.scaler.lease.release()
         self.reconciler.lease.release()
         self.runtime.close(stop_tasks=stop_tasks)
+        for thread in self._threads:
+            thread.join(timeout=25)
+        self._threads.clear()

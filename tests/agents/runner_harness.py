@@ -58,6 +58,7 @@ class FakeControlPlane:
     url_requests: list[float] = field(default_factory=list)  # when the runner asked for URLs
     url_outages: int = 0  # answer 503 to this many requests for URLs (a restarting control plane)
     spent: bool = False
+    claim_poll_s: float = 0.05  # how long an empty claim is held, as the real long poll holds it
 
     def start(self) -> None:
         handler = type("Handler", (_Handler,), {"plane": self})
@@ -123,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._reply(401, {"title": "unknown or spent claim token"})
             status, job = plane.claim_answer()
             if status == 204:
-                time.sleep(0.05)  # a short long-poll
+                time.sleep(plane.claim_poll_s)
             return self._reply(status, job)
         if self.path.startswith("/github/repos/") and self.path.endswith("/pulls"):
             plane.pull_requests.append({"authorization": self.headers.get("Authorization"), "body": body})

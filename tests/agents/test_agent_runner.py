@@ -129,9 +129,9 @@ def test_report_interrupted_on_sigterm(plane: FakeControlPlane, workspace: Path,
         runner.wait(timeout=30)
     finally:
         runner.kill()
-        runner.communicate()
+        _, stderr = runner.communicate()
 
-    assert runner.returncode == 0
+    assert runner.returncode == 0, stderr
     assert time.monotonic() - signalled < 30  # OUTPOST_STOP_BUDGET_S in these tests
     result = plane.result
     assert (result["outcome"], result["exit_code"]) == ("INTERRUPTED", None)
@@ -418,17 +418,27 @@ def test_keep_long_output_lines_whole(plane: FakeControlPlane, workspace: Path) 
     assert max(len(line) for line in plane.log_lines) <= 8192
 
 
-def test_exit_on_sigterm_before_a_job(plane: FakeControlPlane, workspace: Path) -> None:
+def test_exit_on_sigterm_before_a_job_without_waiting_out_the_long_poll(
+    plane: FakeControlPlane, workspace: Path
+) -> None:
+    # The control plane holds an empty claim for up to 20 s (SQS's longest poll). An idle task
+    # told to stop (scale-down, `outpost dev` stopping) has nothing to save: it ends at once.
+    plane.claim_poll_s = 20.0
     runner = start_runner(runner_env(plane, workspace, OUTPOST_IDLE_TIMEOUT_S="60"))
     try:
         assert wait_until(lambda: len(plane.claims) >= 1)
+        time.sleep(0.2)  # into the claim's wait
+        signalled = time.monotonic()
         runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout=20)
+        runner.wait(timeout=30)
+        stopped_s = time.monotonic() - signalled
     finally:
         runner.kill()
-        runner.communicate()
+        _, stderr = runner.communicate()
 
-    assert runner.returncode == 0
+    assert runner.returncode == 0, stderr
+    assert stopped_s < plane.claim_poll_s / 2, f"the runner waited out the claim ({stopped_s:.1f} s)"
+    assert "stopped by SIGTERM before a job was claimed" in stderr
     assert not plane.results
 
 

@@ -123,7 +123,7 @@ def start_dev(
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            key, _, value = line.strip().partition("=")
+            key, _, value = line.strip().removeprefix("export ").partition("=")
             lines[key] = value
             if len(lines) == 3:
                 return
