@@ -117,6 +117,14 @@ class DispatchCreate(Strict):
             raise ValueError(f"unknown agent; known: {', '.join(AGENTS)}")
         return agent
 
+    @field_validator("task")
+    @classmethod
+    def _task_says_something(cls, task: str) -> str:
+        # kept as given (leading spaces can matter to a prompt), but blank is no task at all
+        if not task.strip():
+            raise ValueError("the task is blank")
+        return task
+
     @field_validator("model")
     @classmethod
     def _model_name(cls, model: str | None) -> str | None:

@@ -184,7 +184,7 @@ def test_the_cli_dispatches_with_publish(publishing: TestClient) -> None:
         env = {**os.environ, "OUTPOST_URL": f"http://{host}:{port}", "OUTPOST_API_KEY": tenant["api_key"]}
         args = ["dispatch", "make test", "--repo", REPO["url"], "--ref", "main", "--branch", "fix/x"]
         done = subprocess.run(
-            [str(OUTPOST), *args, "--pr-title", "Fix x", "--draft"],
+            [str(OUTPOST), *args, "--pr-title", "Fix x", "--draft", "--json"],
             env=env,
             capture_output=True,
             text=True,

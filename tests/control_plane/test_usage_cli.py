@@ -41,13 +41,18 @@ def test_cli_shows_tokens_and_cost(app: Any, client: TestClient, tenant: dict) -
     silent = _finished(client, tenant, cost=None)
     with serving(app) as (host, port):
         base = f"http://{host}:{port}"
-        status = _outpost(base, tenant, "status", priced)
+        status = _outpost(base, tenant, "status", priced).stdout
+        as_json = _outpost(base, tenant, "status", priced, "--json").stdout
         listing = _outpost(base, tenant, "list").stdout
         usage = _outpost(base, tenant, "usage", "--since", TODAY.isoformat()).stdout
 
-    assert json.loads(status.stdout)["cost_usd"] == 0.5875  # stdout stays JSON
-    assert status.stderr.strip() == "tokens 400000 in (100000 cached) / 20000 out, $0.5875 (price-table)"
-    lines = {line.split()[0]: line for line in listing.splitlines()}
+    assert json.loads(as_json)["cost_usd"] == 0.5875
+    assert (
+        "usage:     tokens 400000 in (100000 cached) / 20000 out, $0.5875 (price-table)"
+        in status.splitlines()
+    )
+    assert listing.splitlines()[0].split() == ["DISPATCH", "STATUS", "AGENT", "CREATED", "USAGE"]
+    lines = {line.split()[0]: line for line in listing.splitlines()[1:]}
     assert lines[priced].endswith("tokens 400000 in (100000 cached) / 20000 out, $0.5875 (price-table)")
     assert lines[reported].endswith("tokens 10 in / 5 out, $0.2500 (agent)")
     assert lines[silent].endswith("no usage reported")

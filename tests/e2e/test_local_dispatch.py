@@ -145,7 +145,7 @@ def test_the_outpost_cli_dispatches_waits_and_downloads_artifacts(dev: Dev, tmp_
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([outpost, *args], env=env, capture_output=True, text=True, timeout=90)
 
-    done = run("dispatch", "echo from-cli > cli.txt", "--wait", "--wait-timeout", "60")
+    done = run("dispatch", "echo from-cli > cli.txt", "--wait", "--wait-timeout", "60", "--json")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["status"] == "COMPLETED"
@@ -161,7 +161,7 @@ def test_the_outpost_cli_dispatches_waits_and_downloads_artifacts(dev: Dev, tmp_
         "summary.json",
         "transcript.txt",
     ]
-    failed = run("dispatch", "exit 4", "--wait", "--wait-timeout", "60")
+    failed = run("dispatch", "exit 4", "--wait", "--wait-timeout", "60", "--json")
     assert failed.returncode == 1 and json.loads(failed.stdout)["exit_code"] == 4
     missing = run("status", "d-doesnotexist")
     assert missing.returncode == 1 and "404" in missing.stderr

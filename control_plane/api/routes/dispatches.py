@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from agents.registry import AGENTS
 from control_plane.api.deps import (
     CallerDep,
     ClientsDep,
@@ -247,6 +248,11 @@ def list_dispatches(
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> DispatchPage:
     """The tenant's dispatches, newest first."""
+    if agent is not None and agent not in AGENTS:
+        # a misspelt filter would otherwise look like "no dispatches"
+        raise Problem(
+            400, "Bad Request", f"unknown agent {agent!r}; known: {', '.join(AGENTS)}", field="agent"
+        )
     binding = {"status": status, "agent": agent}
     start = None
     if cursor is not None:
