@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,43 +168,49 @@ class Client:
             )
         return response.content
 
-    def download(self, dispatch_id: str, directory: Path, *, name: str | None = None) -> list[Path]:
-        """Writes the artifacts into ``directory``, each checked against the bundle's manifest
-        (sha256 and size) before it is written; a file that does not match is not written."""
-        items = self.artifacts(dispatch_id)
-        wanted = [i for i in items if name is None or i["name"] == name]
+    def read(self, dispatch_id: str, names: Iterable[str] | None = None) -> dict[str, bytes]:
+        """The artifacts' bytes by file name (all, or ``names``), each checked against the
+        bundle's manifest (sha256 and size); a file that does not match raises."""
+        items = {Path(i["name"]).name: i for i in self.artifacts(dispatch_id)}
+        wanted = list(items) if names is None else list(names)
         if not wanted:
-            raise OutpostError(f"no artifact named {name!r}" if name else "this dispatch has no artifacts")
-        manifest_item = next((i for i in items if Path(i["name"]).name == MANIFEST), None)
-        if manifest_item is None:
+            raise OutpostError("this dispatch has no artifacts")
+        missing = [n for n in wanted if n not in items]
+        if missing:
+            raise OutpostError(f"no artifact named {missing[0]!r} (it has: {', '.join(items) or 'none'})")
+        if MANIFEST not in items:
             raise OutpostError("the bundle has no manifest.json, so its files cannot be verified")
-        manifest_bytes = self.fetch(manifest_item)
+        manifest = self.fetch(items[MANIFEST])
         try:
-            expected = json.loads(manifest_bytes)["files"]
+            expected = json.loads(manifest)["files"]
         except (ValueError, KeyError, TypeError):
             raise OutpostError("the bundle's manifest.json is not a manifest") from None
-        checked = {Path(manifest_item["name"]).name: manifest_bytes}
-        for item in wanted:
-            filename = Path(item["name"]).name
-            if filename in checked:
+        contents = {MANIFEST: manifest}
+        for name in wanted:
+            if name in contents:
                 continue
-            data = self.fetch(item)
-            entry = expected.get(filename)
+            data = self.fetch(items[name])
+            entry = expected.get(name)
             if entry is None:
-                raise OutpostError(f"{filename} is not in the bundle's manifest")
+                raise OutpostError(f"{name} is not in the bundle's manifest")
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry.get("sha256") or len(data) != entry.get("size"):
                 raise OutpostError(
-                    f"{filename} does not match the manifest: sha256 {digest}, {len(data)} bytes; "
+                    f"{name} does not match the manifest: sha256 {digest}, {len(data)} bytes; "
                     f"expected {entry.get('sha256')}, {entry.get('size')} bytes"
                 )
-            checked[filename] = data
+            contents[name] = data
+        return {name: contents[name] for name in wanted}
+
+    def download(self, dispatch_id: str, directory: Path, *, name: str | None = None) -> list[Path]:
+        """Writes the artifacts into ``directory``; nothing is written unless every file
+        matches the manifest."""
+        contents = self.read(dispatch_id, None if name is None else [name])
         directory.mkdir(parents=True, exist_ok=True)
         written = []
-        for item in wanted:
-            target = directory / Path(item["name"]).name
-            target.write_bytes(checked[target.name])
-            written.append(target)
+        for filename, data in contents.items():
+            (directory / filename).write_bytes(data)
+            written.append(directory / filename)
         return written
 
     # -- tenants (admin key) ---------------------------------------------------------------

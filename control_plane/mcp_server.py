@@ -212,13 +212,16 @@ def build_server(client: Client) -> MCPServer:
         missing = sorted(set(names or ()) - set(items))
         if missing:
             raise ToolError(f"no artifact named {', '.join(missing)} (it has: {', '.join(items) or 'none'})")
+        chosen = [name for name in items if not names or name in names]
+        readable = [name for name in chosen if max_chars and _is_text(name, items[name]["size"])]
+        # checked against the bundle's manifest, as `outpost artifacts download` checks them
+        texts = await _call(client.read, dispatch_id, readable) if readable else {}
         result = []
-        for name, item in items.items():
-            if names and name not in names:
-                continue
+        for name in chosen:
+            item = items[name]
             content, truncated = None, False
-            if max_chars and _is_text(name, item["size"]):
-                text = (await _call(client.fetch, item)).decode("utf-8", errors="replace")
+            if name in texts:
+                text = texts[name].decode("utf-8", errors="replace")
                 content, truncated = text[:max_chars], len(text) > max_chars
             result.append(
                 Artifact(name=name, size=item["size"], url=item["url"], content=content, truncated=truncated)
