@@ -209,6 +209,12 @@ def dispatch(
     wait_timeout: Annotated[
         float | None, typer.Option(help="give up waiting after this long (exit 4)")
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="print only the dispatch id (for `id=$(outpost dispatch -q ...)`)"
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Dispatch a job. Exit codes with --wait: 0 COMPLETED, 1 FAILED, 2 TIMED_OUT, 3 CANCELLED,
@@ -225,19 +231,26 @@ def dispatch(
         body["publish"] = {"branch": branch, "pull_request": pull_request}
     with _client(url, api_key) as client:
         record = client.dispatch(body)
-        if not wait:
-            _json(record) if as_json else _show_dispatch(record)
-            return
-        final = _wait_live(client, record["dispatch_id"], wait_timeout)
-    _json(final) if as_json else _show_dispatch(final)
-    raise typer.Exit(EXIT_BY_STATUS.get(final["status"], 1))
+        if wait:
+            record = _wait_live(client, record["dispatch_id"], wait_timeout, quiet=quiet)
+    if quiet:
+        typer.echo(record["dispatch_id"])
+    else:
+        _json(record) if as_json else _show_dispatch(record)
+    if wait:
+        raise typer.Exit(EXIT_BY_STATUS.get(record["status"], 1))
 
 
-def _wait_live(client: Client, dispatch_id: str, timeout_s: float | None) -> dict[str, Any]:
+def _wait_live(
+    client: Client, dispatch_id: str, timeout_s: float | None, *, quiet: bool = False
+) -> dict[str, Any]:
     """Waits with the status on stderr: a spinner with the time in the current phase on a
-    terminal, one line per change otherwise (logs of CI jobs)."""
-    err.print(f"dispatch {dispatch_id}", soft_wrap=True)
+    terminal, one line per change otherwise (logs of CI jobs); nothing with ``quiet``."""
+    if not quiet:
+        err.print(f"dispatch {dispatch_id}", soft_wrap=True)
     try:
+        if quiet:
+            return client.wait(dispatch_id, timeout_s=timeout_s)
         if not err.is_terminal:
             return client.wait(
                 dispatch_id,

@@ -18,16 +18,30 @@ SOURCES = [
     *(ROOT / "stacks").glob("*.py"),
     *(ROOT / "constructs").glob("*.py"),
 ]
-# `outpost word [word]`, up to the first option, argument placeholder or closing backtick
-CITED = re.compile(r"`(?:\.venv/bin/)?outpost((?: [a-z][a-z-]*){1,2})")
+# An invocation: in inline code (`outpost ...`) or a command line of a fenced block
+INLINE = re.compile(r"`((?:\.venv/bin/)?outpost [^`]+)`")
+LINE = re.compile(r"^\s*(?:[a-z_]+=\$\()?((?:\.venv/bin/)?outpost .*)$", re.MULTILINE)
+GROUPS = {"artifacts", "tenants"}
+
+
+def cited_invocations() -> set[tuple[tuple[str, ...], frozenset[str]]]:
+    """(command words, the options used) of every `outpost` command the sources show."""
+    found = set()
+    for path in SOURCES:
+        text = path.read_text()
+        for match in [*INLINE.finditer(text), *LINE.finditer(text)]:
+            command = match.group(1).split(" #")[0]
+            words = command.split()[1:]
+            if not words or not re.fullmatch(r"[a-z][a-z-]*", words[0]):
+                continue
+            path_words = tuple(words[:2]) if words[0] in GROUPS and len(words) > 1 else (words[0],)
+            options = frozenset(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])\b", command))
+            found.add((path_words, options))
+    return found
 
 
 def cited_commands() -> set[tuple[str, ...]]:
-    found: set[tuple[str, ...]] = set()
-    for path in SOURCES:
-        for match in CITED.finditer(path.read_text()):
-            found.add(tuple(match.group(1).split()))
-    return found
+    return {words for words, _ in cited_invocations()}
 
 
 def test_the_scan_finds_the_commands_the_readme_shows() -> None:
@@ -42,6 +56,17 @@ def test_every_cited_outpost_command_exists() -> None:
         if runner.invoke(app, [*words, "--help"]).exit_code != 0:
             missing.append(" ".join(words))
     assert missing == [], f"cited but not in the CLI: {missing}"
+
+
+def test_every_option_the_docs_use_exists() -> None:
+    runner = CliRunner()
+    unknown = []
+    for words, options in sorted(cited_invocations(), key=str):
+        shown = runner.invoke(app, [*words, "--help"], terminal_width=400).output
+        unknown += [
+            f"outpost {' '.join(words)} {option}" for option in sorted(options) if option not in shown
+        ]
+    assert unknown == [], f"options the docs use that the CLI does not have: {unknown}"
 
 
 # The CDK CLI is reached only through make (the pinned CLI on the project's Node): no doc or
