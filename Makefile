@@ -51,6 +51,7 @@ $(AIDER_VENV)/.installed: agents/clis/aider.lock
 
 # Synthesizes every environment (or ENV=dev|staging|prod) through the cdk-nag gate.
 synth: setup
+	rm -rf cdk.out/assembly-*   # the CDK CLI leaves stages it no longer synthesizes behind
 	$(CDK) synth --quiet $(if $(ENV),-c env=$(ENV)) > /dev/null
 	@echo "synthesized: $$(ls cdk.out/assembly-*/*.template.json | wc -l) templates in cdk.out/"
 
