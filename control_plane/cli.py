@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
@@ -241,6 +241,12 @@ def dispatch(
         raise typer.Exit(EXIT_BY_STATUS.get(record["status"], 1))
 
 
+def _status_line(record: dict[str, Any]) -> str:
+    """ "  RUNNING  (PENDING 0.2 s, PROVISIONING 4.1 s)": the status and the phases behind it."""
+    phases = _phase_text(record)
+    return f"  {record['status']}" + (f"  ({phases})" if phases else "")
+
+
 def _wait_live(
     client: Client, dispatch_id: str, timeout_s: float | None, *, quiet: bool = False
 ) -> dict[str, Any]:
@@ -255,15 +261,22 @@ def _wait_live(
             return client.wait(
                 dispatch_id,
                 timeout_s=timeout_s,
-                on_change=lambda record: err.print(f"  {record['status']}", soft_wrap=True),
+                on_change=lambda record: err.print(_status_line(record), soft_wrap=True),
             )
         with err.status("PENDING") as spinner:
 
-            def changed(record: dict[str, Any]) -> None:
-                done = _phase_text(record)
-                spinner.update(f"{record['status']}" + (f"  ({done})" if done else ""))
+            def polled(record: dict[str, Any]) -> None:
+                # the time in the current status, counted on: the status line updates each poll
+                entered = (record.get("timestamps") or {}).get(record["status"])
+                now = datetime.now(UTC)
+                current = (
+                    f" {(now - datetime.fromisoformat(entered)).total_seconds():.0f} s" if entered else ""
+                )
+                spinner.update(
+                    record["status"] + current + _status_line(record).removeprefix(f"  {record['status']}")
+                )
 
-            return client.wait(dispatch_id, timeout_s=timeout_s, on_change=changed)
+            return client.wait(dispatch_id, timeout_s=timeout_s, on_poll=polled)
     except WaitTimeout as timeout:
         err.print(f"{timeout}; it goes on: outpost status {dispatch_id}", soft_wrap=True)
         raise typer.Exit(4) from None

@@ -134,9 +134,10 @@ class Client:
         timeout_s: float | None = None,
         interval_s: float = 0.5,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Polls until the dispatch ends; ``on_change`` sees each new status. A timeout raises
-        ``WaitTimeout`` carrying the last record."""
+        """Polls until the dispatch ends; ``on_change`` sees each new status, ``on_poll`` every
+        answer. A timeout raises ``WaitTimeout`` carrying the last record."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         seen = None
         while True:
@@ -145,6 +146,8 @@ class Client:
                 seen = record["status"]
                 if on_change is not None:
                     on_change(record)
+            if on_poll is not None:
+                on_poll(record)
             if record["status"] in TERMINAL:
                 return record
             if deadline is not None and time.monotonic() >= deadline:

@@ -50,7 +50,8 @@ def test_dispatch_wait_shows_each_status_and_exits_by_the_final_one(dev: Dev, as
     done = outpost("dispatch", "--wait", "echo hi > hi.txt", env=as_tenant)
     assert done.returncode == 0, done.stderr
     # not a terminal: one line per status on stderr, the summary on stdout
-    assert done.stderr.splitlines()[-1].strip() == "COMPLETED"
+    last = done.stderr.splitlines()[-1].strip()
+    assert last.startswith("COMPLETED  (") and "RUNNING" in last  # with the time of each phase
     summary = dict(line.split(":", 1) for line in done.stdout.splitlines())
     assert summary["status"].strip() == "COMPLETED (exit 0)"
     assert "RUNNING" in summary["phases"] and summary["artifacts"].strip() == (
