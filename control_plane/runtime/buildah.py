@@ -77,6 +77,22 @@ def mount_namespace(pid: int) -> str | None:
         return None
 
 
+def hold_namespace(pid: int) -> tuple[int, str] | None:
+    """An open handle on the mount namespace of ``pid``, and the namespace's name
+    (``mnt:[inode]``, as /proc/<pid>/ns/mnt reads); None when the process is gone.
+
+    A name alone identifies a namespace only while the namespace exists: the kernel gives a
+    freed namespace's inode number to the next namespace created (the lowest free number, so
+    in practice the very next one). While the handle is open the namespace is kept, and with
+    it its number.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    return fd, f"mnt:[{os.fstat(fd).st_ino}]"
+
+
 def in_namespace(namespace: str) -> list[int]:
     """Every process in a mount namespace: a container's processes, orphans included."""
     found = []

@@ -22,9 +22,13 @@ OUTPOST_AGENT_SETTINGS given to `outpost dev` replace the agent variables the De
 settings put into the task definitions (docs/agent-settings.md).
 
 Stop: SIGTERM to the container's main process (the runner), SIGKILL to every process of the
-container (its mount namespace) after the task definition's stop timeout. Task-state events
-have the local runtime's shape, so one tracker serves all runtimes. docs/dispatch-engine.md
-lists what chroot isolation cannot enforce.
+container (its mount namespace) after the task definition's stop timeout, and when its
+``buildah run`` has exited. With no PID namespace the mount namespace is what tells the
+container's processes apart, and its name (an inode number) passes to the next namespace
+created once the container's is gone: the runtime holds the namespace open from when it finds
+the container's main process until it has removed the container, so no other container can
+carry the name meanwhile. Task-state events have the local runtime's shape, so one tracker
+serves all runtimes. docs/dispatch-engine.md lists what chroot isolation cannot enforce.
 """
 
 from __future__ import annotations
@@ -79,8 +83,9 @@ class _Task(SupervisedTask):  # pid: `buildah run`
     stop_timeout_s: int
     read_only_root: bool
     main_pid: int | None = None
-    namespace: str | None = None
+    namespace: str | None = None  # the container's mount namespace, held open by namespace_fd
     terminated: bool = False
+    namespace_fd: int | None = None  # this control plane's handle on it; None: not held
 
     PERSISTED: ClassVar[tuple[str, ...]] = (
         "container",
@@ -251,7 +256,8 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
     # -- watching ----------------------------------------------------------------------------
 
     def _find_main(self, task: _Task) -> None:
-        """The container's main process: the child of buildah's exec shim (the runner)."""
+        """The container's main process: the child of buildah's exec shim (the runner); its
+        mount namespace is held from now on (``b.hold_namespace``)."""
         if task.main_pid is not None:
             return
         for entry in Path("/proc").iterdir():
@@ -262,8 +268,16 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
             except (OSError, IndexError, ValueError):
                 continue
             if b.argv0(ppid) == EXEC_SHIM and self._descends(ppid, task.pid):
-                task.main_pid = int(entry.name)
-                task.namespace = b.mount_namespace(task.main_pid)
+                pid = int(entry.name)
+                started = proc_start_ticks(pid)
+                held = b.hold_namespace(pid)
+                if held is not None and (started is None or proc_start_ticks(pid) != started):
+                    os.close(held[0])  # it exited meanwhile: the namespace held may be another's
+                    held = None
+                if held is None:
+                    return  # gone already: nothing of it is known, and nothing is killed by name
+                task.main_pid = pid
+                task.namespace_fd, task.namespace = held
                 with self._lock:
                     if task.task_id in self._tasks:
                         self._save(task)
@@ -283,16 +297,32 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
     def _terminate(self, task: _Task) -> None:
         """SIGTERM to the runner, as ECS sends it to the container's main process."""
         self._find_main(task)
-        if task.main_pid is not None and not task.terminated:
+        if task.main_pid is not None and not task.terminated and self._holds(task):
             task.terminated = True
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(task.main_pid, signal.SIGTERM)
+            # still the runner: a process with its pid in the container's (held) namespace
+            if b.mount_namespace(task.main_pid) == task.namespace:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(task.main_pid, signal.SIGTERM)
 
     def _kill_all(self, task: _Task) -> None:
-        pids = b.in_namespace(task.namespace) if task.namespace else []
+        """SIGKILL to every process in the container's namespace, if this control plane holds
+        it: a namespace name not held may by now be another container's, or a host service's."""
+        pids = b.in_namespace(task.namespace) if task.namespace and self._holds(task) else []
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def _holds(task: _Task) -> bool:
+        return task.namespace_fd is not None
+
+    @staticmethod
+    def _release(task: _Task) -> None:
+        """Let the kernel free the container's namespace (and its name) once it is empty."""
+        if task.namespace_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(task.namespace_fd)
+            task.namespace_fd = None
 
     def _check(self, task: _Task) -> None:
         if self._alive(task):
@@ -304,6 +334,7 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
             return
         # The essential container exited: nothing of it outlives it, then report and clean up.
         self._kill_all(task)
+        self._release(task)
         self._dismantle(task.container, task.task_dir, task.rootfs, task.read_only_root)
         self._report_stopped(task)
 
@@ -320,16 +351,29 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
     # -- state ---------------------------------------------------------------------------------
 
     def _restore(self, state: dict[str, Any]) -> _Task:
+        """A task a previous control plane recorded. Its main process and namespace are found
+        again (``_find_main``) while its ``buildah run`` lives: the namespace named in the
+        record was held by that control plane only, and may be another's by now."""
         try:
-            return _Task(**state)
+            task = _Task(**state)
         except TypeError as error:  # not a record of this runtime's tasks
             raise ValueError(error) from error
+        task.main_pid = task.namespace = None
+        return task
 
     def _extra(self, task: _Task) -> dict[str, Any]:
         return {"container": task.container}
 
     def _shutdown_wait_s(self) -> float:
         return max((t.stop_timeout_s for t in self._tasks.values()), default=0) + 10
+
+    def close(self, *, stop_tasks: bool = True, timeout_s: float | None = None) -> None:
+        super().close(stop_tasks=stop_tasks, timeout_s=timeout_s)
+        if self._monitor.is_alive():
+            return  # still checking a task: its handles are the monitor's
+        with self._lock:
+            for task in self._tasks.values():
+                self._release(task)
 
 
 def _init_volume(host: Path, rootfs: Path, path: str, *, declared: bool) -> None:
