@@ -121,6 +121,11 @@ class Scaler:
         recorded = started = 0
         while recorded < count and self._leading():
             job = next(candidates, None)
+            if job is not None and not self._still_queued(job):
+                # claimed (or ended) since the pass read the queue, while the tasks were read
+                # after: the job counted in ``count`` needs no task, warm or its own
+                count -= 1
+                continue
             if job is not None:
                 token = client_token(job.dispatch_id, job.attempt)
                 launched_for = f"{job.dispatch_id}#{job.attempt}"
@@ -160,6 +165,19 @@ class Scaler:
             self.metrics.record(TASKS_LAUNCHED, agent, started)
             log.info("launched %d %s task(s)", started, agent)
         return started
+
+    def _still_queued(self, job: Queued) -> bool:
+        """Whether the job still waits for a task (a consistent read: the queue was read from
+        an index, before the tasks)."""
+        reply = self.client.get_item(
+            TableName=self.table,
+            Key={"dispatch_id": encode(job.dispatch_id)},
+            ConsistentRead=True,
+            ProjectionExpression="#s, #a",
+            ExpressionAttributeNames={"#s": "status", "#a": "attempt"},
+        )
+        item = decode_item(reply["Item"]) if "Item" in reply else {}
+        return item.get("status") == str(Status.PENDING) and int(item.get("attempt", 1)) == job.attempt
 
     def _scale_down(self, unclaimed: list[t.TaskRecord], excess: int) -> None:
         moment = now()

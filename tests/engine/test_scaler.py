@@ -307,3 +307,32 @@ def test_new_work_is_admitted_and_scaled_for_at_once_not_at_the_next_pass(
     finally:
         world.engine.stop(stop_tasks=True)
     assert passes["scaler"] < 10 and passes["admission"] < 10  # woken, not polling
+
+
+def test_a_job_claimed_during_a_pass_gets_no_second_task(world: World, monkeypatch):
+    """A pass reads the queued jobs once, then each agent's tasks. A claim that lands between
+    the two reads leaves the job in the pass's queue while its task is no longer idle: the job
+    must not get another task (seen in a run: a second grok task, idle until scaled down; on
+    ECS a Fargate task idle for ``idle_scale_down_s``)."""
+    from pathlib import Path
+
+    from control_plane.engine import scaler as scaling
+
+    job = world.dispatch()
+    scaler = scaler_for(world, warm=0)
+    assert scaler.tick() == {"shell": 1}
+    [task] = live(world)
+    queued_before_the_claim = scaling.queued_jobs(world.clients.dynamodb, world.settings.dispatches_table)
+    assert [q.dispatch_id for q in queued_before_the_claim["shell"]] == [job.dispatch_id]
+
+    # the task's runner claims the job, through the API, with the token its launch gave it
+    pid = world.runtime._tasks[task.task_id].pid
+    environ = dict(
+        entry.split("=", 1) for entry in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in entry
+    )
+    claimed = world.claim(environ["OUTPOST_CLAIM_TOKEN"], task.task_id)
+    assert claimed.status_code == 200 and claimed.json()["dispatch_id"] == job.dispatch_id, claimed.text
+
+    monkeypatch.setattr(scaling, "queued_jobs", lambda client, table: queued_before_the_claim)
+    assert scaler.tick() == {"shell": 0}
+    assert [(x.task_id, x.state) for x in live(world)] == [(task.task_id, t.CLAIMED)]
