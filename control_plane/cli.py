@@ -424,6 +424,26 @@ def _names(value: str | None) -> list[str] | None:
     return None if value is None else [n.strip() for n in value.split(",") if n.strip()]
 
 
+def _budgets_text(tenant: dict[str, Any]) -> str:
+    limits = [
+        f"${tenant[field]:g} {what}"
+        for field, what in (
+            ("budget_daily_usd", "a day"),
+            ("budget_monthly_usd", "a month"),
+            ("budget_dispatch_usd", "a dispatch"),
+        )
+        if tenant.get(field) is not None
+    ]
+    return ", ".join(limits) or "none"
+
+
+def _budget_fields(
+    daily: float | None, monthly: float | None, per_dispatch: float | None
+) -> dict[str, float]:
+    given = {"budget_daily_usd": daily, "budget_monthly_usd": monthly, "budget_dispatch_usd": per_dispatch}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _show_tenant(tenant: dict[str, Any]) -> None:
     agents = ", ".join(tenant["allowed_agents"]) if tenant["allowed_agents"] is not None else "all"
     models = (
@@ -437,6 +457,7 @@ def _show_tenant(tenant: dict[str, Any]) -> None:
         ("agents", agents),
         ("models", models),
         ("quota", f"{tenant['max_running']} running, {tenant['max_queued']} queued"),
+        ("budgets", _budgets_text(tenant)),
         ("key", f"{tenant['api_key_prefix']}…"),
     ):
         out.print(f"{key + ':':<8}{value}", soft_wrap=True)
@@ -451,6 +472,13 @@ AgentsOpt = Annotated[
 ModelsOpt = Annotated[
     str | None, typer.Option("--models", help="comma-separated models it may ask for (default: any allowed)")
 ]
+DailyOpt = Annotated[float | None, typer.Option("--daily-budget", help="model spend per UTC day, in USD")]
+MonthlyOpt = Annotated[
+    float | None, typer.Option("--monthly-budget", help="model spend per UTC month, in USD")
+]
+DispatchBudgetOpt = Annotated[
+    float | None, typer.Option("--dispatch-budget", help="model spend of one dispatch, in USD")
+]
 RunningOpt = Annotated[int | None, typer.Option("--max-running", help="dispatches running at once")]
 QueuedOpt = Annotated[int | None, typer.Option("--max-queued", help="dispatches waiting at once")]
 
@@ -464,11 +492,15 @@ def tenants_create(
     models: ModelsOpt = None,
     max_running: RunningOpt = None,
     max_queued: QueuedOpt = None,
+    daily_budget: DailyOpt = None,
+    monthly_budget: MonthlyOpt = None,
+    dispatch_budget: DispatchBudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a tenant; prints its API key once."""
     body: dict[str, Any] = {"name": name, "allowed_agents": _names(agents), "allowed_models": _names(models)}
     body |= {k: v for k, v in (("max_running", max_running), ("max_queued", max_queued)) if v is not None}
+    body |= _budget_fields(daily_budget, monthly_budget, dispatch_budget)
     with _client(url, admin_key, admin=True) as client:
         tenant = client.create_tenant(body)
     _json(tenant) if as_json else _show_tenant(tenant)
@@ -525,9 +557,13 @@ def tenants_update(
     all_models: Annotated[bool, typer.Option("--all-models", help="allow what each agent allows")] = False,
     max_running: RunningOpt = None,
     max_queued: QueuedOpt = None,
+    daily_budget: DailyOpt = None,
+    monthly_budget: MonthlyOpt = None,
+    dispatch_budget: DispatchBudgetOpt = None,
+    no_budgets: Annotated[bool, typer.Option("--no-budgets", help="remove every budget")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a tenant's name, allowed agents and models, or quotas (only what is given)."""
+    """Change a tenant's name, allowed agents and models, quotas or budgets (only what is given)."""
     if (agents and all_agents) or (models and all_models):
         raise OutpostError("give --agents or --all-agents (--models or --all-models), not both")
     body: dict[str, Any] = {}
@@ -538,9 +574,17 @@ def tenants_update(
         body["allowed_agents"] = _names(agents)
     if models is not None or all_models:
         body["allowed_models"] = _names(models)
+    budgets = _budget_fields(daily_budget, monthly_budget, dispatch_budget)
+    if no_budgets and budgets:
+        raise OutpostError("give budgets or --no-budgets, not both")
+    body |= (
+        dict.fromkeys(("budget_daily_usd", "budget_monthly_usd", "budget_dispatch_usd"))
+        if no_budgets
+        else budgets
+    )
     if not body:
         raise OutpostError(
-            "nothing to change: give --name, --agents, --models, --max-running or --max-queued"
+            "nothing to change: give --name, --agents, --models, --max-running, --max-queued or a budget"
         )
     with _client(url, admin_key, admin=True) as client:
         tenant = client.update_tenant(tenant_id, body)

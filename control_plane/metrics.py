@@ -45,6 +45,7 @@ REASON_TASK_LOST = "task-lost"  # the reconciler found the dispatch's task gone 
 REASON_INTERRUPTED = "interrupted"  # Spot or runner interruptions used up the attempts
 REASON_NOT_STARTED = "not-started"  # no task started the job within max_pending_s
 REASON_DEAD_LETTERED = "dead-lettered"  # its queue message was dead-lettered (claims kept failing)
+REASON_BUDGET = "budget-exceeded"  # the model gateway stopped it: a tenant or dispatch budget is spent
 FAILURE_REASONS: tuple[str, ...] = (
     REASON_AGENT_ERROR,
     REASON_API,
@@ -56,11 +57,15 @@ FAILURE_REASONS: tuple[str, ...] = (
     REASON_INTERRUPTED,
     REASON_NOT_STARTED,
     REASON_DEAD_LETTERED,
+    REASON_BUDGET,
 )
 # Reasons only the runner reports (FAILED with its error's kind); the reconciler ends dispatches
-# for the others, so its failures metric (RECONCILER_FAILURES) takes only RECONCILER_REASONS.
+# for the others but a spent budget (the gateway's, and the tenant's own limit, no platform
+# fault), so its failures metric (RECONCILER_FAILURES) takes only RECONCILER_REASONS.
 RUNNER_REASONS: tuple[str, ...] = (REASON_AGENT_ERROR, REASON_API, REASON_NETWORK)
-RECONCILER_REASONS: tuple[str, ...] = tuple(r for r in FAILURE_REASONS if r not in RUNNER_REASONS)
+RECONCILER_REASONS: tuple[str, ...] = tuple(
+    r for r in FAILURE_REASONS if r not in (*RUNNER_REASONS, REASON_BUDGET)
+)
 # The values a closed dimension may take; Agent is open (the registry's agents).
 DIMENSION_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {DIM_STATUS: FINAL_STATUSES, DIM_START_KIND: START_KINDS, DIM_REASON: FAILURE_REASONS}

@@ -292,6 +292,21 @@ class _TenantFields(Strict):
     )
     max_running: int | None = Field(default=None, ge=0, le=10_000, description="RUNNING dispatches at once")
     max_queued: int | None = Field(default=None, ge=0, le=100_000, description="PENDING dispatches at once")
+    budget_daily_usd: float | None = Field(
+        default=None, ge=0, le=1_000_000, description="model spend per UTC day, in US dollars; null: no limit"
+    )
+    budget_monthly_usd: float | None = Field(
+        default=None,
+        ge=0,
+        le=10_000_000,
+        description="model spend per UTC month, in US dollars; null: no limit",
+    )
+    budget_dispatch_usd: float | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="model spend of one dispatch, in US dollars; null: no limit",
+    )
 
     @field_validator("allowed_models")
     @classmethod
@@ -322,6 +337,9 @@ class TenantPublic(BaseModel):
     allowed_models: list[str] | None
     max_running: int
     max_queued: int
+    budget_daily_usd: float | None
+    budget_monthly_usd: float | None
+    budget_dispatch_usd: float | None
     created_at: datetime
     updated_at: datetime
     version: int

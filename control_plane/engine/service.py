@@ -19,6 +19,7 @@ from typing import Any
 
 from agents.registry import AGENTS
 from control_plane.aws import AwsClients
+from control_plane.budgets import Budgets
 from control_plane.engine import tasks as t
 from control_plane.engine.admission import Admission
 from control_plane.engine.claims import ClaimService
@@ -30,6 +31,8 @@ from control_plane.engine.outcomes import Outcomes
 from control_plane.engine.reconciler import Reconciler
 from control_plane.engine.scaler import Scaler
 from control_plane.engine.tracker import Tracker, event_detail
+from control_plane.lifecycle import TERMINAL, Status
+from control_plane.metrics import REASON_BUDGET
 from control_plane.runtime.base import Runtime, TaskEvent
 from control_plane.settings import Settings
 from control_plane.store import Stores
@@ -119,12 +122,20 @@ class Engine:
             bucket=settings.artifacts_bucket,
             long_poll_s=self.config.claim_long_poll_s,
             metrics=self.metrics,
+            gateway_url=f"{settings.internal_url.rstrip('/')}/gateway" if settings.internal_url else None,
         )
         self.admission = Admission(
             client=ddb, table=table, stores=stores, sqs=clients.sqs, queue_urls=queue_urls
         )
         self.task_control = EngineTaskControl(
             tasks=self.tasks, runtime=self.runtime, agents=self.agents, on_work=self._work_arrived
+        )
+        # the model gateway's budgets: a spent budget ends the dispatch and stops its task
+        self.budgets = Budgets(
+            client=ddb,
+            table=table,
+            tenant=lambda tenant_id: stores.tenants.get(tenant_id=tenant_id),
+            on_exceeded=self._budget_exceeded,
         )
         self.tracker = Tracker(
             stores=stores,
@@ -226,6 +237,16 @@ class Engine:
         self._loop("reconciler", self.config.reconcile_interval_s, self.reconciler.tick)
         if self.settings.task_events_queue_url:
             self._loop("events", 0.0, self.consume_events)
+
+    def _budget_exceeded(self, dispatch_id: str, message: str) -> None:
+        record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
+        if record is None or record.status in TERMINAL:
+            return
+        ended = self.outcomes.finish(
+            record, Status.FAILED, component="gateway", changes={"error": message}, failure=REASON_BUDGET
+        )
+        if ended is not None and record.task_id:
+            self.task_control.stop_task(record.task_id, reason="budget exceeded")
 
     def _work_arrived(self) -> None:
         self.wake("admission")

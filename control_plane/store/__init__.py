@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from control_plane.aws import AwsClients
+from control_plane.budgets import Budgets
 from control_plane.settings import Settings
 from control_plane.store.artifacts import ArtifactStore
 from control_plane.store.audit import Actor, AuditLog
@@ -48,12 +49,14 @@ class Stores:
     logs: LogStore
     artifacts: ArtifactStore
     usage: UsageStore
+    budgets: Budgets  # the API's view: refuses new work over budget (the engine's also ends jobs)
 
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients) -> Stores:
         ddb = clients.dynamodb
         audit = AuditLog(client=ddb, table=settings.audit_table, ttl_days=settings.audit_ttl_days)
         stats = FleetStats(client=ddb, table=settings.dispatches_table)
+        tenants = TenantStore(client=ddb, table=settings.tenants_table, audit=audit)
         return cls(
             dispatches=DispatchStore(
                 client=ddb,
@@ -62,7 +65,7 @@ class Stores:
                 audit=audit,
                 stats=stats,
             ),
-            tenants=TenantStore(client=ddb, table=settings.tenants_table, audit=audit),
+            tenants=tenants,
             audit=audit,
             idempotency=IdempotencyStore(
                 client=ddb, table=settings.dispatches_table, ttl_s=settings.idempotency_ttl_s
@@ -75,4 +78,9 @@ class Stores:
                 s3=clients.s3, bucket=settings.artifacts_bucket, url_ttl_s=settings.artifact_url_ttl_s
             ),
             usage=UsageStore(client=ddb, table=settings.dispatches_table),
+            budgets=Budgets(
+                client=ddb,
+                table=settings.dispatches_table,
+                tenant=lambda tenant_id: tenants.get(tenant_id=tenant_id),
+            ),
         )

@@ -27,7 +27,8 @@ from control_plane.store.errors import NotFoundError, VersionConflictError
 
 KEY_PREFIX = "op_"
 VISIBLE_PREFIX_CHARS = 11  # "op_" + 8 random characters
-UPDATABLE = frozenset({"name", "allowed_agents", "allowed_models", "max_running", "max_queued"})
+BUDGETS = ("budget_daily_usd", "budget_monthly_usd", "budget_dispatch_usd")
+UPDATABLE = frozenset({"name", "allowed_agents", "allowed_models", "max_running", "max_queued", *BUDGETS})
 
 
 def new_api_key() -> str:
@@ -49,6 +50,10 @@ class TenantRecord:
     allowed_agents: list[str] | None = None  # None: every agent in the registry
     # the models its dispatches may ask for; None: whatever each agent allows (agent settings)
     allowed_models: list[str] | None = None
+    # model spend limits in US dollars (control_plane/budgets.py); None: no limit
+    budget_daily_usd: float | None = None  # per UTC day
+    budget_monthly_usd: float | None = None  # per UTC calendar month
+    budget_dispatch_usd: float | None = None  # per dispatch
     created_at: str = ""
     updated_at: str = ""
     version: int = 1
@@ -80,6 +85,7 @@ class TenantStore:
         allowed_agents: list[str] | None,
         actor: Actor,
         allowed_models: list[str] | None = None,
+        budgets: dict[str, float | None] | None = None,
     ) -> tuple[TenantRecord, str]:
         """A new tenant and its API key; the key is returned here and never again."""
         api_key = new_api_key()
@@ -93,6 +99,9 @@ class TenantStore:
             max_queued=max_queued,
             allowed_agents=allowed_agents,
             allowed_models=allowed_models,
+            budget_daily_usd=(budgets or {}).get("budget_daily_usd"),
+            budget_monthly_usd=(budgets or {}).get("budget_monthly_usd"),
+            budget_dispatch_usd=(budgets or {}).get("budget_dispatch_usd"),
             created_at=at,
             updated_at=at,
         )

@@ -168,6 +168,10 @@ def test_an_admin_manages_tenants_and_their_keys(dev: Dev, tmp_path: Path) -> No
         "2",
         "--max-queued",
         "5",
+        "--daily-budget",
+        "5",
+        "--dispatch-budget",
+        "0.5",
         env=admin,
     )
     assert created.returncode == 0, created.stderr
@@ -178,6 +182,7 @@ def test_an_admin_manages_tenants_and_their_keys(dev: Dev, tmp_path: Path) -> No
     )
     tenant_id = fields["tenant"].strip()
     assert fields["agents"].strip() == "shell" and fields["quota"].strip() == "2 running, 5 queued"
+    assert fields["budgets"].strip() == "$5 a day, $0.5 a dispatch"
     as_new = {"OUTPOST_URL": dev.url, "OUTPOST_API_KEY": key, "XDG_CONFIG_HOME": str(tmp_path)}
     assert outpost("dispatch", "--wait", "true", env=as_new).returncode == 0
     assert_one_line_error(
@@ -186,13 +191,19 @@ def test_an_admin_manages_tenants_and_their_keys(dev: Dev, tmp_path: Path) -> No
     # a tenant key is not the admin key
     assert_one_line_error(outpost("tenants", "list", env={**admin, "OUTPOST_ADMIN_KEY": key}), "error 40")
     updated = outpost(
-        "tenants", "update", tenant_id, "--all-agents", "--max-running", "3", "--json", env=admin
+        "tenants",
+        "update",
+        tenant_id,
+        "--all-agents",
+        "--max-running",
+        "3",
+        "--no-budgets",
+        "--json",
+        env=admin,
     )
     assert updated.returncode == 0, updated.stderr
-    assert (json.loads(updated.stdout)["allowed_agents"], json.loads(updated.stdout)["max_running"]) == (
-        None,
-        3,
-    )
+    changed = json.loads(updated.stdout)
+    assert (changed["allowed_agents"], changed["max_running"], changed["budget_daily_usd"]) == (None, 3, None)
     listing = outpost("tenants", "list", env=admin).stdout.splitlines()
     assert listing[0].split() == ["TENANT", "NAME", "AGENTS", "RUNNING", "QUEUED"]
     assert any(line.split()[:2] == [tenant_id, "team-cli"] for line in listing[1:])

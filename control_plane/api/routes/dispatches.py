@@ -122,6 +122,9 @@ def create_dispatch(
     if body.agent not in settings.dispatch_queue_urls:
         raise Problem(422, "Invalid Request", f"agent {body.agent} is not enabled here", field="agent")
     _check_model(body.agent, body.model, tenant, settings)
+    spent = stores.budgets.refusal(tenant.tenant_id)
+    if spent is not None:
+        raise Problem(429, "Budget Exceeded", spent, type_="budget-exceeded")
     missing = agent_unavailable(control, body.agent)
     if missing is not None:
         raise Problem(409, "Agent Unavailable", missing, type_="agent-unavailable", field="agent")

@@ -11,6 +11,7 @@ from control_plane.models import TenantCreate, TenantPage, TenantPublic, TenantU
 from control_plane.problems import Problem, not_found
 from control_plane.store import NotFoundError, VersionConflictError
 from control_plane.store.dispatches import CursorError, read_cursor, sign_cursor
+from control_plane.store.tenants import BUDGETS
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 TenantId = Annotated[str, Path(max_length=64)]
@@ -32,6 +33,7 @@ def create_tenant(
         allowed_models=body.allowed_models,
         max_running=settings.default_max_running if body.max_running is None else body.max_running,
         max_queued=settings.default_max_queued if body.max_queued is None else body.max_queued,
+        budgets={name: getattr(body, name) for name in BUDGETS},
         actor=actor_of(admin),
     )
     return _with_key(record, api_key)

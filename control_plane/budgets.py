@@ -1,0 +1,167 @@
+"""Model spend budgets: per tenant per UTC day and per UTC month, and per dispatch, in dollars.
+
+The model gateway (control_plane/gateway) prices every call it passes through and asks this
+module twice:
+
+- before forwarding, ``refusal(tenant_id, dispatch_id)``: a message when the tenant's day or
+  month, or the dispatch, has already spent its budget. The call is then refused, and the
+  dispatch (if it is still running) ends FAILED with reason ``budget-exceeded``: an agent that
+  cannot reach its model can do nothing more, and a clear reason beats an agent's own error;
+- after the call, ``charge(tenant_id, dispatch_id, cost_usd)``: the cost is added to the
+  three counters; when that call took the tenant or the dispatch over a budget, the dispatch
+  ends the same way (a call already under way is never cut: a budget is checked between calls,
+  so one call can overshoot it by its own cost).
+
+``POST /dispatch`` asks ``refusal(tenant_id)`` too: a tenant over its day or month budget gets
+429 and nothing is created.
+
+The counters are auxiliary items of the dispatches table (``spend#...`` keys, as the other
+counters there) updated with DynamoDB's atomic ADD, so concurrent calls of many replicas
+never lose an addition; they expire with the table's TTL after ``COUNTER_TTL_DAYS``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from control_plane.store.codec import encode
+from control_plane.store.tenants import TenantRecord
+
+REASON = "budget-exceeded"  # the dispatch's failure reason (control_plane.metrics)
+COUNTER_TTL_DAYS = 400  # a month's counter outlives its month by a year: usage questions
+TENANT_CACHE_S = 5.0  # a changed budget applies within this long on every replica
+
+
+def day_key(tenant_id: str, at: datetime) -> str:
+    return f"spend#{tenant_id}#day#{at:%Y-%m-%d}"
+
+
+def month_key(tenant_id: str, at: datetime) -> str:
+    return f"spend#{tenant_id}#month#{at:%Y-%m}"
+
+
+def dispatch_key(dispatch_id: str) -> str:
+    return f"spend#dispatch#{dispatch_id}"
+
+
+class Budgets:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        table: str,
+        tenant: Callable[[str], TenantRecord | None],
+        on_exceeded: Callable[[str, str], None] = lambda dispatch_id, message: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """``tenant``: reads a tenant (TenantStore.get); ``on_exceeded(dispatch_id, message)``
+        ends a dispatch FAILED with reason budget-exceeded (the engine's)."""
+        self._client = client
+        self._table = table
+        self._tenant = tenant
+        self._on_exceeded = on_exceeded
+        self._clock = clock
+        self._cache: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._lock = threading.Lock()
+
+    # -- what the gateway and the API call -------------------------------------------------
+
+    def refusal(self, tenant_id: str, dispatch_id: str | None = None) -> str | None:
+        """Why no more model spend is allowed now (and the dispatch was ended), or None."""
+        limits = self._limits(tenant_id)
+        if limits is None:
+            return None
+        at = self._clock()
+        message = self._over(
+            limits,
+            day=self._read(day_key(tenant_id, at)),
+            month=self._read(month_key(tenant_id, at)),
+            dispatch=self._read(dispatch_key(dispatch_id)) if dispatch_id else None,
+        )
+        if message and dispatch_id:
+            self._on_exceeded(dispatch_id, message)
+        return message
+
+    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None:
+        """Adds a call's cost; a message (and the dispatch ended) when it went over a budget."""
+        if cost_usd <= 0:
+            return None
+        at = self._clock()
+        expires = int(time.time()) + COUNTER_TTL_DAYS * 86_400
+        totals = {
+            key: self._add(key, cost_usd, expires)
+            for key in (day_key(tenant_id, at), month_key(tenant_id, at), dispatch_key(dispatch_id))
+        }
+        limits = self._limits(tenant_id)
+        if limits is None:
+            return None
+        day, month, dispatch = totals.values()
+        message = self._over(limits, day=day, month=month, dispatch=dispatch)
+        if message:
+            self._on_exceeded(dispatch_id, message)
+        return message
+
+    def spent(self, tenant_id: str, dispatch_id: str | None = None) -> dict[str, float]:
+        """What the day, the month (and the dispatch) have spent so far, in dollars."""
+        at = self._clock()
+        spent = {"day": self._read(day_key(tenant_id, at)), "month": self._read(month_key(tenant_id, at))}
+        if dispatch_id:
+            spent["dispatch"] = self._read(dispatch_key(dispatch_id))
+        return spent
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _over(limits: TenantRecord, *, day: float, month: float, dispatch: float | None) -> str | None:
+        checks = [
+            ("the tenant's daily budget", limits.budget_daily_usd, day),
+            ("the tenant's monthly budget", limits.budget_monthly_usd, month),
+        ]
+        if dispatch is not None:
+            checks.append(("the dispatch's budget", limits.budget_dispatch_usd, dispatch))
+        for what, limit, spent in checks:
+            if limit is not None and spent >= limit:
+                return f"{what} of ${limit:.2f} is spent (${spent:.4f}); no more model calls"
+        return None
+
+    def _limits(self, tenant_id: str) -> TenantRecord | None:
+        """The tenant when it has any budget, else None (the common case costs no counter read)."""
+        moment = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(tenant_id)
+        if cached is None or moment - cached[0] > TENANT_CACHE_S:
+            cached = (moment, self._tenant(tenant_id))
+            with self._lock:
+                self._cache[tenant_id] = cached
+        tenant = cached[1]
+        if tenant is None or all(
+            limit is None
+            for limit in (tenant.budget_daily_usd, tenant.budget_monthly_usd, tenant.budget_dispatch_usd)
+        ):
+            return None
+        return tenant
+
+    def _read(self, key: str) -> float:
+        reply = self._client.get_item(
+            TableName=self._table,
+            Key={"dispatch_id": encode(key)},
+            ProjectionExpression="spent_usd",
+            ConsistentRead=True,
+        )
+        value = reply.get("Item", {}).get("spent_usd", {}).get("N")
+        return float(value) if value is not None else 0.0
+
+    def _add(self, key: str, cost_usd: float, expires: int) -> float:
+        reply = self._client.update_item(
+            TableName=self._table,
+            Key={"dispatch_id": encode(key)},
+            UpdateExpression="ADD spent_usd :c SET expires_at = :e",
+            ExpressionAttributeValues={":c": encode(Decimal(str(cost_usd))), ":e": encode(expires)},
+            ReturnValues="UPDATED_NEW",
+        )
+        return float(reply["Attributes"]["spent_usd"]["N"])
