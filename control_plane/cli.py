@@ -612,7 +612,12 @@ def mcp(
     port: Annotated[int, typer.Option(help="with --http: the port")] = 8765,
 ) -> None:
     """Serve the dispatch tools to an assistant over MCP (README: "Using Outpost from an assistant")."""
-    from control_plane.mcp_server import run  # the MCP SDK is imported for this command only
+    try:
+        from control_plane.mcp_server import run  # the MCP SDK is imported for this command only
+    except ModuleNotFoundError as missing:
+        raise OutpostError(
+            f"outpost mcp needs the {missing.name} package: pip install 'outpost[mcp]'"
+        ) from None
 
     found = resolve(url=url, api_key=api_key, admin_key=None)
     raise typer.Exit(run(url=found.url, api_key=found.api_key, http=http, host=host, port=port))
