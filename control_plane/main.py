@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from control_plane import problems
 from control_plane.api.middleware import BodyLimit, RequestContext
-from control_plane.api.routes import dispatches, health, internal, tenants, usage
+from control_plane.api.routes import dispatches, gateway, health, internal, tenants, usage
 from control_plane.aws import AwsClients, make_clients
 from control_plane.hooks import NoTaskControl, TaskControl
 from control_plane.observability import configure_logging
@@ -49,8 +49,13 @@ def create_app(
     app.include_router(health.router, responses=problems.documented(401, 403))
     app.include_router(usage.router, responses=problems.documented(401, 403, 422))
     app.include_router(internal.router)  # the runners' claim protocol; 503 until an engine is attached
+    app.include_router(gateway.router)  # the agents' model calls; 503 until an engine is attached
     # Outermost first: the request id exists before the body limit can refuse anything.
-    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=settings.max_body_bytes,
+        limits_by_prefix={"/gateway/": settings.gateway_max_body_bytes},
+    )
     app.add_middleware(RequestContext)
     return app
 

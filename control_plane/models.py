@@ -154,7 +154,8 @@ class RepoPublic(BaseModel):
 
 
 class Tokens(BaseModel):
-    """A run's token counts as its agent's CLI reported them (null: not reported)."""
+    """A run's token counts: as the model gateway metered them when its calls went through
+    the gateway, else as its agent's CLI reported them (null: not reported)."""
 
     input: int | None = Field(description="every prompt token, cached ones included")
     cached: int | None = Field(description="prompt tokens served from the provider's cache")
@@ -219,8 +220,9 @@ class DispatchPublic(BaseModel):
     tokens: Tokens | None
     cost_usd: float | None
     cost_source: CostSource | None = Field(
-        description="agent: the CLI reported it; price-table: computed from agents/prices.toml"
-        " by model and tokens; null: neither was possible"
+        description="gateway: the model gateway metered every call and priced it with"
+        " agents/prices.toml; agent: the CLI reported it; price-table: computed from"
+        " agents/prices.toml by model and tokens; null: none was possible"
     )
     publish: PublishPublic | None
 

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.agent_settings import AgentSettings, AgentSettingsError, parse_agent_settings
+from agents.endpoints import GATEWAY_ROUTES
 from agents.registry import AGENTS
 
 MIN_ADMIN_KEY_CHARS = 32
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
     github_app_private_key: SecretStr | None = None  # PEM
     github_token: SecretStr | None = None
 
+    # The model gateway (docs/model-gateway.md): provider route -> API root it forwards to
+    # (default: the provider's own; an agent's `base_url` setting goes first for that agent),
+    # model calls one dispatch may have open at once (per replica), the largest request body.
+    gateway_upstreams: dict[str, str] = Field(default_factory=dict)
+    gateway_max_calls_per_dispatch: int = Field(default=8, ge=1, le=256)
+    gateway_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
+
     # Service behaviour; defaults suit every environment, the variables exist for tuning.
     default_max_running: int = Field(default=10, ge=0)
     default_max_queued: int = Field(default=50, ge=0)
@@ -77,6 +85,15 @@ class Settings(BaseSettings):
             parse_agent_settings(self.agent_settings, agents=AGENTS, local=self.env == "local")
         except AgentSettingsError as error:
             raise ValueError(f"OUTPOST_AGENT_SETTINGS: {error}") from None
+        for route, url in self.gateway_upstreams.items():
+            if route not in GATEWAY_ROUTES.values():
+                raise ValueError(
+                    f"OUTPOST_GATEWAY_UPSTREAMS: unknown provider {route!r}; "
+                    f"known: {', '.join(GATEWAY_ROUTES.values())}"
+                )
+            schemes = ("https://", "http://") if self.env == "local" else ("https://",)
+            if not url.startswith(schemes):
+                raise ValueError(f"OUTPOST_GATEWAY_UPSTREAMS: {route}: {' or '.join(schemes)} URLs only")
         if self.allow_local_repos is not None and (self.env != "local" or self.runtime != "local"):
             raise ValueError("OUTPOST_ALLOW_LOCAL_REPOS: file:// repositories are for local mode only")
         if bool(self.github_app_id) != bool(self.github_app_private_key):

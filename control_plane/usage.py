@@ -2,6 +2,9 @@
 
 The record's ``cost`` holds ``input_tokens`` (every prompt token, cached ones included),
 ``cached_input_tokens``, ``output_tokens``, ``usd``, ``source`` and ``model``:
+- ``source`` "gateway": the model gateway metered every call of the run and priced it with the
+  dated table; these figures win over the runner's whenever the gateway saw a call
+  (control_plane/store/dispatches.py ``gateway_cost``);
 - ``source`` "agent": the CLI reported the cost (claude, aider);
 - ``source`` "price-table": the CLI reported tokens but no cost, and the model the run used
   has a price in the dated table (agents/prices.toml);
@@ -17,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.prices import table
 from control_plane.store.dispatches import DispatchRecord
 
-CostSource = Literal["agent", "price-table"]
+CostSource = Literal["gateway", "agent", "price-table"]
 
 
 class Usage(BaseModel):
@@ -80,4 +83,4 @@ def cost_source(cost: dict[str, Any] | None) -> CostSource | None:
     if not cost or cost.get("usd") is None:
         return None
     source = cost.get("source", "agent")  # records written before sources were kept: the agent's
-    return "price-table" if source == "price-table" else "agent"
+    return source if source in ("gateway", "price-table") else "agent"

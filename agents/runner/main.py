@@ -38,6 +38,7 @@ from agents.runner.config import (
     parse_args,
 )
 from agents.runner.logship import LogShipper
+from agents.runner.model_access import gateway_environment
 from agents.runner.process import DeadlineError, StoppedError, harden_runner, run_agent
 from agents.runner.protocol import ControlPlane, Job, ProtocolError, upload
 from agents.runner.publish import Published, publish
@@ -180,6 +181,7 @@ class JobRun:
         self.scratch = self.job_dir / "scratch"
         self.secrets = [
             job.job_token,
+            job.gateway_token,
             self.config.claim_token,
             url_password(job.repo.url) if job.repo else None,
             *secret_values(runner.base_env),
@@ -335,7 +337,13 @@ class JobRun:
         for directory in (home, tmp):
             directory.mkdir(parents=True, exist_ok=True)
         own = {"HOME": str(home), **dict.fromkeys(("TMPDIR", "TMP", "TEMP"), str(tmp))}
-        agent_env = adapter.environment({**env, **own, **self.job.settings_env()})
+        settings = gateway_environment(
+            {**env, **own, **self.job.settings_env()},
+            agent=self.config.agent,
+            token=self.job.gateway_token,
+            gateway_url=self.job.gateway_url or f"{self.config.control_plane_url}/gateway",
+        )
+        agent_env = adapter.environment(settings)
         agent_env.update(adapter.prepare(home, agent_env))
         return agent_env
 

@@ -104,6 +104,11 @@ class Job:
     job_token: str
     publish: Publish | None = None
     model: str | None = None  # the dispatch's model; None: the agent's configured default
+    # The agent's credential for its model calls through the model gateway, valid for this
+    # attempt while it runs, and the gateway's URL (None: the control plane's URL + /gateway).
+    # None from a control plane without a gateway: the agent keeps the task's own key.
+    gateway_token: str | None = None
+    gateway_url: str | None = None
 
     def settings_env(self) -> dict[str, str]:
         """What the job changes in the agent's settings: the dispatch's model replaces the default."""
@@ -134,6 +139,14 @@ class Job:
             if not isinstance(model, str):
                 raise ValueError("claim answer: field 'model' must be a string or null")
             check_model_name(model)  # raises ValueError naming the rule
+        gateway: dict[str, str | None] = {}
+        for name in ("gateway_token", "gateway_url"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"claim answer: field {name!r} must be a non-empty string or null")
+            gateway[name] = value
+        if gateway["gateway_url"] and not gateway["gateway_url"].startswith(("http://", "https://")):
+            raise ValueError("claim answer: field 'gateway_url' must be an http(s) URL")
         timeout_s = float(field("timeout_s", (int, float)))
         if timeout_s <= 0:
             raise ValueError("claim answer: field 'timeout_s' must be positive")
@@ -147,6 +160,8 @@ class Job:
             job_token=field("job_token", str),
             publish=Publish.from_claim(body.get("publish")),
             model=model or None,
+            gateway_token=gateway["gateway_token"],
+            gateway_url=gateway["gateway_url"],
         )
 
 

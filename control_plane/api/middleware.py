@@ -63,18 +63,28 @@ class RequestContext:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    """``max_body_bytes`` for every path but those under a prefix of ``limits_by_prefix``,
+    which have their own (the model gateway's prompts are far larger than the API's bodies)."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, limits_by_prefix: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.limits_by_prefix = dict(limits_by_prefix or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (n for prefix, n in self.limits_by_prefix.items() if scope["path"].startswith(prefix)),
+            self.max_body_bytes,
+        )
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._refuse(scope, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, send, limit)
             return
         # Read the body here, up to the limit, then replay it to the app.
         chunks: list[bytes] = []
@@ -85,8 +95,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._refuse(scope, send)
+            if size > limit:
+                await self._refuse(scope, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -103,10 +113,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         body: dict[str, Any] = {
             **Problem413,
-            "detail": f"the request body exceeds {self.max_body_bytes} bytes",
+            "detail": f"the request body exceeds {limit} bytes",
             "field": "body",
             "instance": scope["path"],
         }

@@ -23,6 +23,12 @@ job token.
 The job token is bound to that attempt while it runs: it is refused once the dispatch moved on
 to another attempt or ended. Upload URLs are signed when the runner asks for them, right before
 it uploads, for the attempt's own artifact prefix only.
+
+Beside the job token, a claim mints a gateway token for the agent of a job that has a model
+provider: the one credential its agent receives, valid at the model gateway
+(control_plane/gateway) only while that attempt runs on that task. The job token stays with
+the runner; the gateway token never works for the runner's endpoints, nor the job token at the
+gateway.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.endpoints import gateway_route
 from agents.runner.timing import CLAIM_COMMIT_BUDGET_S, CLAIM_LONG_POLL_S, SQS_MAX_WAIT_S, UPLOAD_URL_TTL_S
 from control_plane.engine import tasks as t
 from control_plane.engine.metrics import StartMetrics
@@ -71,6 +78,9 @@ class ClaimService:
     commit_budget_s: float = CLAIM_COMMIT_BUDGET_S
     visibility_timeout_s: int = 30
     upload_url_ttl_s: int = UPLOAD_URL_TTL_S
+    # The model gateway's URL as agent tasks reach it (OUTPOST_INTERNAL_URL + /gateway); None:
+    # the runner derives it from the control-plane URL it was started with.
+    gateway_url: str | None = None
     # A reservation this old belongs to no live request: each of the two writes that follow it
     # gives up within about 50 s (botocore's 4 tries of 2 s connect + 10 s read timeouts).
     reservation_stale_s: float = 120.0
@@ -202,12 +212,12 @@ class ClaimService:
         return job
 
     def _finish(self, task: t.TaskRecord, record: DispatchRecord) -> dict[str, Any]:
-        job_token, job_hash = t.make_token(task.task_id)
+        tokens, hashes = self._tokens(task, record)
         claimed = self.tasks.move(
             task,
             t.CLAIMED,
             expect=(t.CLAIMING,),
-            fields={"job_token_hash": job_hash, "claimed_at": iso(now()), "job": record.dispatch_id},
+            fields={**hashes, "claimed_at": iso(now()), "job": record.dispatch_id},
         )
         if claimed is None:  # a concurrent retry of the claim finished it first
             fresh = self.tasks.get(task.task_id)
@@ -226,7 +236,19 @@ class ClaimService:
             record.dispatch_id,
             "warm" if warm else "cold",
         )
-        return self.job_answer(record, job_token)
+        return self.job_answer(record, **tokens)
+
+    def _tokens(self, task: t.TaskRecord, record: DispatchRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A fresh job token, and a gateway token for an agent that has a model provider: the
+        tokens for the answer and the hashes for the task item (a new claim answer replaces both)."""
+        job_token, job_hash = t.make_token(task.task_id)
+        gateway_token, gateway_hash = (
+            t.make_token(task.task_id) if gateway_route(record.agent) else (None, None)
+        )
+        return (
+            {"job_token": job_token, "gateway_token": gateway_token},
+            {"job_token_hash": job_hash, "gateway_token_hash": gateway_hash},
+        )
 
     def _recover(self, task: t.TaskRecord) -> tuple[t.TaskRecord, dict[str, Any] | None]:
         """A task found ``claiming``: by an earlier request of its runner that is still writing
@@ -256,13 +278,15 @@ class ClaimService:
             or (record.task_id, record.attempt) != (task.task_id, task.job_attempt)
         ):
             raise ClaimRefusedError("the claim token is spent")
-        job_token, job_hash = t.make_token(task.task_id)
-        if self.tasks.move(task, t.CLAIMED, fields={"job_token_hash": job_hash}) is None:
+        tokens, hashes = self._tokens(task, record)
+        if self.tasks.move(task, t.CLAIMED, fields=hashes) is None:
             raise ClaimRefusedError("the claim token is spent")
         log.info("task %s resumed its claim of dispatch %s", task.task_id, record.dispatch_id)
-        return self.job_answer(record, job_token)
+        return self.job_answer(record, **tokens)
 
-    def job_answer(self, record: DispatchRecord, job_token: str) -> dict[str, Any]:
+    def job_answer(
+        self, record: DispatchRecord, job_token: str, gateway_token: str | None = None
+    ) -> dict[str, Any]:
         repo = {"url": record.repo_url, "ref": record.repo_ref} if record.repo_url else None
         return {
             "dispatch_id": record.dispatch_id,
@@ -276,6 +300,10 @@ class ClaimService:
             # what to publish, never how: the runner asks for its token (.../publish-token)
             # after the agent's processes are gone
             "publish": record.publish,
+            # the agent's only credential: its model calls through the gateway, for this
+            # attempt while it runs (null for an agent without a provider)
+            "gateway_token": gateway_token,
+            "gateway_url": self.gateway_url if gateway_token else None,
         }
 
     def upload_urls(self, record: DispatchRecord) -> dict[str, str]:
@@ -326,6 +354,26 @@ class ClaimService:
             )
         if record.status is not Status.RUNNING and not (ended and record.status in TERMINAL):
             raise JobEndedError(f"the job token's attempt is over: the dispatch is {record.status}")
+        return task, record
+
+    # -- the model gateway's token ----------------------------------------------------------
+
+    def authenticate_gateway(self, token: str) -> tuple[t.TaskRecord, DispatchRecord]:
+        """The task and dispatch of a gateway token that is valid now: minted by the claim of the
+        dispatch's current attempt, on this task, which is still RUNNING. Raises
+        ClaimRefusedError for anything else (a foreign, forged or replaced token, or an attempt
+        that is over): the gateway answers 401 either way."""
+        parts = t.split_token(token)
+        task = self.tasks.get(parts[0]) if parts is not None else None
+        if parts is None or task is None or not t.token_matches(parts[1], task.gateway_token_hash):
+            raise ClaimRefusedError("unknown gateway token")
+        record = self.stores.dispatches.get(dispatch_id=task.job or "", tenant_id=None)
+        if record is None or task.state != t.CLAIMED:
+            raise ClaimRefusedError("the gateway token's attempt is over")
+        if (record.task_id, record.attempt) != (task.task_id, task.job_attempt):
+            raise ClaimRefusedError(f"the gateway token belongs to attempt {task.job_attempt}, which is over")
+        if record.status is not Status.RUNNING:
+            raise ClaimRefusedError(f"the gateway token's attempt is over: the dispatch is {record.status}")
         return task, record
 
 

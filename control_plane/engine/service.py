@@ -122,6 +122,7 @@ class Engine:
             bucket=settings.artifacts_bucket,
             long_poll_s=self.config.claim_long_poll_s,
             metrics=self.metrics,
+            gateway_url=f"{settings.internal_url.rstrip('/')}/gateway" if settings.internal_url else None,
         )
         self.admission = Admission(
             client=ddb, table=table, stores=stores, sqs=clients.sqs, queue_urls=queue_urls

@@ -7,8 +7,9 @@ Items (auxiliary keys, like the store's ``idem#`` and ``stat#`` items; never rea
   ``unclaimed`` (starting or idle: what the warm pool counts), ``claiming`` (a claim is being
   written), ``claimed`` (serving one job), ``stopping`` (Outpost asked the runtime to stop it),
   ``stopped`` (gone; the item expires a day later). Also: the hash of the one-time claim
-  token, the hash of the job token, the runtime's reference (ECS task ARN), the job it
-  serves, and the version of the newest task-state event applied (events arrive out of order).
+  token, the hashes of the job token and of the model gateway's token, the runtime's
+  reference (ECS task ARN), the job it serves, and the version of the newest task-state event
+  applied (events arrive out of order).
 - ``taskref#<runtime ref>``: the task id for an ECS task ARN (events name tasks by ARN).
 - ``lease#<name>``: a lease (owner, until) for work that must run once across replicas.
 
@@ -85,6 +86,7 @@ class TaskRecord:
     client_token: str = ""
     token_hash: str | None = None
     job_token_hash: str | None = None
+    gateway_token_hash: str | None = None  # the model gateway's token for the job's attempt
     runtime_ref: str | None = None
     capacity: str | None = None
     job: str | None = None  # the dispatch it claimed

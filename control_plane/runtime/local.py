@@ -5,12 +5,13 @@ ECS runtime uses; only the process around them differs:
 
 - a task is ``python -m agents.runner`` in its own session (process group), with the runner's
   environment (docs/design.md) and, from the host, only what ``host_environment`` lets through:
-  a short allowlist (PATH, locale, time zone, proxy and CA bundle variables), the one provider
-  key variable the agent reads, and the agent's settings (model, endpoint, extra variables) —
-  never the rest of the host's environment (other keys, cloud credentials, tokens);
+  a short allowlist (PATH, locale, time zone, proxy and CA bundle variables) and the agent's
+  settings (model, endpoint, extra variables) — never a provider key (the model gateway adds
+  it, docs/model-gateway.md: the agent gets its dispatch's gateway token from the claim) nor
+  the rest of the host's environment (other keys, cloud credentials, tokens);
 - ``agent_unavailable`` tells the API, at dispatch, that the agent's CLI is not on the PATH
-  a task would get, or that its provider key is not in the environment, so the caller hears
-  it at once instead of from a FAILED job;
+  a task would get, or that its provider key is not in the environment the gateway reads it
+  from (the control plane's), so the caller hears it at once instead of from a FAILED job;
 - ``stop`` sends SIGTERM to the task's process group and to every descendant that left it,
   then SIGKILL after a grace period;
 - task-state changes are reported as events in the shape of ECS "Task State Change" events
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agents.agent_settings import AgentSettings, agent_environment
-from agents.registry import AGENTS, PROVIDER_KEY_ENV
+from agents.registry import AGENTS
 from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
 from control_plane.runtime.provider_keys import missing_key_variable
 from control_plane.runtime.supervised import SupervisedRuntime, SupervisedTask
@@ -65,12 +66,9 @@ HOST_ALLOWED_PREFIXES = ("LC_",)  # locale categories
 
 
 def host_environment(agent: str, host: Mapping[str, str], settings: AgentSettings | None) -> dict[str, str]:
-    """A local task's environment from the host: the allowlist, the agent's provider key
-    variable and its settings. Nothing else of the host reaches the runner or the agent."""
+    """A local task's environment from the host: the allowlist and the agent's settings.
+    Nothing else of the host reaches the runner or the agent: no provider key either."""
     env = {k: v for k, v in host.items() if k in HOST_ALLOWLIST or k.startswith(HOST_ALLOWED_PREFIXES)}
-    provider = AGENTS[agent].secret if agent in AGENTS else None
-    if provider and PROVIDER_KEY_ENV[provider] in host:
-        env[PROVIDER_KEY_ENV[provider]] = host[PROVIDER_KEY_ENV[provider]]
     env.update(agent_environment(settings))
     return env
 
@@ -176,7 +174,7 @@ class LocalRuntime(SupervisedRuntime[_Task]):
                 f"agent '{agent}' is not installed on this host: put `{command}` on PATH "
                 '(README, "Running the real agents on this host"), or use --runtime container'
             )
-        return missing_key_variable(agent, environment)
+        return missing_key_variable(agent, self.host_env)  # where the gateway reads it
 
     def _task_environment(self, agent: str) -> dict[str, str]:
         env = host_environment(agent, self.host_env, self.agent_settings.get(agent))

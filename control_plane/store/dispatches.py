@@ -19,6 +19,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from control_plane import lifecycle, metrics
@@ -44,8 +45,42 @@ TRANSITION_FIELDS = frozenset(
 )
 
 
+# The model gateway's running totals for a dispatch (control_plane/gateway): top-level numbers,
+# because DynamoDB's atomic ADD works on top-level attributes only. One ADD per model call.
+GATEWAY_ATTRIBUTES = (
+    "gw_calls",
+    "gw_unpriced_calls",
+    "gw_input_tokens",
+    "gw_cached_input_tokens",
+    "gw_output_tokens",
+    "gw_usd",
+    "gw_model",
+)
+
+
 def new_dispatch_id() -> str:
     return "d-" + uuid.uuid4().hex
+
+
+def gateway_cost(item: dict[str, Any]) -> dict[str, Any] | None:
+    """The dispatch's ``cost`` as the model gateway counted it (decoded item), or None when no
+    call of it was metered. ``usd`` only when every call had a price (else the sum would pass
+    for the whole); the model is the last call's."""
+    calls = item.get("gw_calls")
+    if not isinstance(calls, int) or calls <= 0:
+        return None
+    cost: dict[str, Any] = {
+        "input_tokens": int(item.get("gw_input_tokens") or 0),
+        "cached_input_tokens": int(item.get("gw_cached_input_tokens") or 0),
+        "output_tokens": int(item.get("gw_output_tokens") or 0),
+        "source": "gateway",
+        "calls": calls,
+    }
+    if not item.get("gw_unpriced_calls"):
+        cost["usd"] = round(float(item.get("gw_usd") or 0), 6)
+    if item.get("gw_model"):
+        cost["model"] = item["gw_model"]
+    return cost
 
 
 @dataclass(frozen=True)
@@ -89,6 +124,8 @@ class DispatchRecord:
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in item.items() if k in known}
         values["status"] = Status(values["status"])
+        # The gateway saw every model call; what the runner reported stays in `summary`.
+        values["cost"] = gateway_cost(item) or values.get("cost")
         return cls(**values)
 
 
@@ -293,6 +330,45 @@ class DispatchStore:
         ):
             return False  # already claimed, cancelled or requeued: nothing to note
         return True
+
+    def add_gateway_usage(
+        self,
+        *,
+        dispatch_id: str,
+        input_tokens: int,
+        cached_input_tokens: int,
+        output_tokens: int,
+        cost_usd: float | None,
+        model: str | None,
+    ) -> bool:
+        """Add one model call's tokens and cost (None: its model has no price) to the dispatch's
+        gateway totals, in one atomic ADD: calls that end at once on several replicas all count.
+        Bookkeeping like `mark_enqueued` (the version stays); a call that ends after its
+        dispatch counts too, since it was spent. False if the dispatch does not exist."""
+        values: dict[str, Any] = {
+            ":one": encode(1),
+            ":i": encode(input_tokens),
+            ":c": encode(cached_input_tokens),
+            ":o": encode(output_tokens),
+        }
+        adds = ["gw_calls :one", "gw_input_tokens :i", "gw_cached_input_tokens :c", "gw_output_tokens :o"]
+        if cost_usd is None:
+            adds.append("gw_unpriced_calls :one")
+        else:
+            adds.append("gw_usd :usd")
+            values[":usd"] = encode(Decimal(str(cost_usd)))
+        expression = "ADD " + ", ".join(adds)
+        if model:
+            expression += " SET gw_model = :m"
+            values[":m"] = encode(model)
+        return conditionally(
+            self._client.update_item,
+            TableName=self._table,
+            Key={"dispatch_id": encode(dispatch_id)},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(dispatch_id)",
+            ExpressionAttributeValues=values,
+        )
 
     def request_cancel(self, *, dispatch_id: str, task_id: str, by: str) -> bool:
         """Note that a RUNNING dispatch is being cancelled, before its task is told to stop: if

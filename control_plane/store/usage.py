@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from control_plane.store.codec import decode_item, encode
+from control_plane.store.dispatches import GATEWAY_ATTRIBUTES, gateway_cost
 
 USAGE_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens")
 
@@ -47,8 +48,8 @@ class UsageStore:
             "TableName": self._table,
             "IndexName": "by-tenant",
             "KeyConditionExpression": "tenant_id = :t AND created_at BETWEEN :from AND :to",
-            "FilterExpression": "attribute_exists(#cost)",
-            "ProjectionExpression": "#agent, created_at, #cost",
+            "FilterExpression": "attribute_exists(#cost) OR attribute_exists(gw_calls)",
+            "ProjectionExpression": ", ".join(("#agent", "created_at", "#cost", *GATEWAY_ATTRIBUTES)),
             "ExpressionAttributeNames": {"#agent": "agent", "#cost": "cost"},
             "ExpressionAttributeValues": {
                 ":t": encode(tenant_id),
@@ -62,7 +63,7 @@ class UsageStore:
             reply = self._client.query(**kwargs)
             for raw in reply.get("Items", []):
                 item = decode_item(raw)
-                cost = item.get("cost")
+                cost = gateway_cost(item) or item.get("cost")  # as the dispatch shows it
                 if not isinstance(cost, dict):
                     continue  # null: the run reported nothing
                 key = (str(item["created_at"])[:10], str(item["agent"]))

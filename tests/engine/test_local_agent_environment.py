@@ -1,4 +1,5 @@
-"""What a local task's agent sees of the host: the allowlist, its own provider key, its settings.
+"""What a local task's agent sees of the host: the allowlist and its settings; of its provider,
+only its dispatch's gateway token (the gateway holds the key, docs/model-gateway.md).
 
 Real processes: the local runtime starts the real runner, which claims its job from a control
 plane on loopback (tests/agents/runner_harness.py) and runs the agent, here a CLI stand-in that
@@ -113,13 +114,17 @@ def test_host_variables_off_the_allowlist_do_not_reach_the_agent(
     assert {n for n in from_host if n not in HOST_ALLOWLIST and not n.startswith("LC_")} == set()
 
 
-def test_an_agent_gets_only_its_own_provider_key(
+def test_an_agent_gets_its_gateway_token_and_never_a_provider_key(
     tmp_path: Path, plane: FakeControlPlane, bin_dir: Path
 ) -> None:
     host = {**HOST_SECRETS, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    job = {**make_job("fix the bug", agent="claude"), "model": "claude-opus-4-1"}
+    gateway = {"gateway_token": "t-env.gateway-token-0123456789", "gateway_url": f"{plane.url}/gateway"}
+    job = {**make_job("fix the bug", agent="claude"), "model": "claude-opus-4-1", **gateway}
     seen = run_one(tmp_path, plane, "claude", host, job)
-    assert seen["ANTHROPIC_API_KEY"] == HOST_SECRETS["ANTHROPIC_API_KEY"]
+    # the key the CLI reads holds the gateway token; the model calls go to the gateway
+    assert seen["ANTHROPIC_API_KEY"] == gateway["gateway_token"]
+    assert seen[BASE_URL_ENV] == seen["ANTHROPIC_BASE_URL"] == f"{plane.url}/gateway/anthropic"
+    assert not set(HOST_SECRETS.values()) & set(seen.values())  # no host key, the agent's own neither
     for name in ("OPENAI_API_KEY", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "HOST_ONLY_MARKER"):
         assert name not in seen
     assert seen[MODEL_ENV] == "claude-opus-4-1"  # the dispatch's model over the default

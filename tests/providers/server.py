@@ -44,6 +44,9 @@ class Reply:
     events: tuple[tuple[str | None, Any], ...] | None = None  # (event name or None, data)
     raw: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # A stream sends its first event, then waits for this before the rest (a model that is
+    # still generating): a test can see what arrived before the stream's end.
+    hold: threading.Event | None = None
 
     @staticmethod
     def sse(*events: tuple[str | None, Any], status: int = 200) -> Reply:
@@ -150,7 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
-            for chunk in sse_bytes(reply.events):
+            for index, chunk in enumerate(sse_bytes(reply.events)):
+                if index == 1 and reply.hold is not None:
+                    reply.hold.wait(30)
                 self.wfile.write(chunk)
                 self.wfile.flush()
             self.close_connection = True

@@ -1,0 +1,491 @@
+"""One model call of an agent: checked, forwarded with the real key, streamed back as it
+arrives, then metered, charged and audited (docs/model-gateway.md).
+
+Before forwarding, in one worker-thread hop: the gateway token (the dispatch's current
+attempt, RUNNING on the task it was minted for), the provider (the agent's own), the path
+(the model calls its CLI makes), the model (the tenant's and the agent's allowed lists), the
+budgets, the per-dispatch limit of open calls, the key. Any refusal answers in the provider's
+own error shape, so the CLI reports it as it would the provider's.
+
+Forwarding: the request as the agent sent it, without its credential and hop-by-hop headers,
+with the real key; one exception: a streamed Chat Completions request that did not ask for
+usage is sent with ``stream_options.include_usage`` (without it OpenAI streams report no
+usage), and the extra usage chunk is kept from the client, which never asked for it. The
+answer (status, headers but hop-by-hop ones and cookies, body) passes through unchanged,
+chunk by chunk; a 429 or 500 of the provider reaches the agent as the provider sent it.
+
+After the answer ended (or the agent hung up), a worker thread adds the call's tokens and
+cost to the dispatch (one atomic ADD), charges the budgets, which end the dispatch when it
+went over, and writes the audit entry: never a prompt, an answer, a key or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+import httpx
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from agents.endpoints import api_root, gateway_route
+from agents.prices import table
+from agents.registry import AGENTS
+from control_plane.engine.claims import ClaimRefusedError
+from control_plane.engine.tasks import TaskRecord
+from control_plane.gateway.keys import ProviderKeys
+from control_plane.gateway.metering import Meter, Tokens, usage_only_chunk
+from control_plane.gateway.providers import (
+    CREDENTIAL_HEADERS,
+    PROVIDERS,
+    Provider,
+    Refusal,
+    client_credential,
+    parse_json,
+)
+from control_plane.observability import current_request_id
+from control_plane.settings import Settings
+from control_plane.store import Actor, DispatchRecord, Stores, TenantRecord
+
+log = logging.getLogger("outpost.gateway")
+
+# Production timeouts: a model may think for minutes between two bytes of a non-streamed
+# answer (the providers' own SDKs wait 10 minutes); connecting and sending are quick or broken.
+TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=60.0)
+TENANT_CACHE_S = 5.0  # a changed model list applies within this long (as the budgets' cache)
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-connection", "te", "trailer", "trailers"}
+    | {"transfer-encoding", "upgrade"}
+)
+# Not forwarded upstream: the hop (host, length, encoding are the gateway's to set), the
+# client's credential, what the load balancer and the control plane added.
+_NOT_FORWARDED = HOP_BY_HOP | CREDENTIAL_HEADERS | {"host", "content-length", "accept-encoding", "cookie"}
+_NOT_FORWARDED_PREFIXES = ("x-forwarded-", "x-amzn-", "x-request-id", "forwarded")
+_NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "x-request-id"}
+
+
+class BudgetCheck(Protocol):
+    """control_plane.budgets.Budgets, as the gateway uses it."""
+
+    def refusal(self, tenant_id: str, dispatch_id: str) -> str | None: ...
+
+    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None: ...
+
+
+@dataclass
+class Call:
+    """What the audit and the metering need to know of one call; never its content."""
+
+    provider: str
+    method: str
+    path: str
+    request_id: str
+    started: float
+    tenant_id: str = ""
+    dispatch_id: str = ""
+    task_id: str = ""
+    agent: str = ""
+    attempt: int = 0
+    model: str | None = None
+    status: int = 0
+    refused: str | None = None  # the gateway's reason, when it answered itself
+    answered: float | None = None  # when the provider's headers arrived
+    tokens: Tokens | None = None
+    cost_usd: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    call: Call
+    key: str
+    root: str
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        stores: Stores,
+        authenticate: Callable[[str], tuple[TaskRecord, DispatchRecord]],
+        keys: ProviderKeys,
+        budgets: BudgetCheck | None = None,
+        timeout: httpx.Timeout = TIMEOUT,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.authenticate = authenticate
+        self.keys = keys
+        self.budgets = budgets
+        self.timeout = timeout
+        self._clock = clock
+        self._agents = {agent: settings.settings_of(agent) for agent in AGENTS}
+        self._tenants: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._open: dict[str, int] = {}  # dispatch id -> calls open on this replica
+        self._lock = threading.Lock()
+        self._client: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        self._accounting = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-accounting")
+        self._pending: set[Future[None]] = set()
+
+    # -- the call -----------------------------------------------------------------------------
+
+    async def handle(self, request: Request, route: str) -> Response:
+        call = Call(
+            provider=route,
+            method=request.method,
+            path=_path_below(request, route),
+            request_id=current_request_id() or "",
+            started=self._clock(),
+        )
+        provider = PROVIDERS.get(route)
+        if provider is None:
+            known = ", ".join(PROVIDERS)
+            return JSONResponse({"error": {"message": f"no provider {route!r}; known: {known}"}}, 404)
+        body = await request.body()
+        payload = parse_json(body) if request.method == "POST" else None
+        token = client_credential(request.headers, request.query_params)
+        admitted = await anyio.to_thread.run_sync(self._admit, provider, call, token, payload)
+        if isinstance(admitted, Refusal):
+            self._after(call, None)
+            return JSONResponse(admitted.body, admitted.status, headers=dict(admitted.headers))
+        try:
+            return await self._forward(request, provider, admitted, body, payload)
+        except BaseException:
+            self._release(call.dispatch_id)
+            raise
+
+    def _admit(self, provider: Provider, call: Call, token: str | None, payload: Any) -> Admitted | Refusal:
+        def refuse(reason: str, message: str, retry_after_s: int | None = None) -> Refusal:
+            refusal = provider.refusal(reason, message, retry_after_s=retry_after_s)
+            call.status, call.refused = refusal.status, reason
+            return refusal
+
+        if token is None:
+            return refuse(
+                "unauthorized", "no gateway token (send the dispatch's gateway token as the API key)"
+            )
+        try:
+            task, record = self.authenticate(token)
+        except ClaimRefusedError as error:
+            return refuse("unauthorized", f"{error}")
+        call.tenant_id, call.dispatch_id, call.task_id = record.tenant_id, record.dispatch_id, task.task_id
+        call.agent, call.attempt = record.agent, record.attempt
+        expected = gateway_route(record.agent)
+        if expected != provider.route:
+            return refuse("forbidden", f"agent {record.agent} reaches its model through /gateway/{expected}")
+        if not provider.allows(call.method, call.path):
+            return refuse("not-found", f"{call.method} {call.path} is not a model call the gateway passes on")
+        if call.method == "POST":
+            if provider.error_style != "google" and not isinstance(payload, dict):
+                return refuse("bad-request", "the request body must be a JSON object")
+            call.model = provider.model_of(call.path, payload)
+            if call.model is None:
+                return refuse("bad-request", "the request names no model")
+            why = self._model_refusal(record, call.model)
+            if why is not None:
+                return refuse("model-not-allowed", why)
+        if self.budgets is not None:
+            spent = self.budgets.refusal(record.tenant_id, record.dispatch_id)
+            if spent is not None:
+                return refuse("budget", spent)
+        key = self.keys.key(record.agent)
+        if key is None:
+            return refuse("no-key", f"no provider key is configured for agent {record.agent}")
+        with self._lock:
+            if self._open.get(record.dispatch_id, 0) >= self.settings.gateway_max_calls_per_dispatch:
+                limit = self.settings.gateway_max_calls_per_dispatch
+                return refuse("concurrency", f"at most {limit} model calls at once per dispatch", 1)
+            self._open[record.dispatch_id] = self._open.get(record.dispatch_id, 0) + 1
+        return Admitted(call, key, self._root(record.agent, provider))
+
+    async def _forward(
+        self, request: Request, provider: Provider, admitted: Admitted, body: bytes, payload: Any
+    ) -> Response:
+        call = admitted.call
+        drop = None
+        if (
+            isinstance(payload, dict)
+            and payload.get("stream") is True
+            and call.path.endswith("/chat/completions")
+        ):
+            options = payload.get("stream_options")
+            options = options if isinstance(options, dict) else {}
+            if not options.get("include_usage"):
+                body = json.dumps({**payload, "stream_options": {**options, "include_usage": True}}).encode()
+                drop = usage_only_chunk
+        query = httpx.QueryParams([(k, v) for k, v in request.query_params.multi_items() if k != "key"])
+        client = self._http()
+        upstream_request = client.build_request(
+            call.method,
+            admitted.root + call.path,
+            params=query,
+            headers=_forward_headers(request.headers, provider.key_headers(admitted.key)),
+            content=body if call.method == "POST" else None,
+        )
+        try:
+            upstream = await client.send(upstream_request, stream=True)
+        except httpx.HTTPError as error:
+            self._release(call.dispatch_id)
+            refusal = provider.refusal("upstream", f"the provider did not answer ({type(error).__name__})")
+            call.status, call.refused = refusal.status, "upstream"
+            self._after(call, None)
+            return JSONResponse(refusal.body, refusal.status)
+        call.answered, call.status = self._clock(), upstream.status_code
+        if upstream.status_code == 401:
+            self.keys.forget(call.agent)  # rotated, perhaps: read it again next time
+        event_stream = upstream.headers.get("content-type", "").startswith("text/event-stream")
+        meter = Meter(provider.usage(), event_stream=event_stream, drop=drop)
+        if upstream.headers.get("content-encoding", "identity") != "identity":
+            meter.unreadable = True  # asked for identity; an encoded answer passes unread
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_RETURNED}
+        if drop is not None and event_stream:
+            headers.pop("content-length", None)
+
+        async def stream() -> AsyncIterator[bytes]:
+            async for chunk in upstream.aiter_raw():
+                passed = meter.feed(chunk) if not meter.unreadable else chunk
+                if passed:
+                    yield passed
+            tail = meter.finish()
+            if tail:
+                yield tail
+
+        async def closed() -> None:  # whether the answer ended, broke, or the agent hung up
+            await upstream.aclose()
+            self._after(call, meter)
+            self._release(call.dispatch_id)  # after: `settle` sees the call until it is accounted
+
+        return _PassThrough(stream(), closed, status_code=upstream.status_code, headers=headers)
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _model_refusal(self, record: DispatchRecord, model: str) -> str | None:
+        settings = self._agents.get(record.agent)
+        if settings is not None and (settings.allowed_models or settings.default_model):
+            allowed = list(
+                dict.fromkeys(
+                    [*([settings.default_model] if settings.default_model else []), *settings.allowed_models]
+                )
+            )
+            if not any(same_model(model, name) for name in allowed):
+                return (
+                    f"model {model} is not allowed for agent {record.agent}; it allows {', '.join(allowed)}"
+                )
+        tenant = self._tenant(record.tenant_id)
+        if tenant is not None and tenant.allowed_models is not None:
+            if not any(same_model(model, name) for name in tenant.allowed_models):
+                return f"model {model} is not allowed for this tenant"
+        return None
+
+    def _tenant(self, tenant_id: str) -> TenantRecord | None:
+        moment = time.monotonic()
+        with self._lock:
+            cached = self._tenants.get(tenant_id)
+        if cached is not None and moment - cached[0] < TENANT_CACHE_S:
+            return cached[1]
+        tenant = self.stores.tenants.get(tenant_id=tenant_id)
+        with self._lock:
+            self._tenants[tenant_id] = (moment, tenant)
+        return tenant
+
+    def _root(self, agent: str, provider: Provider) -> str:
+        """Where the agent's calls go: the operator's ``base_url`` for the agent (a proxy, a
+        test server), else the configured root of its provider, else the provider's own."""
+        settings = self._agents.get(agent)
+        if settings is not None and settings.base_url:
+            return api_root(settings.base_url, agent)
+        return (self.settings.gateway_upstreams.get(provider.route) or provider.root).rstrip("/")
+
+    def _release(self, dispatch_id: str) -> None:
+        if not dispatch_id:
+            return
+        with self._lock:
+            left = self._open.get(dispatch_id, 0) - 1
+            if left > 0:
+                self._open[dispatch_id] = left
+            else:
+                self._open.pop(dispatch_id, None)
+
+    # -- after the call -----------------------------------------------------------------------
+
+    def _after(self, call: Call, meter: Meter | None) -> None:
+        """Account for the call in a worker thread: the agent's answer never waits for it."""
+        if not call.dispatch_id:  # refused before the token named one: nothing to charge
+            log.warning(
+                "gateway call refused: %s %s /gateway/%s%s",
+                call.status, call.refused, call.provider, call.path,
+            )  # fmt: skip
+            return
+        future = self._accounting.submit(self._account, call, meter)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _account(self, call: Call, meter: Meter | None) -> None:
+        try:
+            if meter is not None:
+                meter.finish()
+                call.tokens = meter.tokens
+                if meter.unreadable:
+                    call.details["unmetered"] = True
+            self._record(call)
+        except Exception:
+            log.exception("gateway call of dispatch %s not accounted", call.dispatch_id)
+
+    def _record(self, call: Call) -> None:
+        ended = self._clock()
+        tokens = call.tokens
+        if tokens is not None:
+            price = table().price(call.model)
+            if price is not None:
+                call.cost_usd = price.cost_usd(
+                    input_tokens=tokens.input, cached_input_tokens=tokens.cached, output_tokens=tokens.output
+                )
+            self.stores.dispatches.add_gateway_usage(
+                dispatch_id=call.dispatch_id,
+                input_tokens=tokens.input,
+                cached_input_tokens=tokens.cached,
+                output_tokens=tokens.output,
+                cost_usd=call.cost_usd,
+                model=call.model,
+            )
+        over = None
+        if self.budgets is not None and call.cost_usd:
+            over = self.budgets.charge(call.tenant_id, call.dispatch_id, call.cost_usd)
+        details: dict[str, Any] = {
+            "provider": call.provider,
+            "model": call.model,
+            "method": call.method,
+            "path": call.path,
+            "status": call.status,
+            "task_id": call.task_id,
+            "agent": call.agent,
+            "attempt": call.attempt,
+            "input_tokens": tokens.input if tokens else None,
+            "cached_input_tokens": tokens.cached if tokens else None,
+            "output_tokens": tokens.output if tokens else None,
+            "cost_usd": call.cost_usd,
+            # to the provider's answer (what the agent waited for), and to its end
+            "latency_ms": round(((call.answered or ended) - call.started) * 1000, 1),
+            "duration_ms": round((ended - call.started) * 1000, 1),
+            **call.details,
+        }
+        if call.refused:
+            details["refused"] = call.refused
+        if over:
+            details["budget_exceeded"] = over
+        self.stores.audit.record(
+            actor=Actor(kind="system", id="gateway", request_id=call.request_id or f"gw-{call.started}"),
+            action="gateway.call",
+            tenant_id=call.tenant_id,
+            target=call.dispatch_id,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+        log.info(
+            "gateway call",
+            extra={
+                "dispatch_id": call.dispatch_id,
+                "provider": call.provider,
+                "model": call.model,
+                "status": call.status,
+                "duration_ms": details["duration_ms"],
+                "cost_usd": call.cost_usd,
+            },
+        )
+
+    def settle(self, timeout_s: float = 10.0) -> None:
+        """Wait until no call is open and every call is accounted for (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending, open_calls = list(self._pending), bool(self._open)
+            if not pending and not open_calls:
+                return
+            wait_for_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
+            if open_calls:
+                time.sleep(0.01)
+
+    # -- the upstream client ------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        """One pooled client per event loop (an httpx client belongs to the loop it was used on)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client[0] is not loop:
+            self._client = (loop, httpx.AsyncClient(timeout=self.timeout, limits=LIMITS, trust_env=False))
+        return self._client[1]
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(RuntimeError):
+                await self._client[1].aclose()
+            self._client = None
+        self._accounting.shutdown(wait=True)
+
+
+class _PassThrough(StreamingResponse):
+    """A streamed answer that runs ``closed`` once it is over, however it ended: also when the
+    client hung up before its first byte, when the body was never iterated at all."""
+
+    def __init__(self, content: AsyncIterator[bytes], closed: Callable[[], Awaitable[None]], **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._closed = closed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._closed()
+
+
+def _path_below(request: Request, route: str) -> str:
+    """The raw request path below ``/gateway/<route>`` (never decoded: forwarded as sent)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1").split("?", 1)[0]
+    prefix = f"/gateway/{route}"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def _forward_headers(headers: Mapping[str, str], key_headers: Mapping[str, str]) -> dict[str, str]:
+    forwarded = {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in _NOT_FORWARDED and not k.lower().startswith(_NOT_FORWARDED_PREFIXES)
+    }
+    connection = headers.get("connection", "")
+    for name in connection.split(","):  # headers the client named as hop-by-hop
+        forwarded.pop(name.strip(), None)
+    return {**forwarded, "accept-encoding": "identity", **key_headers}
+
+
+def same_model(requested: str, allowed: str) -> bool:
+    """Whether ``requested`` (as the CLI names it to the API) is the allowed model ``allowed``
+    (as the operator names it): case aside, without a provider prefix (aider's
+    ``openai/gpt-4o``, Gemini's ``models/...``) or a dated snapshot suffix."""
+    return bool(_forms(requested) & _forms(allowed))
+
+
+def _forms(model: str) -> set[str]:
+    name = model.strip().lower()
+    bare = re.sub(r"^[a-z0-9_-]+/", "", name)
+    return {form for candidate in (name, bare) for form in (candidate, re.sub(r"-\d{8}$", "", candidate))}
