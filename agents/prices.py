@@ -30,12 +30,26 @@ class Price:
     output: float
     source: str
     as_of: date
+    cache_write_input: float | None = None  # a prompt-cache write, where it costs more than input
 
-    def cost_usd(self, *, input_tokens: int, cached_input_tokens: int, output_tokens: int) -> float:
-        """``input_tokens`` counts every prompt token, cached ones included (AgentOutput's rule)."""
+    def cost_usd(
+        self,
+        *,
+        input_tokens: int,
+        cached_input_tokens: int,
+        output_tokens: int,
+        cache_write_input_tokens: int = 0,
+    ) -> float:
+        """``input_tokens`` counts every prompt token, cached ones and cache writes included
+        (AgentOutput's rule). Only the model gateway knows the cache writes of a run."""
         cached = min(cached_input_tokens, input_tokens)
+        written = min(cache_write_input_tokens, input_tokens - cached)
+        write_price = self.input if self.cache_write_input is None else self.cache_write_input
         dollars = (
-            (input_tokens - cached) * self.input + cached * self.cached_input + output_tokens * self.output
+            (input_tokens - cached - written) * self.input
+            + cached * self.cached_input
+            + written * write_price
+            + output_tokens * self.output
         ) / PER
         return round(dollars, 6)
 
@@ -68,10 +82,13 @@ def parse(text: str) -> PriceTable:
                 output=float(entry["output"]),
                 source=str(entry["source"]),
                 as_of=date.fromisoformat(str(entry["as_of"])),
+                cache_write_input=float(entry["cache_write_input"]) if "cache_write_input" in entry else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"price table: model {name!r}: {error}") from None
-        if min(price.input, price.cached_input, price.output) < 0 or not price.source.startswith("https://"):
+        if min(price.input, price.cached_input, price.output, price.cache_write_input or 0) < 0 or not (
+            price.source.startswith("https://")
+        ):
             raise ValueError(f"price table: model {name!r}: negative price or no https source")
         if name != name.lower():
             raise ValueError(f"price table: model {name!r}: names are lower case")

@@ -34,9 +34,10 @@ MAX_EVENT_BYTES = 16 * 1024 * 1024  # one event, or a whole JSON answer, read fo
 
 @dataclass(frozen=True)
 class Tokens:
-    input: int = 0  # every prompt token, cached ones included
+    input: int = 0  # every prompt token, cached ones and cache writes included
     cached: int = 0
     output: int = 0  # thinking included
+    cache_write: int = 0  # prompt tokens written to the cache (priced apart where they cost more)
 
 
 def _int(value: Any) -> int:
@@ -76,6 +77,7 @@ class AnthropicUsage(Usage):
                 input=sum(seen.get(k, 0) for k in self.FIELDS[:3]),
                 cached=seen.get("cache_read_input_tokens", 0),
                 output=seen.get("output_tokens", 0),
+                cache_write=seen.get("cache_creation_input_tokens", 0),
             )
 
 
@@ -92,10 +94,12 @@ class OpenAIUsage(Usage):
                 output=_int(usage.get("completion_tokens")),
             )
         elif "input_tokens" in usage:
+            details = _dict(usage.get("input_tokens_details"))
             self.tokens = Tokens(
                 input=_int(usage["input_tokens"]),
-                cached=_int(_dict(usage.get("input_tokens_details")).get("cached_tokens")),
+                cached=_int(details.get("cached_tokens")),
                 output=_int(usage.get("output_tokens")),
+                cache_write=_int(details.get("cache_write_tokens")),
             )
 
 

@@ -359,7 +359,10 @@ class Gateway:
             price = table().price(call.model)
             if price is not None:
                 call.cost_usd = price.cost_usd(
-                    input_tokens=tokens.input, cached_input_tokens=tokens.cached, output_tokens=tokens.output
+                    input_tokens=tokens.input,
+                    cached_input_tokens=tokens.cached,
+                    output_tokens=tokens.output,
+                    cache_write_input_tokens=tokens.cache_write,
                 )
             self.stores.dispatches.add_gateway_usage(
                 dispatch_id=call.dispatch_id,
@@ -384,6 +387,7 @@ class Gateway:
             "input_tokens": tokens.input if tokens else None,
             "cached_input_tokens": tokens.cached if tokens else None,
             "output_tokens": tokens.output if tokens else None,
+            "cache_write_input_tokens": tokens.cache_write if tokens else None,
             "cost_usd": call.cost_usd,
             # to the provider's answer (what the agent waited for), and to its end
             "latency_ms": round(((call.answered or ended) - call.started) * 1000, 1),

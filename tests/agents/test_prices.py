@@ -26,6 +26,19 @@ def test_cost_counts_cached_prompt_tokens_at_the_cache_price() -> None:
     assert gpt5.cost_usd(input_tokens=1_000_000, cached_input_tokens=200_000, output_tokens=100_000) == 2.025
 
 
+def test_prompt_cache_writes_cost_their_own_price_where_the_table_has_one() -> None:
+    sonnet, gpt5 = table().price("claude-sonnet-4-5"), table().price("gpt-5")
+    assert sonnet is not None and gpt5 is not None and gpt5.cache_write_input is None
+    # 180 fresh + 1200 written + 2500 read in, 100 out: what Claude Code computes for such a run
+    assert sonnet.cost_usd(
+        input_tokens=3880, cached_input_tokens=2500, output_tokens=100, cache_write_input_tokens=1200
+    ) == round((180 * 3 + 1200 * 3.75 + 2500 * 0.30 + 100 * 15) / 1e6, 6)
+    # without a write price, writes cost what input costs
+    assert gpt5.cost_usd(
+        input_tokens=1000, cached_input_tokens=0, output_tokens=0, cache_write_input_tokens=400
+    ) == gpt5.cost_usd(input_tokens=1000, cached_input_tokens=0, output_tokens=0)
+
+
 def test_a_provider_prefix_or_a_dated_snapshot_is_priced_as_its_model() -> None:
     prices = table()
     assert prices.price("openai/gpt-4o") is prices.price("gpt-4o") is not None

@@ -467,8 +467,8 @@ def test_usage_is_metered_for_each_provider_streamed_and_not(world: World, fakes
     _call(claude, "anthropic", "/v1/messages", {"model": "claude-sonnet-4-5-20250929", "messages": []})
     shown = world.shown(claude["dispatch_id"])
     assert shown["tokens"] == {"input": 1640, "cached": 300, "output": 35}
-    # 1340 fresh * 3 + 300 cached * 0.30 + 35 * 15, per million
-    assert (shown["cost_usd"], shown["cost_source"]) == (0.004635, "gateway")
+    # 140 fresh * 3 + 1200 cache writes * 3.75 + 300 cached * 0.30 + 35 * 15, per million
+    assert (shown["cost_usd"], shown["cost_source"]) == (0.005535, "gateway")
 
     # OpenAI Responses (codex): 1200 in (1000 cached), 40 out, streamed; 300 in, 10 out as JSON
     _, codex = world.start("codex")

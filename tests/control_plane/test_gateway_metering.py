@@ -31,7 +31,11 @@ def test_streams_are_metered_whatever_their_chunking_and_pass_unchanged(size: in
         input_tokens=40, cache_creation_input_tokens=1200, cache_read_input_tokens=300, output_tokens=30
     )
     streams = [
-        (AnthropicUsage, anthropic.FakeAnthropic().text("hello", usage), Tokens(1540, 300, 30)),
+        (
+            AnthropicUsage,
+            anthropic.FakeAnthropic().text("hello", usage),
+            Tokens(1540, 300, 30, cache_write=1200),
+        ),
         (
             OpenAIUsage,
             openai_responses.FakeResponses().message(
