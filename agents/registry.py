@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from agents.egress import pattern_problem
 from agents.errors import SettingError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -66,6 +67,9 @@ class Agent:
     default_timeout_s: int = 1800
     max_timeout_s: int = 7200
     warm_pool: Mapping[str, int] = field(default_factory=lambda: {"dev": 0, "staging": 1, "prod": 2})
+    # Hosts this agent's tasks need besides the environment's egress_allowlist (agents/egress.py
+    # patterns; docs/egress.md). Model calls go through the control plane's gateway, never here.
+    egress: tuple[str, ...] = ()
 
     def validate(self) -> None:
         def fail(field_name: str, problem: str) -> None:
@@ -94,6 +98,9 @@ class Agent:
                 fail("warm_pool", f"unknown environment {env!r}")
             if not isinstance(size, int) or size < 0:
                 fail("warm_pool", f"{env}: {size!r} must be a non-negative integer")
+        for pattern in self.egress:
+            if (problem := pattern_problem(pattern)) is not None:
+                fail("egress", f"{pattern!r}: {problem}")
 
 
 def build_registry(agents: list[Agent]) -> Mapping[str, Agent]:
@@ -112,7 +119,16 @@ AGENTS: Mapping[str, Agent] = build_registry(
         Agent(name="claude", image="claude", command=("claude",), secret="anthropic"),
         Agent(name="codex", image="codex", command=("codex",), secret="openai"),
         Agent(name="gemini", image="gemini", command=("gemini",), secret="google"),
-        Agent(name="aider", image="aider", command=("aider",), secret="openai", memory=4096),
+        # aider installs its own optional extras with pip when a feature asks for one (and the
+        # adapter's --yes-always accepts), whatever the environment's allowlist says of PyPI.
+        Agent(
+            name="aider",
+            image="aider",
+            command=("aider",),
+            secret="openai",
+            memory=4096,
+            egress=("pypi.org", "files.pythonhosted.org"),
+        ),
         Agent(name="grok", image="grok", command=("grok",), secret="xai"),
         Agent(
             name="shell",

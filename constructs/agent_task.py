@@ -1,8 +1,9 @@
 """One hardened Fargate task definition for one agent of the registry.
 
 Agent code is untrusted. The task has no task role at all, the execution role can pull one
-image, write one log group and read one secret, and the container runs read-only, as a
-numeric non-root user, with every Linux capability dropped.
+image and write one log group (and read no secret: provider keys stay with the control plane's
+model gateway, which the agent reaches with a per-dispatch token), and the container runs
+read-only, as a numeric non-root user, with every Linux capability dropped.
 
 The writable workspace is task-local storage, not the shared EFS file system: every agent
 task would reach EFS through the same access point as the same POSIX user, so a job could
@@ -20,9 +21,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_secretsmanager as secretsmanager
 
-from agents.registry import PROVIDER_KEY_ENV, Agent
+from agents.registry import Agent
 from constructs import Construct
 from constructs.service_role import execution_role
 from constructs.workspaces import WORKSPACE_UID
@@ -42,8 +42,6 @@ class AgentTask(Construct):
         agent: Agent,
         repository: ecr.IRepository,
         image_tag: str,
-        secret: secretsmanager.ISecret | None,
-        secret_key: kms.IKey,
         ecr_auth_policy: iam.IManagedPolicy,
         log_retention: logs.RetentionDays,
         logs_key: kms.IKey,
@@ -58,8 +56,8 @@ class AgentTask(Construct):
             self,
             repository_arn=repository.repository_arn,
             log_group_arn=self.log_group.log_group_arn,
-            secret_arns=[secret.secret_arn] if secret else [],
-            key_arns=[secret_key.key_arn],
+            secret_arns=[],
+            key_arns=[],
             ecr_auth_policy=ecr_auth_policy,
         )
         self.task_definition = ecs.FargateTaskDefinition(
@@ -99,11 +97,6 @@ class AgentTask(Construct):
             # in agents/agent_settings.py). The claim token and the control-plane URL arrive per
             # task in RunTask overrides.
             environment=dict(environment) if environment else None,
-            secrets=(
-                {PROVIDER_KEY_ENV[agent.secret]: ecs.Secret.from_secrets_manager(secret)}
-                if secret and agent.secret
-                else None
-            ),
         )
         container.add_mount_points(
             ecs.MountPoint(container_path=WORKSPACE_MOUNT, source_volume="workspace", read_only=False),

@@ -1,8 +1,16 @@
-"""The VPC: two AZs, public + private subnets, NAT, flow logs, endpoints, closed default SG."""
+"""The VPC: two AZs, public + private subnets, NAT, flow logs, endpoints, closed default SG.
+
+Nothing inside the VPC is open to the whole VPC: the interface endpoints admit only the
+security groups the fleet stack names (agent tasks reach the ECR and logs endpoints, which
+Fargate uses through the task's own network interface to start it and ship its logs; only the
+control plane reaches Secrets Manager), and the gateway endpoints carry requests for this
+account's buckets and tables only, plus ECR's image layers, so that a presigned URL or a
+credential from another account gets nothing through them (docs/egress.md).
+"""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -46,11 +54,8 @@ class Network(Construct):
                     name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
                 ),
             ],
-            gateway_endpoints={
-                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
-                "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
-            },
         )
+        self._gateway_endpoints()
         flow_log_group = logs.LogGroup(
             self, "FlowLogs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
         )
@@ -78,24 +83,77 @@ class Network(Construct):
             traffic_type=ec2.FlowLogTrafficType.ALL,
             max_aggregation_interval=ec2.FlowLogMaxAggregationInterval.ONE_MINUTE,
         )
+        # Who may reach each group of interface endpoints is granted by the fleet stack, by
+        # security group (None: this environment has no interface endpoints).
+        self.task_endpoints_security_group: ec2.SecurityGroup | None = None
+        self.secrets_endpoint_security_group: ec2.SecurityGroup | None = None
         if interface_endpoints:
-            self.endpoints_security_group = ec2.SecurityGroup(
+            # Image pulls, log shipping and secret injection stay inside the VPC (and off the NAT bill).
+            self.task_endpoints_security_group = ec2.SecurityGroup(
                 self,
                 "EndpointsSecurityGroup",
                 vpc=self.vpc,
                 description="Interface endpoints",
                 allow_all_outbound=False,
             )
-            self.endpoints_security_group.add_ingress_rule(
-                ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), "HTTPS from inside the VPC"
+            self.secrets_endpoint_security_group = ec2.SecurityGroup(
+                self,
+                "SecretsEndpointSecurityGroup",
+                vpc=self.vpc,
+                description="Secrets Manager endpoint",
+                allow_all_outbound=False,
             )
-            # Image pulls, log shipping and secret injection stay inside the VPC (and off the NAT bill).
-            for name, service in {
-                "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-                "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-                "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-                "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-            }.items():
-                self.vpc.add_interface_endpoint(
-                    name, service=service, security_groups=[self.endpoints_security_group], open=False
-                )
+            for name, service, group in (
+                ("EcrApi", ec2.InterfaceVpcEndpointAwsService.ECR, self.task_endpoints_security_group),
+                (
+                    "EcrDocker",
+                    ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+                    self.task_endpoints_security_group,
+                ),
+                (
+                    "Logs",
+                    ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+                    self.task_endpoints_security_group,
+                ),
+                (
+                    "SecretsManager",
+                    ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+                    self.secrets_endpoint_security_group,
+                ),
+            ):
+                self.vpc.add_interface_endpoint(name, service=service, security_groups=[group], open=False)
+
+    def _gateway_endpoints(self) -> None:
+        """S3 and DynamoDB gateway endpoints that carry requests for this account's resources only.
+
+        Agent tasks reach S3 through the gateway endpoint (their artifact uploads use presigned
+        URLs; Fargate fetches their image layers from ECR's bucket), and nothing but a policy can
+        stop a request there: security groups see only S3's addresses.
+        """
+        s3 = self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+        s3.add_to_policy(
+            iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:ResourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
+        # ECR keeps image layers in a bucket of its own (ECR's VPC endpoint documentation).
+        s3.add_to_policy(
+            iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::prod-{Aws.REGION}-starport-layer-bucket/*"],
+            )
+        )
+        dynamodb = self.vpc.add_gateway_endpoint(
+            "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB
+        )
+        dynamodb.add_to_policy(
+            iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()],
+                actions=["dynamodb:*"],
+                resources=[f"arn:{Aws.PARTITION}:dynamodb:{Aws.REGION}:{Aws.ACCOUNT_ID}:table/*"],
+            )
+        )

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.agent_settings import AgentSettings, AgentSettingsError, parse_agent_settings
+from agents.egress import check_patterns
 from agents.endpoints import GATEWAY_ROUTES
 from agents.registry import AGENTS
 
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     agent_settings: dict[str, Any] = Field(default_factory=dict)
     # Local mode only (`outpost dev --allow-local-repos DIR`): file:// repositories under DIR.
     allow_local_repos: Path | None = None
+    # The hosts agent tasks may reach (the environment's egress_allowlist, agents/egress.py
+    # patterns), which a dispatch's repository must be on, with the agent's own additions from
+    # the registry (control_plane/api/repos.py). None (local mode): no such check.
+    egress_allowlist: list[str] | None = None
     # Publishing (POST /dispatch `publish`, docs/publishing.md): the GitHub or GitHub
     # Enterprise Server that hosts the repositories, and how a runner gets a token for one of
     # them: a GitHub App (a one-hour installation token limited to that repository), else a
@@ -118,6 +123,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "OUTPOST_CLUSTER_ARN, OUTPOST_TASK_DEFINITIONS and OUTPOST_SUBNETS: needed by ecs"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_egress_allowlist(self) -> Settings:
+        try:
+            check_patterns(self.egress_allowlist or ())
+        except ValueError as error:
+            raise ValueError(f"OUTPOST_EGRESS_ALLOWLIST: {error}") from None
         return self
 
     def settings_of(self, agent: str) -> AgentSettings:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agents.agent_settings import AgentSettings, AgentSettingsError, parse_agent_settings
+from agents.egress import pattern_problem
 from agents.errors import SettingError
 from agents.registry import AGENTS
 
@@ -146,6 +147,10 @@ class EnvironmentConfig:
     control_plane_desired_count: int = 1
     control_plane_max_count: int = 1  # autoscaling is on when max > desired
     ingress_cidrs: tuple[str, ...] = ("10.0.0.0/8",)
+    # The hosts agent tasks may reach besides the control plane (git hosts, package registries):
+    # host names or *.wildcards (agents/egress.py), plus each agent's own additions in
+    # agents/registry.py. Enforced by DNS Firewall; repository URLs must be on it (docs/egress.md).
+    egress_allowlist: tuple[str, ...] = ()
     certificate_arn: str | None = None
     image_tag: str = "latest"
     alarm_email: str | None = None  # subscribed to the alarm topic; None: nobody is paged (synth warns)
@@ -183,7 +188,7 @@ def _check(cfg: EnvironmentConfig) -> None:
         fail("account", "an AWS account id is 12 digits")
     if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", cfg.region):
         fail("region", "not an AWS region name")
-    # Agents need egress (git hosts, model APIs), so at least one NAT gateway.
+    # Agents need egress (git hosts, package registries), so at least one NAT gateway.
     if not 1 <= cfg.nat_gateways <= AZ_COUNT:
         fail("nat_gateways", f"must be between 1 and {AZ_COUNT} (one per availability zone)")
     if cfg.log_retention_days not in LOG_RETENTION_DAYS:
@@ -200,6 +205,11 @@ def _check(cfg: EnvironmentConfig) -> None:
             ipaddress.ip_network(cidr)
         except ValueError:
             fail("ingress_cidrs", f"{cidr!r} is not a CIDR block")
+    for pattern in cfg.egress_allowlist:
+        if (problem := pattern_problem(pattern)) is not None:
+            fail("egress_allowlist", f"{pattern!r}: {problem}")
+    if len(set(cfg.egress_allowlist)) != len(cfg.egress_allowlist):
+        fail("egress_allowlist", "lists a host twice")
     if cfg.certificate_arn is not None and not cfg.certificate_arn.startswith("arn:aws:acm:"):
         fail("certificate_arn", "not an ACM certificate ARN")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", cfg.image_tag):

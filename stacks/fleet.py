@@ -20,10 +20,13 @@ from agents.registry import AGENTS
 from constructs import Construct
 from constructs.agent_task import AgentTask
 from constructs.control_plane_service import CLOUD_MAP_NAME, PORT, ControlPlaneService
+from constructs.dns_firewall import DnsFirewall
+from constructs.network import VPC_CIDR
 from constructs.task_events import TaskEvents
 from control_plane.schema import TABLES
 from stacks.config import EnvironmentConfig
 from stacks.data import DataStack
+from stacks.egress import agent_hosts, outside_of, resolvable_names
 from stacks.policies import acknowledge, log_retention, removal_policy
 
 NAMESPACE = "outpost.internal"
@@ -40,6 +43,8 @@ class FleetStack(cdk.Stack):
         logs_key: kms.IKey,
         data: DataStack,
         repositories: Mapping[str, ecr.IRepository],
+        task_endpoints: ec2.ISecurityGroup | None = None,
+        secrets_endpoint: ec2.ISecurityGroup | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -63,12 +68,16 @@ class FleetStack(cdk.Stack):
             statements=[iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])],
         )
 
+        # Agent egress (docs/egress.md): HTTPS to addresses outside the VPC, where DNS Firewall
+        # lets only the allowlisted names resolve; inside the VPC, the control plane and the
+        # endpoints a task needs to start, nothing else.
         self.agent_security_group = ec2.SecurityGroup(
             self, "AgentSecurityGroup", vpc=vpc, description="Outpost agent tasks", allow_all_outbound=False
         )
-        self.agent_security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: git, model APIs"
-        )
+        for cidr in outside_of(VPC_CIDR):
+            self.agent_security_group.add_egress_rule(
+                ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS outside the VPC: allowlisted names only"
+            )
         # Nothing mounts the workspaces file system: an agent's workspace is task-local storage,
         # private to its task (constructs/agent_task.py), so no security group reaches NFS.
 
@@ -79,8 +88,6 @@ class FleetStack(cdk.Stack):
                 agent=AGENTS[name],
                 repository=repositories[AGENTS[name].image],
                 image_tag=config.image_tag,
-                secret=self._secret(data, provider) if (provider := AGENTS[name].secret) else None,
-                secret_key=data.key,
                 ecr_auth_policy=self.ecr_auth_policy,
                 log_retention=retention,
                 logs_key=logs_key,
@@ -115,9 +122,25 @@ class FleetStack(cdk.Stack):
             removal_policy=removal,
         )
         control_plane_sg = self.control_plane.security_group
-        # Runners call the claim protocol on the service port, inside the VPC.
-        self.agent_security_group.add_egress_rule(control_plane_sg, ec2.Port.tcp(PORT), "claim protocol")
+        # Runners call the claim protocol, and agents the model gateway, on the service port.
+        self.agent_security_group.add_egress_rule(
+            control_plane_sg, ec2.Port.tcp(PORT), "claim protocol, model gateway"
+        )
         control_plane_sg.add_ingress_rule(self.agent_security_group, ec2.Port.tcp(PORT), "runners")
+        self._endpoint_rules(task_endpoints, secrets_endpoint)
+        self.dns_firewall = DnsFirewall(
+            self,
+            "DnsFirewall",
+            vpc=vpc,
+            allowed_domains=resolvable_names(
+                config,
+                region=self.region,
+                account=self.account,
+                url_suffix=self.url_suffix,
+                buckets=[data.artifacts_bucket.bucket_name],
+                internal_domain=NAMESPACE,
+            ),
+        )
 
         self._api_url_output(config)
 
@@ -130,6 +153,31 @@ class FleetStack(cdk.Stack):
             queue_url=data.task_events_queue.queue_url,
         )
         self._acknowledge(config)
+
+    def _endpoint_rules(
+        self, task_endpoints: ec2.ISecurityGroup | None, secrets_endpoint: ec2.ISecurityGroup | None
+    ) -> None:
+        """Who reaches the interface endpoints (the network stack admits nobody by itself).
+
+        Fargate pulls a task's image and ships its logs through the task's own network interface,
+        so agent tasks reach the ECR and logs endpoints; no agent task reads a secret, so only
+        the control plane reaches Secrets Manager. The rules live here, beside the groups they
+        name, so that the network stack never refers to this one.
+        """
+        control_plane_sg = self.control_plane.security_group
+        if task_endpoints is not None:
+            self.agent_security_group.add_egress_rule(
+                task_endpoints, ec2.Port.tcp(443), "image pulls and logs (endpoints)"
+            )
+            for peer, what in (
+                (self.agent_security_group, "agent tasks"),
+                (control_plane_sg, "control plane"),
+            ):
+                task_endpoints.add_ingress_rule(peer, ec2.Port.tcp(443), what, remote_rule=True)
+        if secrets_endpoint is not None:
+            secrets_endpoint.add_ingress_rule(
+                control_plane_sg, ec2.Port.tcp(443), "control plane", remote_rule=True
+            )
 
     def _api_url_output(self, config: EnvironmentConfig) -> None:
         dns_name = self.control_plane.load_balancer.load_balancer_dns_name
@@ -151,8 +199,8 @@ class FleetStack(cdk.Stack):
         return {variable: secret}
 
     def _secret(self, data: DataStack, name: str) -> secretsmanager.ISecret:
-        """A data-stack secret referenced by ARN: the execution roles' own policies grant the read,
-        so no grant reaches back into the data stack's key policy (which would be a cycle)."""
+        """A data-stack secret referenced by ARN: the roles' own policies grant the read, so no
+        grant reaches back into the data stack's key policy (which would be a cycle)."""
         id = f"Secret{name.capitalize()}"
         if id not in self._imported_secrets:  # two agents may share a provider
             self._imported_secrets[id] = secretsmanager.Secret.from_secret_complete_arn(
@@ -190,7 +238,10 @@ class FleetStack(cdk.Stack):
             "OUTPOST_SUBNETS": self.to_json_string(private),
             "OUTPOST_AGENT_SECURITY_GROUP": self.agent_security_group.security_group_id,
             "OUTPOST_INTERNAL_URL": f"http://{CLOUD_MAP_NAME}.{NAMESPACE}:{PORT}",
-            # the secrets whose values POST /dispatch checks are there (runtime/provider_keys.py)
+            # the hosts a dispatch's repository may be on (control_plane/api/repos.py)
+            "OUTPOST_EGRESS_ALLOWLIST": json.dumps(list(agent_hosts(config))),
+            # the provider keys' secrets: POST /dispatch checks that each holds a value
+            # (runtime/provider_keys.py), the model gateway reads them (agents never do)
             "OUTPOST_AGENT_SECRETS": self.to_json_string(self._agent_secret_arns(config, data)),
             # what POST /dispatch checks a requested model against (agents/agent_settings.py)
             "OUTPOST_AGENT_SETTINGS": json.dumps(settings_json(config.agent_settings), sort_keys=True),
@@ -226,10 +277,23 @@ class FleetStack(cdk.Stack):
         on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
         # Agent tasks have no task role (constructs/agent_task.py): only execution roles are passed.
         agent_roles = [task.execution_role.role_arn for task in self.agents.values()]
-        # Whether each agent's key is set: metadata only (no GetSecretValue, no kms:Decrypt).
+        # The provider keys: whether each is set (DescribeSecret, at dispatch) and its value, which
+        # the model gateway adds to an agent's model calls. Exactly these secrets: not the admin
+        # key's (its execution role injects that) nor the GitHub one's.
         secret_arns = list(dict.fromkeys(self._agent_secret_arns(config, data).values()))
-        describe_secrets = [
-            iam.PolicyStatement(actions=["secretsmanager:DescribeSecret"], resources=secret_arns)
+        read_secrets = [
+            iam.PolicyStatement(
+                actions=["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+                resources=secret_arns,
+            ),
+            # the secrets are encrypted with the data key; this decrypts through Secrets Manager only
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[data.key.key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.{self.url_suffix}"}
+                },
+            ),
         ]
         return [
             iam.PolicyStatement(
@@ -276,7 +340,7 @@ class FleetStack(cdk.Stack):
                 resources=agent_roles,
                 conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
             ),
-            *(describe_secrets if secret_arns else []),
+            *(read_secrets if secret_arns else []),
         ]
 
     def _acknowledge(self, config: EnvironmentConfig) -> None:
@@ -304,8 +368,8 @@ class FleetStack(cdk.Stack):
                     task.task_definition,
                     "AwsSolutions-ECS2",
                     "The variables are the agent's model, provider base URL and extra settings, which "
-                    "agents/agent_settings.py checks to hold no secret-looking name or value; the provider "
-                    "key is injected from Secrets Manager.",
+                    "agents/agent_settings.py checks to hold no secret-looking name or value; the agent task "
+                    "holds no provider key at all (the control plane's model gateway adds it).",
                 )
         acknowledge(
             self.ecr_auth_policy,

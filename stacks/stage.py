@@ -40,6 +40,8 @@ class OutpostStage(cdk.Stage):
             logs_key=self.network.logs_key,
             data=self.data,
             repositories=self.registry.repositories,
+            task_endpoints=self.network.network.task_endpoints_security_group,
+            secrets_endpoint=self.network.network.secrets_endpoint_security_group,
             description="Outpost cluster, agent tasks and control plane",
             **common,
         )

@@ -8,7 +8,10 @@ nothing is written before they pass.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
+from agents.egress import host_allowed, merged
+from agents.registry import AGENTS
 from control_plane.github import GitHub, repository_of
 from control_plane.models import DispatchCreate
 from control_plane.problems import Problem
@@ -22,7 +25,7 @@ from control_plane.validation import (
 )
 
 
-def accepted_repo_url(url: str, settings: Settings) -> str:
+def accepted_repo_url(url: str, settings: Settings, *, agent: str) -> str:
     """The repository URL to record; a 422 Problem when it is refused. Resolves names: call it
     from a worker thread, never the event loop."""
     try:
@@ -31,14 +34,31 @@ def accepted_repo_url(url: str, settings: Settings) -> str:
         if repository_of(url, github_url=settings.github_url) is not None:
             # The operator's own GitHub: its address is their choice (a GitHub Enterprise
             # Server often has a private one), and settings refuse http:// outside local mode.
+            check_egress(url, settings, agent=agent)
             return url
         check_repo_url(url)
+        check_egress(url, settings, agent=agent)
         check_repo_resolution(url)
         return url
     except UnsafeRepoError as error:
         raise Problem(
             422, "Invalid Request", f"repo.url: repository URL refused: {error}", field="repo.url"
         ) from None
+
+
+def check_egress(url: str, settings: Settings, *, agent: str) -> None:
+    """Refuse a repository on a host the agent's tasks cannot reach: the environment's egress
+    allowlist plus the agent's own additions (docs/egress.md). No allowlist (local mode): any."""
+    if settings.egress_allowlist is None:
+        return
+    allowed = merged(settings.egress_allowlist, AGENTS[agent].egress if agent in AGENTS else ())
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if not host_allowed(host, allowed):
+        shown = ", ".join(allowed) or "nothing"
+        raise UnsafeRepoError(
+            f"host {host} is not on the egress allowlist, so agent tasks cannot reach it "
+            f"(egress_allowlist in cdk.json, OUTPOST_EGRESS_ALLOWLIST; {agent} may reach {shown})"
+        )
 
 
 def check_publish(body: DispatchCreate, *, repo_url: str | None, settings: Settings) -> None:

@@ -26,6 +26,7 @@ def test_registry_has_the_six_agents():
         ({"architecture": "RISCV"}, "architecture", "'RISCV' is not one of"),
         ({"warm_pool": {"qa": 1}}, "warm_pool", "unknown environment 'qa'"),
         ({"default_timeout_s": 9000}, "default_timeout_s", "at most max_timeout_s"),
+        ({"egress": ("https://pypi.org",)}, "egress", "'https://pypi.org': not a host name"),
     ],
 )
 def test_build_registry_rejects_bad_entry(changes, field, problem):

@@ -160,11 +160,8 @@ def test_task_definitions_hold_no_secret_values(dev_stage: tuple[dict[str, Any],
             name = variable["Name"]
             assert name in (MODEL_ENV, BASE_URL_ENV) or check_variable_name(name) is None
             assert name not in PROVIDER_KEY_ENV.values()
-        # the provider key is a Secrets Manager reference, never a value in the template
-        secrets = container.get("Secrets", [])
-        expected = [PROVIDER_KEY_ENV[s]] if (s := AGENTS[agent].secret) else []
-        assert [s["Name"] for s in secrets] == expected
-        assert all(set(s) == {"Name", "ValueFrom"} for s in secrets)
+        # nor a reference: the provider key stays with the control plane's model gateway
+        assert "Secrets" not in container
 
 
 def test_control_plane_reads_the_same_settings(dev_stage: tuple[dict[str, Any], Path]) -> None:
@@ -246,6 +243,24 @@ def test_only_the_control_planes_execution_role_may_read_the_github_secret(
     assert f"{GITHUB['secret_name']}-??????" in json.dumps(template["Resources"])
     for agent in ("claude", "codex", "gemini"):
         assert "GITHUB" not in json.dumps(agent_container(template, agent))
+
+
+def test_agents_and_the_control_plane_may_reach_the_configured_hosts(
+    dev_stage: tuple[dict[str, Any], Path],
+) -> None:
+    """The GitHub dispatches publish to is on the agents' allowlist (the runner pushes there)
+    and its API on the VPC's (the control plane calls it); an operator's provider base URL is
+    the control plane's to resolve (docs/egress.md)."""
+    template, _ = dev_stage
+    environment = {e["Name"]: e["Value"] for e in control_plane_container(template)["Environment"]}
+    allowlist = json.loads(environment["OUTPOST_EGRESS_ALLOWLIST"])
+    assert allowlist[-1] == "github.example.com" and "github.com" in allowlist
+    (resolvable,) = [
+        r["Properties"]["Domains"]
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::Route53Resolver::FirewallDomainList" and k.startswith("DnsFirewallAllowed")
+    ]
+    assert {"github.example.com", "gateway.example.com", *allowlist} <= set(map(str, resolvable))
 
 
 def test_a_token_instead_of_an_app_goes_under_the_token_variable() -> None:

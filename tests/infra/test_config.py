@@ -55,6 +55,11 @@ def test_load_environments_dev_falls_back_to_cli_account_only():
         ("dev", "ingress_cidrs", ["10.0.0.0/33"], "field 'ingress_cidrs'"),
         ("dev", "control_plane_memory", 999, "field 'control_plane_memory' = 999"),
         ("dev", "colour", "blue", "field 'colour' = 'blue': unknown setting"),
+        ("dev", "egress_allowlist", ["https://github.com"], "'https://github.com': not a host name"),
+        ("staging", "egress_allowlist", ["*.com"], "'*.com': too broad"),
+        ("prod", "egress_allowlist", ["10.0.0.1"], "an address, not a host name"),
+        ("dev", "egress_allowlist", "github.com", "field 'egress_allowlist' = 'github.com': must be a list"),
+        ("dev", "egress_allowlist", ["pypi.org", "pypi.org"], "lists a host twice"),
     ],
 )
 def test_load_environments_rejects_bad_value(env, field, value, message):

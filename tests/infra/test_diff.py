@@ -37,9 +37,9 @@ def changed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fleet = repo / "stacks" / "fleet.py"
     fleet.write_text(
         fleet.read_text().replace(
-            'ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: git, model APIs"\n        )',
-            'ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: git, model APIs"\n        )\n'
-            '        self.agent_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP")',
+            "        self._endpoint_rules(task_endpoints, secrets_endpoint)\n",
+            "        self._endpoint_rules(task_endpoints, secrets_endpoint)\n"
+            '        self.agent_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP")\n',
         )
     )
     assert git(repo, "status", "--porcelain").count(" M ") == 2, "the change no longer applies"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agents.registry import AGENTS, PROVIDER_KEY_ENV
+from agents.registry import AGENTS, PROVIDER_KEY_ENV, PROVIDER_SECRETS
 
 ENVS = ["dev", "staging", "prod"]
 
@@ -81,9 +81,8 @@ def test_agent_task_is_hardened(synth, env, agent):
     assert all(set(v) == {"Name"} for v in volumes.values())  # no host path, no shared file system
     assert task["EphemeralStorage"] == {"SizeInGiB": entry.storage_gib}
     assert {m["SourceVolume"] for m in container["MountPoints"]} == {"workspace", "scratch"}
-    # Its one provider key, and nothing for the shell agent.
-    secrets = [s["Name"] for s in container.get("Secrets", [])]
-    assert secrets == ([PROVIDER_KEY_ENV[entry.secret]] if entry.secret else [])
+    # No secret at all: the model gateway adds the provider key outside the task.
+    assert "Secrets" not in container
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
 
 
@@ -101,7 +100,7 @@ def test_agent_task_has_no_task_role(synth, env, agent):
 
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("agent", sorted(AGENTS))
-def test_agent_execution_role_reaches_only_its_image_logs_and_secret(synth, env, agent):
+def test_agent_execution_role_reaches_only_its_image_and_logs(synth, env, agent):
     entry = AGENTS[agent]
     _, task = agent_task_definitions(synth, env)[agent]
     documents, managed = policies_of_role(synth, env, task["ExecutionRoleArn"]["Fn::GetAtt"][0])
@@ -114,12 +113,7 @@ def test_agent_execution_role_reaches_only_its_image_logs_and_secret(synth, env,
     assert not any(f"Repositories{o.title()}" in text for o in others)
     log_group = task["ContainerDefinitions"][0]["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]
     assert log_group in text
-    secret_grants = [s for s in document["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
-    if entry.secret:
-        (grant,) = secret_grants
-        assert f"Secrets{entry.secret.capitalize()}" in json.dumps(grant["Resource"])
-    else:
-        assert secret_grants == []
+    assert "secretsmanager" not in text and "kms:" not in text and "Secrets" not in text
     for statement in document["Statement"]:
         assert statement["Resource"] != "*"
 
@@ -146,17 +140,12 @@ def group_id(groups, prefix):
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_agent_security_group_has_no_ingress_and_narrow_egress(synth, env):
-    groups, ingress, egress = security_group_rules(synth, env)
+def test_agent_security_group_has_no_ingress(synth, env):
+    groups, ingress, _ = security_group_rules(synth, env)
     agent = group_id(groups, "AgentSecurityGroup")
     assert "SecurityGroupIngress" not in groups[agent]
     assert not [r for r in ingress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
-    inline = groups[agent]["SecurityGroupEgress"]
-    assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in inline] == [("0.0.0.0/0", 443, 443)]
-    separate = [r for r in egress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
-    assert [(r["FromPort"], r["DestinationSecurityGroupId"]["Fn::GetAtt"][0]) for r in separate] == [
-        (8080, group_id(groups, "ControlPlaneSecurityGroup"))
-    ]
+    # (its egress: tests/infra/test_egress.py)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -349,8 +338,53 @@ def test_api_url_output_is_the_load_balancer(synth, env, scheme):
         assert "admits only 10.0.0.0/8 (ingress_cidrs in cdk.json)" in output["Description"]
 
 
+def provider_secret_exports(text: str) -> set[str]:
+    """The data stack's secrets a piece of template names (by their exported ARNs)."""
+    return {
+        name
+        for name in ("Anthropic", "Openai", "Google", "Xai", "Admin", "Github")
+        if f"Secrets{name}" in text
+    }
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_control_plane_may_only_describe_the_agents_key_secrets(synth, env):
+def test_no_agent_task_definition_or_agent_role_touches_a_provider_secret(synth, env):
+    """Issue 12's wall: provider keys never reach an agent task, in any stage."""
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    agent_roles = set()
+    for logical_id, task in agent_task_definitions(synth, env).values():
+        for container in task["ContainerDefinitions"]:
+            assert "Secrets" not in container, logical_id
+            assert not provider_secret_exports(json.dumps(container)), logical_id
+            names = {e["Name"] for e in container.get("Environment", [])}
+            assert not names & set(PROVIDER_KEY_ENV.values()), logical_id
+        for field in ("ExecutionRoleArn", "TaskRoleArn"):
+            if field in task:
+                agent_roles.add(task[field]["Fn::GetAtt"][0])
+    assert len(agent_roles) == len(AGENTS)
+    for role in agent_roles:
+        documents, managed = policies_of_role(synth, env, role)
+        text = json.dumps(documents) + json.dumps([resources.get(m.get("Ref", ""), m) for m in managed])
+        assert "secretsmanager" not in text and "kms:Decrypt" not in text, role
+        assert not provider_secret_exports(text), role
+    # and the only role in the stack that may read a provider key's value is the control plane's task role
+    readers = set()
+    for logical_id, resource in resources.items():
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                if "secretsmanager:GetSecretValue" in actions and provider_secret_exports(
+                    json.dumps(statement["Resource"])
+                ) & {"Anthropic", "Openai", "Google", "Xai"}:
+                    readers.add(logical_id)
+    assert len(readers) == 1 and next(iter(readers)).startswith("ControlPlaneTaskRolePolicy"), readers
+    assert set(PROVIDER_SECRETS) == {"anthropic", "openai", "google", "xai"}  # the names checked above
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_control_plane_reads_exactly_the_agents_key_secrets(synth, env):
     resources = synth.raw[env]["Fleet"]["Resources"]
     (task,) = [
         t["Properties"]
@@ -372,8 +406,12 @@ def test_control_plane_may_only_describe_the_agents_key_secrets(synth, env):
     ]
     (document,), _ = policies_of_role(synth, env, role_id)
     statements = [s for s in document["Statement"] if "secretsmanager" in json.dumps(s["Action"])]
-    (describe,) = statements
-    assert describe["Action"] == "secretsmanager:DescribeSecret"
-    described = json.dumps(describe["Resource"])
-    assert all(f"Secrets{p.capitalize()}" in described for p in ("anthropic", "openai", "google", "xai"))
-    assert "SecretsAdmin" not in described and "SecretsGithub" not in described
+    (read,) = statements
+    # whether a key is set (at dispatch) and its value (the model gateway), on exactly these
+    assert sorted(read["Action"]) == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    assert provider_secret_exports(json.dumps(read["Resource"])) == {"Anthropic", "Openai", "Google", "Xai"}
+    assert len(read["Resource"]) == 4  # one each: no wildcard, no other secret
+    (decrypt,) = [s for s in document["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert "DataKey" in json.dumps(decrypt["Resource"])
+    (via,) = decrypt["Condition"]["StringEquals"].items()  # only through Secrets Manager
+    assert via[0] == "kms:ViaService" and "secretsmanager.us-east-1." in json.dumps(via[1])

@@ -133,7 +133,7 @@ def create_dispatch(
     except ValueError as error:
         raise Problem(422, "Invalid Request", f"timeout_s: {error}", field="timeout_s") from None
     # here, in the route's worker thread: a slow DNS answer must not block the event loop
-    repo_url = accepted_repo_url(body.repo.url, settings) if body.repo else None
+    repo_url = accepted_repo_url(body.repo.url, settings, agent=body.agent) if body.repo else None
     check_publish(body, repo_url=repo_url, settings=settings)
 
     dispatch_id = new_dispatch_id()

@@ -1,0 +1,79 @@
+"""What agent tasks may reach, and what the VPC may resolve (docs/egress.md).
+
+Agent tasks reach the internet on port 443 only outside the VPC's own addresses (security
+groups), and only names on the VPC's DNS Firewall list resolve. That list serves the whole
+VPC (DNS Firewall is associated per VPC, not per task), so besides the agents' hosts it holds
+what the control plane and Fargate resolve for them: the AWS APIs and this account's image
+registry, the buckets, the model APIs the gateway calls, the operator's GitHub.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from agents.egress import merged
+from agents.endpoints import gateway_route
+from agents.registry import AGENTS
+from control_plane.gateway.providers import PROVIDERS
+from stacks.config import EnvironmentConfig
+
+# The regional AWS APIs the VPC calls: Fargate (ECR, logs) for every task, the control plane
+# (tables, queues, tasks, provider keys, artifacts) for itself.
+AWS_SERVICES = ("api.ecr", "logs", "dynamodb", "sqs", "ecs", "secretsmanager", "s3")
+
+
+def agent_hosts(config: EnvironmentConfig) -> tuple[str, ...]:
+    """What every agent task may reach: the allowlist and the GitHub dispatches publish to (the
+    runner pushes there). The control plane adds each agent's own additions from the registry."""
+    github = [urlsplit(config.github.url).hostname or ""] if config.github else []
+    return merged(config.egress_allowlist, github)
+
+
+def resolvable_names(
+    config: EnvironmentConfig,
+    *,
+    region: str,
+    account: str,
+    url_suffix: str,
+    buckets: Sequence[str],
+    internal_domain: str,
+) -> list[str]:
+    """Every name the VPC may resolve: DNS Firewall answers NXDOMAIN for any other."""
+    aws = [f"{service}.{region}.{url_suffix}" for service in AWS_SERVICES]
+    # this account's buckets, and ECR's own, where Fargate fetches image layers
+    named = [*buckets, f"prod-{region}-starport-layer-bucket"]
+    s3 = [f"{bucket}.s3.{region}.{url_suffix}" for bucket in named]
+    if region == "us-east-1":  # the S3 clients' default there is the global name
+        s3 += [f"s3.{url_suffix}", *(f"{bucket}.s3.{url_suffix}" for bucket in named)]
+    # the model APIs the gateway calls: each agent's provider, or the operator's base_url for it
+    models = [
+        urlsplit(PROVIDERS[route].root).hostname or ""
+        for name in config.agents
+        if (route := gateway_route(name))
+    ]
+    models += [
+        host
+        for settings in config.agent_settings.values()
+        if settings.base_url and (host := urlsplit(settings.base_url).hostname)
+    ]
+    github = [urlsplit(config.github.api_url).hostname or ""] if config.github else []
+    # the VPC's own host names (a task's hostname, which git looks up), answered by its resolver
+    vpc_names = "*.ec2.internal" if region == "us-east-1" else f"*.{region}.compute.internal"
+    platform = [f"*.{internal_domain}", vpc_names, f"{account}.dkr.ecr.{region}.{url_suffix}", *aws, *s3]
+    return list(
+        merged(
+            agent_hosts(config),
+            *(AGENTS[name].egress for name in config.agents),
+            platform,
+            models,
+            github,
+        )
+    )
+
+
+def outside_of(cidr: str) -> list[str]:
+    """The IPv4 blocks that together cover every address outside ``cidr`` (16 for a /16)."""
+    inside = ipaddress.IPv4Network(cidr)
+    return [str(block) for block in sorted(ipaddress.IPv4Network("0.0.0.0/0").address_exclude(inside))]
