@@ -5,7 +5,8 @@ security groups the fleet stack names (agent tasks reach the ECR and logs endpoi
 Fargate uses through the task's own network interface to start it and ship its logs; only the
 control plane reaches Secrets Manager), and the gateway endpoints carry requests for this
 account's buckets and tables only, plus ECR's image layers, so that a presigned URL or a
-credential from another account gets nothing through them (docs/egress.md).
+credential from another account gets nothing through them; the interface endpoints serve this
+account's principals only (docs/egress.md).
 """
 
 from __future__ import annotations
@@ -121,7 +122,19 @@ class Network(Construct):
                     self.secrets_endpoint_security_group,
                 ),
             ):
-                self.vpc.add_interface_endpoint(name, service=service, security_groups=[group], open=False)
+                endpoint = self.vpc.add_interface_endpoint(
+                    name, service=service, security_groups=[group], open=False
+                )
+                # Only this account's principals: a credential from another account, brought
+                # into a task, cannot use the endpoint to send anything to that account.
+                endpoint.add_to_policy(
+                    iam.PolicyStatement(
+                        principals=[iam.AnyPrincipal()],
+                        actions=["*"],
+                        resources=["*"],
+                        conditions={"StringEquals": {"aws:PrincipalAccount": Aws.ACCOUNT_ID}},
+                    )
+                )
 
     def _gateway_endpoints(self) -> None:
         """S3 and DynamoDB gateway endpoints that carry requests for this account's resources only.

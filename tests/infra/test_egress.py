@@ -118,6 +118,17 @@ def test_the_interface_endpoints_admit_named_groups_only(synth, env):
         (endpoint,) = secrets_endpoint
         (group,) = endpoint["SecurityGroupIds"]
         assert group["Fn::GetAtt"][0].startswith("NetworkSecretsEndpointSecurityGroup")
+        interface = [
+            v["Properties"]
+            for v in network.values()
+            if v["Type"] == "AWS::EC2::VPCEndpoint" and v["Properties"].get("VpcEndpointType") == "Interface"
+        ]
+        assert len(interface) == 4
+        for endpoint in interface:  # this account's principals only
+            (statement,) = endpoint["PolicyDocument"]["Statement"]
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:PrincipalAccount": {"Ref": "AWS::AccountId"}}
+            }
     else:
         assert admitted == {"EndpointsSecurityGroup": set(), "SecretsEndpointSecurityGroup": set()}
 
