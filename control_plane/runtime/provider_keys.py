@@ -5,13 +5,13 @@ Where a task's key comes from depends on the runtime, and so does the check:
 
 - local and container runtimes (``outpost dev``): the variable the agent reads
   (``PROVIDER_KEY_ENV``), from the environment of ``outpost dev`` — ``missing_key_variable``;
-- ECS: the task definition names the agent's Secrets Manager secret, and ECS reads its
-  AWSCURRENT version when the task starts. The stack creates the provider secrets without a
-  value (constructs/provider_secrets.py), and a secret without a value has no version staged
-  AWSCURRENT (DescribeSecret's ``VersionIdsToStages``). ``SecretKeys`` asks DescribeSecret,
-  which reads metadata only: the control plane never holds the keys themselves. Answers are
-  cached (a key that is there for minutes, a missing one for seconds, so that a
-  put-secret-value is seen soon), which keeps dispatch fast.
+- ECS: the agent's Secrets Manager secret, whose AWSCURRENT version the model gateway reads
+  (control_plane/gateway/keys.py; no agent task definition names it). The stack creates the
+  provider secrets without a value (constructs/provider_secrets.py), and a secret without a
+  value has no version staged AWSCURRENT (DescribeSecret's ``VersionIdsToStages``).
+  ``SecretKeys`` asks DescribeSecret, which reads metadata only: the check never fetches a
+  key. Answers are cached (a key that is there for minutes, a missing one for seconds, so
+  that a put-secret-value is seen soon), which keeps dispatch fast.
 """
 
 from __future__ import annotations
