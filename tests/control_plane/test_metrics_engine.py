@@ -278,6 +278,18 @@ def dead_lettered(world: World) -> None:
     assert counts is not None and counts["dead_lettered"] == 1
 
 
+def budget_spent(world: World) -> None:
+    """The model gateway charged a call that spent the dispatch's budget."""
+    world.stores.tenants.update(
+        tenant_id=world.tenant_id, fields={"budget_dispatch_usd": 0.01}, actor=Actor.system("test")
+    )
+    record = world.dispatch()
+    task, token = world.new_task()
+    assert world.claim(token, task.task_id).status_code == 200
+    assert world.engine.budgets.charge(world.tenant_id, record.dispatch_id, 0.02) is not None
+    assert world.get(record.dispatch_id).status is Status.FAILED
+
+
 def claim_with_a_spent_token(world: World) -> None:
     record = world.dispatch()
     task, token = world.new_task()
@@ -342,6 +354,7 @@ SCENARIOS: tuple[Callable[[World], None], ...] = (
     never_started,
     task_lost_by_the_runtime,
     dead_lettered,
+    budget_spent,
     claim_with_a_spent_token,
     claim_past_its_deadline,
     scaler_passes,
