@@ -8,6 +8,7 @@ internal endpoints and runs the engine's loops for the application's lifetime.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,8 @@ from control_plane.engine.service import Engine
 from control_plane.main import create_app
 from control_plane.runtime.base import Runtime
 from control_plane.settings import Settings
+
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 def create_engine_app(
@@ -51,6 +54,11 @@ def create_engine_app(
         # Every idle runner holds one worker thread for its long-polling claim: make room for
         # them beside the API's own requests (anyio's default is 40 threads).
         anyio.to_thread.current_default_thread_limiter().total_tokens = engine.config.api_threads
+        # The event loop streams the model gateway's answers while worker threads run boto3
+        # calls (the engine's passes, the gateway's checks and accounting): with Python's
+        # default 5 ms GIL switch interval, each chunk the loop relays may wait that long for a
+        # busy thread. 1 ms keeps the relay prompt (bench_gateway: ~3 ms less per call at p50).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         async with inner(application) as state:
             engine.start()
             try:

@@ -51,6 +51,7 @@ from control_plane.queueing import release
 from control_plane.store import Actor, DispatchRecord, Stores, VersionConflictError
 from control_plane.store.artifacts import artifact_prefix
 from control_plane.store.codec import iso, now, parse_iso
+from control_plane.store.dispatches import RunState
 
 log = logging.getLogger("outpost.claims")
 
@@ -81,6 +82,13 @@ class ClaimService:
     # The model gateway's URL as agent tasks reach it (OUTPOST_INTERNAL_URL + /gateway); None:
     # the runner derives it from the control-plane URL it was started with.
     gateway_url: str | None = None
+    # A gateway token's task, kept after its first check: which job and attempt a token belongs
+    # to never changes, so each model call reads only the dispatch (is the attempt still on?).
+    # The last answer of that read is kept too (`remembered_gateway`): the gateway checks a
+    # known token's attempt again beside forwarding its call (control_plane/gateway/service.py).
+    gateway_task_cache_s: float = 300.0
+    _gateway_tasks: dict[str, tuple[float, t.TaskRecord]] = field(default_factory=dict, repr=False)
+    _gateway_known: dict[str, tuple[float, t.TaskRecord, RunState]] = field(default_factory=dict, repr=False)
     # A reservation this old belongs to no live request: each of the two writes that follow it
     # gives up within about 50 s (botocore's 4 tries of 2 s connect + 10 s read timeouts).
     reservation_stale_s: float = 120.0
@@ -358,23 +366,63 @@ class ClaimService:
 
     # -- the model gateway's token ----------------------------------------------------------
 
-    def authenticate_gateway(self, token: str) -> tuple[t.TaskRecord, DispatchRecord]:
+    def authenticate_gateway(self, token: str) -> tuple[t.TaskRecord, RunState]:
         """The task and dispatch of a gateway token that is valid now: minted by the claim of the
         dispatch's current attempt, on this task, which is still RUNNING. Raises
         ClaimRefusedError for anything else (a foreign, forged or replaced token, or an attempt
         that is over): the gateway answers 401 either way."""
-        parts = t.split_token(token)
-        task = self.tasks.get(parts[0]) if parts is not None else None
-        if parts is None or task is None or not t.token_matches(parts[1], task.gateway_token_hash):
-            raise ClaimRefusedError("unknown gateway token")
-        record = self.stores.dispatches.get(dispatch_id=task.job or "", tenant_id=None)
-        if record is None or task.state != t.CLAIMED:
+        task = self._gateway_task(token)
+        record = self.stores.dispatches.run_state(dispatch_id=task.job or "")
+        if record is None:
             raise ClaimRefusedError("the gateway token's attempt is over")
         if (record.task_id, record.attempt) != (task.task_id, task.job_attempt):
             raise ClaimRefusedError(f"the gateway token belongs to attempt {task.job_attempt}, which is over")
         if record.status is not Status.RUNNING:
             raise ClaimRefusedError(f"the gateway token's attempt is over: the dispatch is {record.status}")
+        if record.cancel_requested:
+            raise ClaimRefusedError("the gateway token's attempt is over: the dispatch is being cancelled")
+        key = t.token_key(token)
+        self._gateway_known[key] = (self.clock() + self.gateway_task_cache_s, task, record)
         return task, record
+
+    def remembered_gateway(self, token: str) -> tuple[t.TaskRecord, RunState] | None:
+        """The task and dispatch of a gateway token that passed its last check on this replica
+        (memory only, no read); None for a token unknown here, refused since, or long unused."""
+        known = self._gateway_known.get(t.token_key(token))
+        if known is None or known[0] <= self.clock():
+            return None
+        return known[1], known[2]
+
+    def forget_gateway(self, token: str) -> None:
+        """A token's attempt is over (or spent its budget): check it fully from its next call."""
+        self._gateway_known.pop(t.token_key(token), None)
+
+    def forget_gateway_dispatch(self, dispatch_id: str) -> None:
+        """The dispatch's attempt ended here (its result, its budget): no call of its tokens
+        reaches the provider on this replica any more, not even beside its check."""
+        for key in [
+            k for k, (_, _, state) in self._gateway_known.items() if state.dispatch_id == dispatch_id
+        ]:
+            self._gateway_known.pop(key, None)
+
+    def _gateway_task(self, token: str) -> t.TaskRecord:
+        """The claimed task a gateway token was minted for (its first check reads it)."""
+        key = t.token_key(token)
+        moment = self.clock()
+        cached = self._gateway_tasks.get(key)
+        if cached is not None and cached[0] > moment:
+            return cached[1]
+        parts = t.split_token(token)
+        task = self.tasks.get(parts[0]) if parts is not None else None
+        if parts is None or task is None or not t.token_matches(parts[1], task.gateway_token_hash):
+            raise ClaimRefusedError("unknown gateway token")
+        if task.state != t.CLAIMED:
+            raise ClaimRefusedError("the gateway token's attempt is over")
+        if len(self._gateway_tasks) > 10_000:  # a replica's tokens of the last minutes, at most
+            self._gateway_tasks = {k: v for k, v in self._gateway_tasks.items() if v[0] > moment}
+            self._gateway_known = {k: v for k, v in self._gateway_known.items() if v[0] > moment}
+        self._gateway_tasks[key] = (moment + self.gateway_task_cache_s, task)
+        return task
 
 
 def stored_bundle(record: DispatchRecord, s3: Any, bucket: str) -> list[str]:

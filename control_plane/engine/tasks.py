@@ -71,6 +71,11 @@ def split_token(token: str) -> tuple[str, str] | None:
     return task_id, secret
 
 
+def token_key(token: str) -> str:
+    """What a cache of tokens keys by: never the token itself."""
+    return _hash(token)
+
+
 def token_matches(secret: str, stored_hash: str | None) -> bool:
     return bool(stored_hash) and hmac.compare_digest(_hash(secret), stored_hash or "")
 

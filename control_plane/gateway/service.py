@@ -3,9 +3,20 @@ arrives, then metered, charged and audited (docs/model-gateway.md).
 
 Before forwarding, in one worker-thread hop: the gateway token (the dispatch's current
 attempt, RUNNING on the task it was minted for), the provider (the agent's own), the path
-(the model calls its CLI makes), the model (the tenant's and the agent's allowed lists), the
-budgets, the per-dispatch limit of open calls, the key. Any refusal answers in the provider's
-own error shape, so the CLI reports it as it would the provider's.
+(the model calls its CLI makes), the model (the agent's and the tenant's lists), the budgets,
+the per-dispatch limit of open calls, the key. Any refusal answers in the provider's own error
+shape, so the CLI reports it as it would the provider's.
+
+A token's first call is checked before anything is forwarded. For its later calls this
+replica remembers the token's task and dispatch, so the one read that every call needs (is
+the attempt still RUNNING, is the budget spent?) runs beside the forwarded request instead of
+before it: the provider's answer is held until the read agrees, or dropped (the request
+cancelled) and the call refused in the provider's shape. The read then costs nothing on the
+agent's path, as a provider takes far longer to answer than DynamoDB does. The price: a call
+of an attempt that ended since its last call (or whose budget ran out) may reach the provider
+before it is refused; the refusal makes the token's next call wait for the full check, so that
+happens at most once per replica, and not at all on the replica that saw the attempt end (its
+result report, or the call that spent its budget: ``forget_gateway_dispatch``).
 
 Forwarding: the request as the agent sent it, without its credential and hop-by-hop headers,
 with the real key; one exception: a streamed Chat Completions request that did not ask for
@@ -13,10 +24,7 @@ usage is sent with ``stream_options.include_usage`` (without it OpenAI streams r
 usage), and the extra usage chunk is kept from the client, which never asked for it. The
 answer (status, headers but hop-by-hop ones and cookies, body) passes through unchanged,
 chunk by chunk; a 429 or 500 of the provider reaches the agent as the provider sent it.
-
-After the answer ended (or the agent hung up), a worker thread adds the call's tokens and
-cost to the dispatch (one atomic ADD), charges the budgets, which end the dispatch when it
-went over, and writes the audit entry: never a prompt, an answer, a key or a token.
+Afterwards control_plane/gateway/accounting.py records the call.
 """
 
 from __future__ import annotations
@@ -24,14 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for_futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -42,12 +46,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from agents.endpoints import api_root, gateway_route
-from agents.prices import table
 from agents.registry import AGENTS
 from control_plane.engine.claims import ClaimRefusedError
 from control_plane.engine.tasks import TaskRecord
+from control_plane.gateway.accounting import Accounting, BudgetCheck, Call
 from control_plane.gateway.keys import ProviderKeys
-from control_plane.gateway.metering import Meter, Tokens, usage_only_chunk
+from control_plane.gateway.metering import Meter, usage_only_chunk
+from control_plane.gateway.policy import model_refusal
 from control_plane.gateway.providers import (
     CREDENTIAL_HEADERS,
     PROVIDERS,
@@ -58,9 +63,8 @@ from control_plane.gateway.providers import (
 )
 from control_plane.observability import current_request_id
 from control_plane.settings import Settings
-from control_plane.store import Actor, DispatchRecord, Stores, TenantRecord
-
-log = logging.getLogger("outpost.gateway")
+from control_plane.store import Stores, TenantRecord
+from control_plane.store.dispatches import RunState
 
 # Production timeouts: a model may think for minutes between two bytes of a non-streamed
 # answer (the providers' own SDKs wait 10 minutes); connecting and sending are quick or broken.
@@ -78,35 +82,16 @@ _NOT_FORWARDED_PREFIXES = ("x-forwarded-", "x-amzn-", "x-request-id", "forwarded
 _NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "x-request-id"}
 
 
-class BudgetCheck(Protocol):
-    """control_plane.budgets.Budgets, as the gateway uses it."""
+class GatewayTokens(Protocol):
+    """control_plane.engine.claims.ClaimService, as the gateway uses it."""
 
-    def refusal(self, tenant_id: str, dispatch_id: str) -> str | None: ...
+    def authenticate_gateway(self, token: str) -> tuple[TaskRecord, RunState]: ...
 
-    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None: ...
+    def remembered_gateway(self, token: str) -> tuple[TaskRecord, RunState] | None: ...
 
+    def forget_gateway(self, token: str) -> None: ...
 
-@dataclass
-class Call:
-    """What the audit and the metering need to know of one call; never its content."""
-
-    provider: str
-    method: str
-    path: str
-    request_id: str
-    started: float
-    tenant_id: str = ""
-    dispatch_id: str = ""
-    task_id: str = ""
-    agent: str = ""
-    attempt: int = 0
-    model: str | None = None
-    status: int = 0
-    refused: str | None = None  # the gateway's reason, when it answered itself
-    answered: float | None = None  # when the provider's headers arrived
-    tokens: Tokens | None = None
-    cost_usd: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    def forget_gateway_dispatch(self, dispatch_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,6 +99,7 @@ class Admitted:
     call: Call
     key: str
     root: str
+    verify: str | None  # a remembered token, whose attempt is checked beside the call
 
 
 class Gateway:
@@ -122,7 +108,7 @@ class Gateway:
         *,
         settings: Settings,
         stores: Stores,
-        authenticate: Callable[[str], tuple[TaskRecord, DispatchRecord]],
+        tokens: GatewayTokens,
         keys: ProviderKeys,
         budgets: BudgetCheck | None = None,
         timeout: httpx.Timeout = TIMEOUT,
@@ -130,18 +116,22 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.stores = stores
-        self.authenticate = authenticate
+        self.tokens = tokens
         self.keys = keys
         self.budgets = budgets
         self.timeout = timeout
         self._clock = clock
+        self.accounting = Accounting(
+            stores=stores,
+            budgets=lambda: self.budgets,
+            over_budget=tokens.forget_gateway_dispatch,
+            clock=clock,
+        )
         self._agents = {agent: settings.settings_of(agent) for agent in AGENTS}
         self._tenants: dict[str, tuple[float, TenantRecord | None]] = {}
         self._open: dict[str, int] = {}  # dispatch id -> calls open on this replica
         self._lock = threading.Lock()
         self._client: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
-        self._accounting = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-accounting")
-        self._pending: set[Future[None]] = set()
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -162,8 +152,8 @@ class Gateway:
         token = client_credential(request.headers, request.query_params)
         admitted = await anyio.to_thread.run_sync(self._admit, provider, call, token, payload)
         if isinstance(admitted, Refusal):
-            self._after(call, None)
-            return JSONResponse(admitted.body, admitted.status, headers=dict(admitted.headers))
+            self.accounting.after(call, None)
+            return _refusal(admitted)
         try:
             return await self._forward(request, provider, admitted, body, payload)
         except BaseException:
@@ -172,16 +162,15 @@ class Gateway:
 
     def _admit(self, provider: Provider, call: Call, token: str | None, payload: Any) -> Admitted | Refusal:
         def refuse(reason: str, message: str, retry_after_s: int | None = None) -> Refusal:
-            refusal = provider.refusal(reason, message, retry_after_s=retry_after_s)
-            call.status, call.refused = refusal.status, reason
-            return refusal
+            return _refuse(provider, call, reason, message, retry_after_s)
 
         if token is None:
             return refuse(
                 "unauthorized", "no gateway token (send the dispatch's gateway token as the API key)"
             )
+        remembered = self.tokens.remembered_gateway(token)
         try:
-            task, record = self.authenticate(token)
+            task, record = remembered or self.tokens.authenticate_gateway(token)
         except ClaimRefusedError as error:
             return refuse("unauthorized", f"{error}")
         call.tenant_id, call.dispatch_id, call.task_id = record.tenant_id, record.dispatch_id, task.task_id
@@ -197,22 +186,42 @@ class Gateway:
             call.model = provider.model_of(call.path, payload)
             if call.model is None:
                 return refuse("bad-request", "the request names no model")
-            why = self._model_refusal(record, call.model)
+            why = model_refusal(
+                call.model,
+                agent=record.agent,
+                settings=self._agents.get(record.agent),
+                tenant=self._tenant(record.tenant_id),
+                dispatch_model=record.model,
+            )
             if why is not None:
                 return refuse("model-not-allowed", why)
-        if self.budgets is not None:
+        if remembered is None and self.budgets is not None:
             spent = self.budgets.refusal(record.tenant_id, record.dispatch_id)
             if spent is not None:
                 return refuse("budget", spent)
         key = self.keys.key(record.agent)
         if key is None:
             return refuse("no-key", f"no provider key is configured for agent {record.agent}")
+        limit = self.settings.gateway_max_calls_per_dispatch
         with self._lock:
-            if self._open.get(record.dispatch_id, 0) >= self.settings.gateway_max_calls_per_dispatch:
-                limit = self.settings.gateway_max_calls_per_dispatch
+            if self._open.get(record.dispatch_id, 0) >= limit:
                 return refuse("concurrency", f"at most {limit} model calls at once per dispatch", 1)
             self._open[record.dispatch_id] = self._open.get(record.dispatch_id, 0) + 1
-        return Admitted(call, key, self._root(record.agent, provider))
+        return Admitted(call, key, self._root(record.agent, provider), token if remembered else None)
+
+    def _verify(self, provider: Provider, call: Call, token: str) -> Refusal | None:
+        """The full check of a remembered token, beside its forwarded call."""
+        try:
+            _, record = self.tokens.authenticate_gateway(token)
+        except ClaimRefusedError as error:
+            self.tokens.forget_gateway(token)
+            return _refuse(provider, call, "unauthorized", f"{error}")
+        if self.budgets is not None:
+            spent = self.budgets.refusal(record.tenant_id, record.dispatch_id)
+            if spent is not None:
+                self.tokens.forget_gateway(token)
+                return _refuse(provider, call, "budget", spent)
+        return None
 
     async def _forward(
         self, request: Request, provider: Provider, admitted: Admitted, body: bytes, payload: Any
@@ -238,14 +247,28 @@ class Gateway:
             headers=_forward_headers(request.headers, provider.key_headers(admitted.key)),
             content=body if call.method == "POST" else None,
         )
+        sending = asyncio.ensure_future(client.send(upstream_request, stream=True))
         try:
-            upstream = await client.send(upstream_request, stream=True)
+            refusal = None
+            if admitted.verify is not None:
+                refusal = await anyio.to_thread.run_sync(self._verify, provider, call, admitted.verify)
+        except BaseException:
+            _abandon(sending)
+            raise
+        if refusal is not None:
+            _abandon(sending)
+            self._release(call.dispatch_id)
+            self.accounting.after(call, None)
+            return _refusal(refusal)
+        try:
+            upstream = await sending
         except httpx.HTTPError as error:
             self._release(call.dispatch_id)
-            refusal = provider.refusal("upstream", f"the provider did not answer ({type(error).__name__})")
-            call.status, call.refused = refusal.status, "upstream"
-            self._after(call, None)
-            return JSONResponse(refusal.body, refusal.status)
+            refusal = _refuse(
+                provider, call, "upstream", f"the provider did not answer ({type(error).__name__})"
+            )
+            self.accounting.after(call, None)
+            return _refusal(refusal)
         call.answered, call.status = self._clock(), upstream.status_code
         if upstream.status_code == 401:
             self.keys.forget(call.agent)  # rotated, perhaps: read it again next time
@@ -268,30 +291,12 @@ class Gateway:
 
         async def closed() -> None:  # whether the answer ended, broke, or the agent hung up
             await upstream.aclose()
-            self._after(call, meter)
+            self.accounting.after(call, meter)
             self._release(call.dispatch_id)  # after: `settle` sees the call until it is accounted
 
         return _PassThrough(stream(), closed, status_code=upstream.status_code, headers=headers)
 
-    # -- checks -------------------------------------------------------------------------------
-
-    def _model_refusal(self, record: DispatchRecord, model: str) -> str | None:
-        settings = self._agents.get(record.agent)
-        if settings is not None and (settings.allowed_models or settings.default_model):
-            allowed = list(
-                dict.fromkeys(
-                    [*([settings.default_model] if settings.default_model else []), *settings.allowed_models]
-                )
-            )
-            if not any(same_model(model, name) for name in allowed):
-                return (
-                    f"model {model} is not allowed for agent {record.agent}; it allows {', '.join(allowed)}"
-                )
-        tenant = self._tenant(record.tenant_id)
-        if tenant is not None and tenant.allowed_models is not None:
-            if not any(same_model(model, name) for name in tenant.allowed_models):
-                return f"model {model} is not allowed for this tenant"
-        return None
+    # -- state ------------------------------------------------------------------------------
 
     def _tenant(self, tenant_id: str) -> TenantRecord | None:
         moment = time.monotonic()
@@ -322,110 +327,16 @@ class Gateway:
             else:
                 self._open.pop(dispatch_id, None)
 
-    # -- after the call -----------------------------------------------------------------------
-
-    def _after(self, call: Call, meter: Meter | None) -> None:
-        """Account for the call in a worker thread: the agent's answer never waits for it."""
-        if not call.dispatch_id:  # refused before the token named one: nothing to charge
-            log.warning(
-                "gateway call refused: %s %s /gateway/%s%s",
-                call.status, call.refused, call.provider, call.path,
-            )  # fmt: skip
-            return
-        future = self._accounting.submit(self._account, call, meter)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
-
-    def _done(self, future: Future[None]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
-    def _account(self, call: Call, meter: Meter | None) -> None:
-        try:
-            if meter is not None:
-                meter.finish()
-                call.tokens = meter.tokens
-                if meter.unreadable:
-                    call.details["unmetered"] = True
-            self._record(call)
-        except Exception:
-            log.exception("gateway call of dispatch %s not accounted", call.dispatch_id)
-
-    def _record(self, call: Call) -> None:
-        ended = self._clock()
-        tokens = call.tokens
-        if tokens is not None:
-            price = table().price(call.model)
-            if price is not None:
-                call.cost_usd = price.cost_usd(
-                    input_tokens=tokens.input,
-                    cached_input_tokens=tokens.cached,
-                    output_tokens=tokens.output,
-                    cache_write_input_tokens=tokens.cache_write,
-                )
-            self.stores.dispatches.add_gateway_usage(
-                dispatch_id=call.dispatch_id,
-                input_tokens=tokens.input,
-                cached_input_tokens=tokens.cached,
-                output_tokens=tokens.output,
-                cost_usd=call.cost_usd,
-                model=call.model,
-            )
-        over = None
-        if self.budgets is not None and call.cost_usd:
-            over = self.budgets.charge(call.tenant_id, call.dispatch_id, call.cost_usd)
-        details: dict[str, Any] = {
-            "provider": call.provider,
-            "model": call.model,
-            "method": call.method,
-            "path": call.path,
-            "status": call.status,
-            "task_id": call.task_id,
-            "agent": call.agent,
-            "attempt": call.attempt,
-            "input_tokens": tokens.input if tokens else None,
-            "cached_input_tokens": tokens.cached if tokens else None,
-            "output_tokens": tokens.output if tokens else None,
-            "cache_write_input_tokens": tokens.cache_write if tokens else None,
-            "cost_usd": call.cost_usd,
-            # to the provider's answer (what the agent waited for), and to its end
-            "latency_ms": round(((call.answered or ended) - call.started) * 1000, 1),
-            "duration_ms": round((ended - call.started) * 1000, 1),
-            **call.details,
-        }
-        if call.refused:
-            details["refused"] = call.refused
-        if over:
-            details["budget_exceeded"] = over
-        self.stores.audit.record(
-            actor=Actor(kind="system", id="gateway", request_id=call.request_id or f"gw-{call.started}"),
-            action="gateway.call",
-            tenant_id=call.tenant_id,
-            target=call.dispatch_id,
-            details={k: v for k, v in details.items() if v is not None},
-        )
-        log.info(
-            "gateway call",
-            extra={
-                "dispatch_id": call.dispatch_id,
-                "provider": call.provider,
-                "model": call.model,
-                "status": call.status,
-                "duration_ms": details["duration_ms"],
-                "cost_usd": call.cost_usd,
-            },
-        )
-
     def settle(self, timeout_s: float = 10.0) -> None:
         """Wait until no call is open and every call is accounted for (tests, benchmarks)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            pending = self.accounting.pending()
             with self._lock:
-                pending, open_calls = list(self._pending), bool(self._open)
+                open_calls = bool(self._open)
             if not pending and not open_calls:
                 return
-            wait_for_futures(pending, timeout=max(0.0, deadline - time.monotonic()))
+            self.accounting.wait(pending, max(0.0, deadline - time.monotonic()))
             if open_calls:
                 time.sleep(0.01)
 
@@ -443,7 +354,30 @@ class Gateway:
             with contextlib.suppress(RuntimeError):
                 await self._client[1].aclose()
             self._client = None
-        self._accounting.shutdown(wait=True)
+        self.accounting.close()
+
+
+def _refuse(
+    provider: Provider, call: Call, reason: str, message: str, retry_after_s: int | None = None
+) -> Refusal:
+    refusal = provider.refusal(reason, message, retry_after_s=retry_after_s)
+    call.status, call.refused = refusal.status, reason
+    return refusal
+
+
+def _refusal(refusal: Refusal) -> JSONResponse:
+    return JSONResponse(refusal.body, refusal.status, headers=dict(refusal.headers))
+
+
+def _abandon(sending: asyncio.Future[httpx.Response]) -> None:
+    """Drop a forwarded call whose answer nobody will read: cancel it, or close its answer."""
+
+    def close(done: asyncio.Future[httpx.Response]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            asyncio.ensure_future(done.result().aclose())
+
+    sending.cancel()
+    sending.add_done_callback(close)
 
 
 class _PassThrough(StreamingResponse):
@@ -476,20 +410,6 @@ def _forward_headers(headers: Mapping[str, str], key_headers: Mapping[str, str])
         for k, v in headers.items()
         if k.lower() not in _NOT_FORWARDED and not k.lower().startswith(_NOT_FORWARDED_PREFIXES)
     }
-    connection = headers.get("connection", "")
-    for name in connection.split(","):  # headers the client named as hop-by-hop
-        forwarded.pop(name.strip(), None)
+    for name in headers.get("connection", "").split(","):  # what the client named hop-by-hop
+        forwarded.pop(name.strip().lower(), None)
     return {**forwarded, "accept-encoding": "identity", **key_headers}
-
-
-def same_model(requested: str, allowed: str) -> bool:
-    """Whether ``requested`` (as the CLI names it to the API) is the allowed model ``allowed``
-    (as the operator names it): case aside, without a provider prefix (aider's
-    ``openai/gpt-4o``, Gemini's ``models/...``) or a dated snapshot suffix."""
-    return bool(_forms(requested) & _forms(allowed))
-
-
-def _forms(model: str) -> set[str]:
-    name = model.strip().lower()
-    bare = re.sub(r"^[a-z0-9_-]+/", "", name)
-    return {form for candidate in (name, bare) for form in (candidate, re.sub(r"-\d{8}$", "", candidate))}

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from control_plane import lifecycle, metrics
 from control_plane.lifecycle import TERMINAL, Status
@@ -129,6 +129,25 @@ class DispatchRecord:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class RunState:
+    """What decides whether a dispatch's attempt is on: read for every model call the gateway
+    passes (a projection of the record, cheaper to read than the whole)."""
+
+    dispatch_id: str
+    tenant_id: str
+    agent: str
+    status: Status
+    attempt: int
+    task_id: str | None
+    cancel_requested: str | None
+    model: str | None  # the model the dispatch asked for; None: the agent's default
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "dispatch_id", "tenant_id", "agent", "status", "attempt", "task_id", "cancel_requested", "model",
+    )  # fmt: skip
+
+
 class DispatchStore:
     def __init__(
         self, *, client: Any, table: str, tenants_table: str, audit: AuditLog, stats: FleetStats
@@ -157,6 +176,32 @@ class DispatchStore:
         if tenant_id is not None and record.tenant_id != tenant_id:
             return None
         return record
+
+    def run_state(self, *, dispatch_id: str) -> RunState | None:
+        """The dispatch's status, attempt and task (a consistent read of those fields only)."""
+        if not dispatch_id.startswith("d-"):
+            return None
+        names = {f"#p{i}": name for i, name in enumerate(RunState.FIELDS)}
+        reply = self._client.get_item(
+            TableName=self._table,
+            Key={"dispatch_id": encode(dispatch_id)},
+            ConsistentRead=True,
+            ProjectionExpression=", ".join(names),
+            ExpressionAttributeNames=names,
+        )
+        if "Item" not in reply:
+            return None
+        item = decode_item(reply["Item"])
+        return RunState(
+            dispatch_id=item["dispatch_id"],
+            tenant_id=item["tenant_id"],
+            agent=item["agent"],
+            status=Status(item["status"]),
+            attempt=int(item["attempt"]),
+            task_id=item.get("task_id"),
+            cancel_requested=item.get("cancel_requested"),
+            model=item.get("model"),
+        )
 
     def count(self, *, tenant_id: str, statuses: frozenset[Status]) -> int:
         """How many of a tenant's dispatches are in `statuses` (index read: may lag by a moment)."""

@@ -264,24 +264,37 @@ def test_a_token_of_an_ended_or_replaced_attempt_or_another_provider_is_refused(
     world.engine.stores.dispatches.transition(
         dispatch_id=record.dispatch_id, to=Status.PENDING, actor=Actor.system("test")
     )
-    fakes.anthropic.script()
-    requeued = _call(job, "anthropic", "/v1/messages", body)
-    assert requeued.status_code == 401
-    assert requeued.json() == {
+    fakes.anthropic.script(
+        after=fakes.anthropic.text("late", anthropic.Usage(input_tokens=10, output_tokens=2))
+    )
+    expected = {
         "type": "error",
         "error": {
             "type": "authentication_error",
             "message": "Outpost gateway: the gateway token belongs to attempt 1, which is over",
         },
     }
-    assert fakes.anthropic.model_calls == []  # nothing refused reached the provider
-    # the dispatch ended: refused too
+    # A known token's attempt is checked beside its call: the provider may have seen this one,
+    # but its answer never reaches the agent; the next call is checked before it is forwarded.
+    for _ in range(2):
+        requeued = _call(job, "anthropic", "/v1/messages", body)
+        assert (requeued.status_code, requeued.json()) == (401, expected)
+    assert len(fakes.anthropic.model_calls) <= 1
+    # a token whose attempt ended before its first call never reaches the provider
     ended, ended_job = world.start("claude")
     world.engine.stores.dispatches.transition(
         dispatch_id=ended.dispatch_id, to=Status.COMPLETED, actor=Actor.system("test")
     )
+    fakes.anthropic.script()
     refused = _call(ended_job, "anthropic", "/v1/messages", body)
     assert refused.status_code == 401 and "COMPLETED" in refused.json()["error"]["message"]
+    assert fakes.anthropic.model_calls == []
+    world.gateway.settle()
+    assert world.shown(record.dispatch_id)["tokens"] == {
+        "input": 10,
+        "cached": 0,
+        "output": 2,
+    }  # the first call only
 
 
 def test_a_repeated_claim_replaces_the_gateway_token(world: World, fakes: Fakes) -> None:

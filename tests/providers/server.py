@@ -66,6 +66,10 @@ def sse_bytes(events: tuple[tuple[str | None, Any], ...]) -> Iterator[bytes]:
 class FakeProvider:
     """Start with :meth:`start` (or as a context manager), stop with :meth:`stop`."""
 
+    # Streams end by closing the connection unless this is set: then they are sent chunked and
+    # the connection stays open for the next request, as a provider keeps its connections.
+    keep_alive_streams = False
+
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.model_calls: list[Request] = []
@@ -135,6 +139,7 @@ class FakeProvider:
 class _Handler(BaseHTTPRequestHandler):
     provider: FakeProvider
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as written, as a provider's do
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
@@ -148,17 +153,23 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         if reply.events is not None:
-            # Streamed in pieces, as a provider does; the connection closes at the end.
+            # Streamed in pieces, as a provider does; the connection closes at the end (or,
+            # with keep_alive_streams, the chunked stream ends and the connection stays).
+            chunked = self.provider.keep_alive_streams
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
+            self.send_header(
+                "Transfer-Encoding" if chunked else "Connection", "chunked" if chunked else "close"
+            )
             self.end_headers()
             for index, chunk in enumerate(sse_bytes(reply.events)):
                 if index == 1 and reply.hold is not None:
                     reply.hold.wait(30)
-                self.wfile.write(chunk)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                 self.wfile.flush()
-            self.close_connection = True
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = not chunked
             return
         if reply.raw is not None:
             data = reply.raw

@@ -41,7 +41,7 @@ def gateway_of(state: State) -> Gateway | None:
         gateway = Gateway(
             settings=engine.settings,
             stores=engine.stores,
-            authenticate=engine.claims.authenticate_gateway,
+            tokens=engine.claims,
             keys=provider_keys(engine.settings),
             budgets=getattr(engine, "budgets", None),
         )

@@ -232,6 +232,8 @@ def report_result(
             expect_task=task.task_id,
             failure=runner_failure(body.outcome, body.summary),
         )
+    # the attempt is over: its gateway token's calls are checked before they reach a provider
+    engine.claims.forget_gateway_dispatch(dispatch_id)
     if moved is None:
         current = engine.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
         raise Problem(
