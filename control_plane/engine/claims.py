@@ -60,7 +60,12 @@ ACTOR = "engine.claims"
 
 
 class ClaimRefusedError(Exception):
-    """The token is unknown, spent, or does not belong to this task: answer 401."""
+    """The token is unknown, spent, or does not belong to this task: answer 401. ``state``: the
+    dispatch of a gateway token whose attempt is over, when it was read."""
+
+    def __init__(self, message: str, *, state: RunState | None = None) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class JobEndedError(Exception):
@@ -376,11 +381,17 @@ class ClaimService:
         if record is None:
             raise ClaimRefusedError("the gateway token's attempt is over")
         if (record.task_id, record.attempt) != (task.task_id, task.job_attempt):
-            raise ClaimRefusedError(f"the gateway token belongs to attempt {task.job_attempt}, which is over")
+            raise ClaimRefusedError(
+                f"the gateway token belongs to attempt {task.job_attempt}, which is over", state=record
+            )
         if record.status is not Status.RUNNING:
-            raise ClaimRefusedError(f"the gateway token's attempt is over: the dispatch is {record.status}")
+            raise ClaimRefusedError(
+                f"the gateway token's attempt is over: the dispatch is {record.status}", state=record
+            )
         if record.cancel_requested:
-            raise ClaimRefusedError("the gateway token's attempt is over: the dispatch is being cancelled")
+            raise ClaimRefusedError(
+                "the gateway token's attempt is over: the dispatch is being cancelled", state=record
+            )
         key = t.token_key(token)
         self._gateway_known[key] = (self.clock() + self.gateway_task_cache_s, task, record)
         return task, record

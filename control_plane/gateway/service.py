@@ -61,6 +61,7 @@ from control_plane.gateway.providers import (
     client_credential,
     parse_json,
 )
+from control_plane.lifecycle import Status
 from control_plane.observability import current_request_id
 from control_plane.settings import Settings
 from control_plane.store import Stores, TenantRecord
@@ -172,7 +173,7 @@ class Gateway:
         try:
             task, record = remembered or self.tokens.authenticate_gateway(token)
         except ClaimRefusedError as error:
-            return refuse("unauthorized", f"{error}")
+            return self._ended(provider, call, error)
         call.tenant_id, call.dispatch_id, call.task_id = record.tenant_id, record.dispatch_id, task.task_id
         call.agent, call.attempt = record.agent, record.attempt
         expected = gateway_route(record.agent)
@@ -215,13 +216,24 @@ class Gateway:
             _, record = self.tokens.authenticate_gateway(token)
         except ClaimRefusedError as error:
             self.tokens.forget_gateway(token)
-            return _refuse(provider, call, "unauthorized", f"{error}")
+            return self._ended(provider, call, error)
         if self.budgets is not None:
             spent = self.budgets.refusal(record.tenant_id, record.dispatch_id)
             if spent is not None:
                 self.tokens.forget_gateway(token)
                 return _refuse(provider, call, "budget", spent)
         return None
+
+    def _ended(self, provider: Provider, call: Call, error: ClaimRefusedError) -> Refusal:
+        """A refused token: 401, but for an attempt that a spent budget ended, the budget's
+        refusal (the agent is told why, in the provider's quota shape, not that its key is bad)."""
+        state = error.state
+        if state is not None and state.status is Status.FAILED and self.budgets is not None:
+            spent = self.budgets.refusal(state.tenant_id, state.dispatch_id)
+            if spent is not None:
+                call.tenant_id, call.dispatch_id, call.agent = state.tenant_id, state.dispatch_id, state.agent
+                return _refuse(provider, call, "budget", spent)
+        return _refuse(provider, call, "unauthorized", f"{error}")
 
     async def _forward(
         self, request: Request, provider: Provider, admitted: Admitted, body: bytes, payload: Any

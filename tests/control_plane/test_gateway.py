@@ -709,3 +709,32 @@ def test_the_audit_holds_no_prompt_answer_key_or_token(world: World, fakes: Fake
     assert {"provider", "model", "status", "input_tokens", "output_tokens", "cost_usd", "latency_ms"} <= set(
         entry["details"]
     )
+
+
+def test_a_call_that_spends_the_dispatchs_budget_ends_it_and_later_calls_hear_why(
+    world: World, fakes: Fakes
+) -> None:
+    stores = world.engine.stores
+    frugal, _ = stores.tenants.create(
+        name="frugal",
+        max_running=10,
+        max_queued=10,
+        allowed_agents=None,
+        budgets={"budget_dispatch_usd": 0.001},
+        actor=Actor.system("test"),
+    )
+    record, job = world.start("claude", tenant_id=frugal.tenant_id)
+    # $0.0045 (1000 in * $3/M + 100 out * $15/M): this call takes the dispatch over its $0.001
+    fakes.anthropic.script(fakes.anthropic.text("ok", anthropic.Usage(input_tokens=1000, output_tokens=100)))
+    body = {"model": "claude-sonnet-4-5", "stream": True, "messages": []}
+    assert _call(job, "anthropic", "/v1/messages", body).status_code == 200  # a call under way is never cut
+    world.gateway.settle()
+    ended = stores.dispatches.get(dispatch_id=record.dispatch_id, tenant_id=None)
+    assert ended is not None and ended.status is Status.FAILED
+    assert "the dispatch's budget of $0.00 is spent" in (ended.error or "")
+    fakes.anthropic.script()
+    refused = _call(job, "anthropic", "/v1/messages", body)
+    assert refused.status_code == 429 and "retry-after" not in refused.headers
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert "the dispatch's budget" in refused.json()["error"]["message"]
+    assert fakes.anthropic.model_calls == []  # nothing more reached the provider
