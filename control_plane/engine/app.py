@@ -64,6 +64,9 @@ def create_engine_app(
             try:
                 yield state
             finally:
+                gateway = getattr(application.state, "gateway", None)
+                if gateway is not None:  # its pooled connections; the calls' accounting finishes
+                    await gateway.aclose()
                 engine.stop(stop_tasks=stop_tasks_on_shutdown)
 
     app.router.lifespan_context = lifespan  # type: ignore[assignment]  # same protocol, wider state type
