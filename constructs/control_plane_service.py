@@ -54,6 +54,8 @@ class ControlPlaneService(Construct):
         task_managed_policies: list[iam.IManagedPolicy],
         ingress_cidrs: list[str],
         certificate_arn: str | None,
+        web_acl: bool = True,
+        internet_facing: bool = True,
         access_logs_bucket: s3.IBucket,
         log_retention: logs.RetentionDays,
         logs_key: kms.IKey,
@@ -169,7 +171,7 @@ class ControlPlaneService(Construct):
             self,
             "LoadBalancer",
             vpc=vpc,
-            internet_facing=True,
+            internet_facing=internet_facing,
             security_group=self.load_balancer_security_group,
             drop_invalid_header_fields=True,
             deletion_protection=True,
@@ -214,7 +216,8 @@ class ControlPlaneService(Construct):
                 404, content_type="application/json", message_body='{"title":"Not Found"}'
             ),
         )
-        self._web_acl()
+        if web_acl:
+            self._web_acl()
         if max_count > desired_count:
             scaling = self.service.auto_scale_task_count(min_capacity=desired_count, max_capacity=max_count)
             scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)

@@ -11,7 +11,7 @@ account's principals only (docs/egress.md).
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aspects, Aws, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 VPC_CIDR = "10.0.0.0/16"
+NAT_INSTANCE_TYPE = "t4g.nano"  # stacks/cost.py prices it as ec2_t4g_nano_hour
 
 
 class Network(Construct):
@@ -30,6 +31,7 @@ class Network(Construct):
         *,
         availability_zones: list[str],
         nat_gateways: int,
+        nat: str = "gateway",
         interface_endpoints: bool,
         log_retention: logs.RetentionDays,
         logs_key: kms.IKey,
@@ -42,6 +44,7 @@ class Network(Construct):
             ip_addresses=ec2.IpAddresses.cidr(VPC_CIDR),
             availability_zones=availability_zones,
             nat_gateways=nat_gateways,
+            nat_gateway_provider=self._nat_provider(nat),
             restrict_default_security_group=True,
             subnet_configuration=[
                 # Nothing in Outpost needs a public IP except the load balancer and NAT.
@@ -56,6 +59,31 @@ class Network(Construct):
                 ),
             ],
         )
+        self.nat_instances: list[ec2.Instance] = []
+        if isinstance(self._nat, ec2.NatInstanceProviderV2):
+            # Forward HTTPS from the private subnets, the only egress any task's group allows.
+            self._nat.security_group.add_ingress_rule(
+                ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), "HTTPS forwarded for the private subnets"
+            )
+            self.nat_instances = [
+                child
+                for subnet in self.vpc.public_subnets
+                for child in subnet.node.children
+                if isinstance(child, ec2.Instance)
+            ]
+            for instance in self.nat_instances:
+                Aspects.of(instance).add(ec2.InstanceRequireImdsv2Aspect())
+                cfn = instance.node.default_child
+                assert isinstance(cfn, ec2.CfnInstance)
+                # Its root volume encrypted, like every other store of the platform.
+                cfn.block_device_mappings = [
+                    ec2.CfnInstance.BlockDeviceMappingProperty(
+                        device_name="/dev/xvda",
+                        ebs=ec2.CfnInstance.EbsProperty(
+                            encrypted=True, volume_size=8, volume_type="gp3", delete_on_termination=True
+                        ),
+                    )
+                ]
         self._gateway_endpoints()
         flow_log_group = logs.LogGroup(
             self, "FlowLogs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
@@ -135,6 +163,24 @@ class Network(Construct):
                         conditions={"StringEquals": {"aws:PrincipalAccount": Aws.ACCOUNT_ID}},
                     )
                 )
+
+    def _nat_provider(self, nat: str) -> ec2.NatProvider:
+        """A managed NAT gateway per zone used, or (a cheaper dev stage) a t4g.nano NAT instance:
+        about $4 a month instead of $33, no per-GB fee, but one instance without redundancy
+        whose bandwidth is the nano's. Amazon Linux 2023 from its public SSM parameter,
+        resolved at deploy time, so synth looks nothing up; IMDSv2 only."""
+        if nat == "gateway":
+            self._nat: ec2.NatProvider = ec2.NatProvider.gateway()
+        else:
+            self._nat = ec2.NatProvider.instance_v2(
+                instance_type=ec2.InstanceType(NAT_INSTANCE_TYPE),
+                machine_image=ec2.MachineImage.latest_amazon_linux2023(
+                    cpu_type=ec2.AmazonLinuxCpuType.ARM_64
+                ),
+                default_allowed_traffic=ec2.NatTrafficDirection.OUTBOUND_ONLY,
+                associate_public_ip_address=True,
+            )
+        return self._nat
 
     def _gateway_endpoints(self) -> None:
         """S3 and DynamoDB gateway endpoints that carry requests for this account's resources only.

@@ -50,6 +50,8 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
+NAT_KINDS = ("gateway", "instance")
+MAX_WARM_POOL = 50  # the engine's max_tasks_per_agent
 # Fargate control-plane sizes we allow (cpu units -> memory MiB).
 CONTROL_PLANE_SIZES = {256: (512, 1024, 2048), 512: (1024, 2048, 3072, 4096), 1024: (2048, 3072, 4096, 8192)}
 
@@ -159,6 +161,18 @@ class EnvironmentConfig:
     # per agent: default and allowed models, provider base URL, extra non-secret variables
     # (agents/agent_settings.py); cdk.json holds their JSON form
     agent_settings: Mapping[str, AgentSettings] = field(default_factory=lambda: MappingProxyType({}))
+    # What an idle stage pays for (README, Cost; stacks/cost.py prices each): "gateway" (a
+    # managed NAT gateway per nat_gateways) or "instance" (a t4g.nano NAT instance each, no
+    # per-GB fee, no redundancy); per-agent warm-pool sizes replacing agents/registry.py's for
+    # this environment; Container Insights on the cluster; the WAF web ACL on the load
+    # balancer; the Observability stack (dashboards, alarms, their topic); an internal load
+    # balancer (no public addresses: clients reach it from the VPC or a network joined to it).
+    nat: str = "gateway"
+    warm_pool: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    container_insights: bool = True
+    waf: bool = True
+    observability: bool = True
+    internal_load_balancer: bool = False
     # "owner/name": the GitHub repository whose workflows may assume this stage's CI roles
     # (stacks/ci.py, .github/workflows); None: the stage has no CI stack
     ci_repository: str | None = None
@@ -179,6 +193,10 @@ class EnvironmentConfig:
     def autoscaling(self) -> bool:
         return self.control_plane_max_count > self.control_plane_desired_count
 
+    def warm_pool_size(self, agent: str) -> int:
+        """The agent's warm-pool target here: cdk.json's warm_pool, else agents/registry.py's."""
+        return self.warm_pool.get(agent, AGENTS[agent].warm_pool.get(self.name, 0))
+
 
 def _check(cfg: EnvironmentConfig) -> None:
     def fail(field_name: str, problem: str) -> None:
@@ -191,11 +209,18 @@ def _check(cfg: EnvironmentConfig) -> None:
     # Agents need egress (git hosts, package registries), so at least one NAT gateway.
     if not 1 <= cfg.nat_gateways <= AZ_COUNT:
         fail("nat_gateways", f"must be between 1 and {AZ_COUNT} (one per availability zone)")
+    if cfg.nat not in NAT_KINDS:
+        fail("nat", f"must be one of {', '.join(NAT_KINDS)}")
     if cfg.log_retention_days not in LOG_RETENTION_DAYS:
         fail("log_retention_days", "CloudWatch Logs does not accept this retention")
     unknown = sorted(set(cfg.agents) - set(AGENTS))
     if unknown or not cfg.agents:
         fail("agents", f"unknown agents {unknown}" if unknown else "at least one agent is required")
+    if sorted(set(cfg.warm_pool) - set(cfg.agents)):
+        fail(
+            "warm_pool",
+            f"names agents this environment does not deploy: {sorted(set(cfg.warm_pool) - set(cfg.agents))}",
+        )
     if cfg.control_plane_memory not in CONTROL_PLANE_SIZES.get(cfg.control_plane_cpu, ()):
         fail("control_plane_memory", f"not a Fargate size with control_plane_cpu {cfg.control_plane_cpu}")
     if not 1 <= cfg.control_plane_desired_count <= cfg.control_plane_max_count:
@@ -224,6 +249,17 @@ def _check(cfg: EnvironmentConfig) -> None:
         r"arn:aws:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com", cfg.ci_oidc_provider_arn
     ):
         fail("ci_oidc_provider_arn", "the ARN of the account's token.actions.githubusercontent.com provider")
+
+
+def _warm_pool(env: str, raw: Any) -> Mapping[str, int]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(env, "warm_pool", raw, "must be a mapping of agent names to pool sizes")
+    for agent, size in raw.items():
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_WARM_POOL:
+            raise ConfigError(
+                env, f"warm_pool.{agent}", size, f"must be an integer from 0 to {MAX_WARM_POOL}"
+            )
+    return MappingProxyType(dict(raw))
 
 
 def _alarm_thresholds(env: str, raw: Any) -> AlarmThresholds:
@@ -267,6 +303,8 @@ def _coerce(env: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
                 ) from None
         elif name == "alarms":
             value = _alarm_thresholds(env, value)
+        elif name == "warm_pool":
+            value = _warm_pool(env, value)
         elif name == "github":
             value = None if value is None else _github(env, value)
         elif "tuple" in expected:

@@ -55,7 +55,9 @@ class FleetStack(cdk.Stack):
             self,
             "Cluster",
             vpc=vpc,
-            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            container_insights_v2=(
+                ecs.ContainerInsights.ENABLED if config.container_insights else ecs.ContainerInsights.DISABLED
+            ),
             enable_fargate_capacity_providers=True,
             default_cloud_map_namespace=ecs.CloudMapNamespaceOptions(
                 name=NAMESPACE, vpc=vpc, type=servicediscovery.NamespaceType.DNS_PRIVATE
@@ -116,6 +118,8 @@ class FleetStack(cdk.Stack):
             task_managed_policies=[data.artifacts_policy],
             ingress_cidrs=list(config.ingress_cidrs),
             certificate_arn=config.certificate_arn,
+            web_acl=config.waf,
+            internet_facing=not config.internal_load_balancer,
             access_logs_bucket=data.access_logs.bucket,
             log_retention=retention,
             logs_key=logs_key,
@@ -246,10 +250,18 @@ class FleetStack(cdk.Stack):
             # what POST /dispatch checks a requested model against (agents/agent_settings.py)
             "OUTPOST_AGENT_SETTINGS": json.dumps(settings_json(config.agent_settings), sort_keys=True),
             **self._github_environment(config),
+            **self._warm_pool_environment(config),
         }
         for schema in TABLES:
             environment[f"OUTPOST_{schema.settings_field.upper()}"] = data.tables[schema.id].table_name
         return environment
+
+    @staticmethod
+    def _warm_pool_environment(config: EnvironmentConfig) -> dict[str, str]:
+        """cdk.json's warm_pool, which replaces the registry's sizes in the engine (EngineSettings)."""
+        if not config.warm_pool:
+            return {}
+        return {"OUTPOST_WARM_POOL": json.dumps(dict(sorted(config.warm_pool.items())))}
 
     def _agent_secret_arns(self, config: EnvironmentConfig, data: DataStack) -> dict[str, str]:
         """Each deployed agent's provider-key secret (agents without one, like shell, have none)."""
@@ -371,6 +383,20 @@ class FleetStack(cdk.Stack):
                     "agents/agent_settings.py checks to hold no secret-looking name or value; the agent task "
                     "holds no provider key at all (the control plane's model gateway adds it).",
                 )
+        if not config.container_insights:
+            acknowledge(
+                self.cluster,
+                "AwsSolutions-ECS4",
+                f"container_insights is off for {config.name} in cdk.json (a cheaper stage): ECS's own service "
+                "metrics remain; the agents' CPU and memory alarms have no data there.",
+            )
+        if not config.waf:
+            acknowledge(
+                self.control_plane.load_balancer,
+                "NIST.800.53.R5-ALBWAFEnabled",
+                f"waf is off for {config.name} in cdk.json (a cheaper stage): the load balancer admits only "
+                f"{', '.join(config.ingress_cidrs)}; the API authenticates every call.",
+            )
         acknowledge(
             self.ecr_auth_policy,
             "AwsSolutions-IAM5[Resource::*]",

@@ -28,6 +28,7 @@ class NetworkStack(cdk.Stack):
             "Network",
             availability_zones=self.availability_zones,
             nat_gateways=config.nat_gateways,
+            nat=config.nat,
             interface_endpoints=config.interface_endpoints,
             log_retention=log_retention(config),
             logs_key=self.logs_key,
@@ -50,3 +51,27 @@ class NetworkStack(cdk.Stack):
             "Only the public subnets' default routes point at the internet gateway: they hold the load balancer "
             "and the NAT gateways; tasks run in private subnets and reach the internet only through NAT.",
         )
+        for instance in self.network.nat_instances:
+            for finding, reason in (
+                (
+                    "AwsSolutions-EC28",
+                    "The NAT instance of a dev stage (nat: instance): basic monitoring suffices; detailed "
+                    "monitoring would add its seven metrics to the bill the instance exists to cut.",
+                ),
+                (
+                    "AwsSolutions-EC29",
+                    "The NAT instance holds no state: a deploy or a new instance replaces it; the VPC's routes "
+                    "follow the instance CDK creates.",
+                ),
+                (
+                    "NIST.800.53.R5-EC2InstanceNoPublicIp",
+                    "A NAT instance forwards the private subnets' traffic to the internet from its public address; "
+                    "its security group admits HTTPS from the VPC only.",
+                ),
+                (
+                    "NIST.800.53.R5-EC2InstancesInVPC",
+                    "The instance is in the VPC's public subnet, named on its network interface (where a public "
+                    "address must be asked for), not in the SubnetId property the rule reads.",
+                ),
+            ):
+                acknowledge(instance, finding, reason)

@@ -32,7 +32,6 @@ from cdk_monitoring_constructs import (
     UsageThreshold,
 )
 
-from agents.registry import AGENTS
 from constructs import Construct
 from constructs.agent_monitoring import fleet_groups, performance_groups, warm_pool_groups
 from constructs.alarm_topic import AlarmTopic
@@ -110,9 +109,7 @@ class ObservabilityStack(cdk.Stack):
             for name in DASHBOARDS
         }
         families = {name: task.task_definition.family for name, task in fleet.agents.items()}
-        pools = {
-            name: size for name in config.agents if (size := AGENTS[name].warm_pool.get(config.name, 0)) > 0
-        }
+        pools = {name: size for name in config.agents if (size := config.warm_pool_size(name)) > 0}
 
         self._fleet_overview(config, data, fleet, families, pools)
         self._agent_performance(config)
@@ -253,11 +250,12 @@ class ObservabilityStack(cdk.Stack):
             label="artifacts",
             thresholds=t,
         )
-        web_acl = fleet.control_plane.node.find_child("WebAcl")
-        assert isinstance(web_acl, wafv2.CfnWebACL)
-        visibility = web_acl.visibility_config
-        assert isinstance(visibility, wafv2.CfnWebACL.VisibilityConfigProperty)
-        groups += waf_groups(web_acl_metric=visibility.metric_name, region=self.region, thresholds=t)
+        web_acl = fleet.control_plane.node.try_find_child("WebAcl")
+        if web_acl is not None:  # waf is off in cdk.json for a cheaper stage
+            assert isinstance(web_acl, wafv2.CfnWebACL)
+            visibility = web_acl.visibility_config
+            assert isinstance(visibility, wafv2.CfnWebACL.VisibilityConfigProperty)
+            groups += waf_groups(web_acl_metric=visibility.metric_name, region=self.region, thresholds=t)
         facade.monitor_custom(
             alarm_friendly_name="Infra", human_readable_name="Network, storage, WAF", metric_groups=groups
         )

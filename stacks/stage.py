@@ -52,15 +52,17 @@ class OutpostStage(cdk.Stage):
             description="Outpost audit trail",
             **common,
         )
-        self.observability = ObservabilityStack(
-            self,
-            "Observability",
-            network=self.network,
-            data=self.data,
-            fleet=self.fleet,
-            description="Outpost dashboards, alarms and their topic",
-            **common,
-        )
+        self.observability: ObservabilityStack | None = None
+        if config.observability:  # off only for a cheaper stage (README, Cost)
+            self.observability = ObservabilityStack(
+                self,
+                "Observability",
+                network=self.network,
+                data=self.data,
+                fleet=self.fleet,
+                description="Outpost dashboards, alarms and their topic",
+                **common,
+            )
         self.ci: CiStack | None = None
         if config.ci_repository is not None:  # deployed once by an administrator (stacks/ci.py)
             self.ci = CiStack(
