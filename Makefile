@@ -15,7 +15,7 @@ AGENT_CLIS := .agent-clis
 AIDER_VENV := .venv-aider
 ENV ?=
 
-.PHONY: setup agent-clis image-tools synth test lint clean images bench diff bootstrap deploy deploy-ci outputs diagram dev lock lock-ministack
+.PHONY: setup agent-clis image-tools synth test lint clean images bench cost diff bootstrap deploy deploy-ci outputs diagram dev lock lock-ministack
 
 setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed
 
@@ -124,6 +124,13 @@ images: setup image-tools
 
 bench: setup
 	$(BIN)/python tests/bench/run.py
+
+# Each stage's monthly cost (ENV=dev|staging|prod narrows), idle and at a stated load, from the
+# synthesized templates and the dated price tables in agents/aws_prices (stacks/cost.py), and
+# dev's cheaper profile; synthesizes first unless cdk.out is newer than the app's sources.
+cost: setup
+	@$(BIN)/python -m stacks.cost_report --fresh $(if $(ENV),--env $(ENV)) || $(MAKE) --no-print-directory synth ENV=$(ENV)
+	$(BIN)/python -m stacks.cost_report $(if $(ENV),--env $(ENV))
 
 dev: setup
 	$(BIN)/outpost dev
