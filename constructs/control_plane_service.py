@@ -1,8 +1,9 @@
 """The control-plane Fargate service behind an Application Load Balancer.
 
 HTTPS when a certificate is configured (HTTP then only redirects), otherwise HTTP limited to
-the configured CIDR blocks. `/internal/*` (the runners' claim protocol) is refused at the load
-balancer; runners reach the service inside the VPC through its Cloud Map name.
+the configured CIDR blocks. `/internal/*` (the runners' claim protocol) and `/gateway/*` (the
+agents' model gateway) are refused at the load balancer: only agent tasks use them, and they
+reach the service inside the VPC through its Cloud Map name.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ class ControlPlaneService(Construct):
         listener.add_action(
             "RefuseInternal",
             priority=1,
-            conditions=[elbv2.ListenerCondition.path_patterns(["/internal/*"])],
+            conditions=[elbv2.ListenerCondition.path_patterns(["/internal/*", "/gateway/*"])],
             action=elbv2.ListenerAction.fixed_response(
                 404, content_type="application/json", message_body='{"title":"Not Found"}'
             ),

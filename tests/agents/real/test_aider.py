@@ -68,12 +68,14 @@ def test_aider_edits_a_file_and_completes_with_tokens_and_cost(
     # The model's words only: no startup banner, analytics notice or connection errors.
     assert done.summary["final_message"] == ANSWER
     assert done.summary["agent_error"] is None
-    # aider prints rounded counts ("1.2k sent") and no cached count for an OpenAI answer.
-    assert done.record["tokens"] == {"input": 1200 + 1600, "cached": None, "output": 60 + 80}
+    # The model gateway counts the provider's exact usage (aider itself prints rounded counts,
+    # "1.2k sent", and no cached count for an OpenAI answer).
+    assert done.record["tokens"] == {"input": 1200 + 1600, "cached": 0, "output": 60 + 80}
     # aider prices the run from litellm's shipped price list (gpt-4o: $2.50/M in, $10/M out)
     # and prints the session's total (to two significant digits below a cent).
     assert done.summary["cost_usd"] == 0.0084 == round(2800 * 2.5e-6 + 140 * 10e-6, 4)
-    assert done.record["cost_source"] == "agent"
+    # the gateway's price of the same calls (agents/prices.toml), the dispatch's figure
+    assert (done.record["cost_usd"], done.record["cost_source"]) == (pytest.approx(0.0084), "gateway")
     # Nothing but the two model calls, with the model and key set.
     calls = calls_of(providers.aider, "caseedit")
     assert [r.path for r in calls] == ["/v1/chat/completions"] * 2

@@ -138,7 +138,7 @@ def test_codex_edits_repository_and_reports_answer_and_tokens(
     assert done.summary["tokens"] == {"input": 3700, "cached_input": 2200, "output": 85}
     assert done.record["tokens"] == {"input": 3700, "cached": 2200, "output": 85}
     # codex reports no cost: gpt-5.5 at 5.00 / 0.50 / 30.00 USD per million tokens.
-    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.01115, "price-table")
+    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.01115, "gateway")
     # The provider saw the chosen model and the key under codex's provider entry; the shell
     # command ran in the job's checkout (its output came back) and codex applied the patch.
     first, second, third = calls(provider, "edit")

@@ -130,7 +130,7 @@ def test_gemini_edits_repository_and_reports_answer_and_tokens(edit: Finished, p
     assert done.summary["tokens"] == {"input": 18400, "cached_input": 14000, "output": 110}
     assert done.record["tokens"] == {"input": 18400, "cached": 14000, "output": 110}
     # gemini reports no cost: gemini-2.5-pro at 1.25 / 0.125 / 10.00 USD per million tokens.
-    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.00835, "price-table")
+    assert (done.record["cost_usd"], done.record["cost_source"]) == (0.00835, "gateway")
     # The provider saw the chosen model and the API key; the replace call's result came back.
     first, second = calls(provider, "edit")
     assert first.path.startswith(f"/v1beta/models/{MODEL}:streamGenerateContent")
