@@ -106,6 +106,10 @@ class Budgets:
             self._on_exceeded(dispatch_id, message)
         return message
 
+    def applies(self, tenant_id: str) -> bool:
+        """Whether the tenant has any budget (a cached read)."""
+        return self._limits(tenant_id) is not None
+
     def spent(self, tenant_id: str, dispatch_id: str | None = None) -> dict[str, float]:
         """What the day, the month (and the dispatch) have spent so far, in dollars."""
         at = self._clock()
@@ -126,7 +130,7 @@ class Budgets:
             checks.append(("the dispatch's budget", limits.budget_dispatch_usd, dispatch))
         for what, limit, spent in checks:
             if limit is not None and spent >= limit:
-                return f"{what} of ${limit:.2f} is spent (${spent:.4f}); no more model calls"
+                return f"{what} of ${limit:g} is spent (${spent:.4f}); no more model calls"
         return None
 
     def _limits(self, tenant_id: str) -> TenantRecord | None:

@@ -26,12 +26,17 @@ from control_plane.store import Actor, Stores
 log = logging.getLogger("outpost.gateway")
 
 
+SETTLE_TIMEOUT_S = 5.0  # a budget check waits at most this long for earlier calls' charges
+
+
 class BudgetCheck(Protocol):
     """control_plane.budgets.Budgets, as the gateway uses it."""
 
     def refusal(self, tenant_id: str, dispatch_id: str) -> str | None: ...
 
     def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None: ...
+
+    def applies(self, tenant_id: str) -> bool: ...
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Accounting:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-accounting")
         self._pending: set[Future[None]] = set()
+        self._by_dispatch: dict[str, set[Future[None]]] = {}
         self._lock = threading.Lock()
 
     def after(self, call: Call, meter: Meter | None) -> None:
@@ -87,7 +93,16 @@ class Accounting:
         future = self._executor.submit(self._account, call, meter)
         with self._lock:
             self._pending.add(future)
-        future.add_done_callback(self._done)
+            self._by_dispatch.setdefault(call.dispatch_id, set()).add(future)
+        future.add_done_callback(lambda done: self._done(done, call.dispatch_id))
+
+    def settle(self, dispatch_id: str, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+        """Waits until this replica has charged the dispatch's finished calls: a budget check
+        after that sees them (an agent's next call follows its last answer at once)."""
+        with self._lock:
+            futures = list(self._by_dispatch.get(dispatch_id, ()))
+        if futures:
+            wait_for_futures(futures, timeout=timeout_s)
 
     def pending(self) -> list[Future[None]]:
         with self._lock:
@@ -99,9 +114,14 @@ class Accounting:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
-    def _done(self, future: Future[None]) -> None:
+    def _done(self, future: Future[None], dispatch_id: str) -> None:
         with self._lock:
             self._pending.discard(future)
+            left = self._by_dispatch.get(dispatch_id)
+            if left is not None:
+                left.discard(future)
+                if not left:
+                    del self._by_dispatch[dispatch_id]
 
     def _account(self, call: Call, meter: Meter | None) -> None:
         try:

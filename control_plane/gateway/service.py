@@ -196,7 +196,14 @@ class Gateway:
             )
             if why is not None:
                 return refuse("model-not-allowed", why)
-        if remembered is None and self.budgets is not None:
+        # A tenant with budgets pays for exactness: its calls are checked before forwarding,
+        # after this replica charged the dispatch's earlier calls, so no call goes to the
+        # provider once a budget is spent (beside the call, it would reach the provider unpaid
+        # for, and a budget could be overshot by more than one call).
+        budgeted = self.budgets is not None and self.budgets.applies(record.tenant_id)
+        if budgeted:
+            self.accounting.settle(record.dispatch_id)
+        if (remembered is None or budgeted) and self.budgets is not None:
             spent = self.budgets.refusal(record.tenant_id, record.dispatch_id)
             if spent is not None:
                 return refuse("budget", spent)

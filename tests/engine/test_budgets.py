@@ -63,7 +63,7 @@ def test_a_spent_daily_budget_refuses_new_dispatches_and_running_calls(world: Wo
     assert world.engine.budgets.charge(world.tenant_id, dispatch_id, 0.4) is None
     second, _ = _running(world)
     # 0.4 + 0.7 crosses the day's dollar: the call that crossed it ends its own dispatch
-    assert "daily budget of $1.00" in (world.engine.budgets.charge(world.tenant_id, second, 0.7) or "")
+    assert "daily budget of $1 " in (world.engine.budgets.charge(world.tenant_id, second, 0.7) or "")
     assert world.get(second).status is Status.FAILED
     # the first dispatch's next call is refused and ends it too
     assert world.engine.budgets.refusal(world.tenant_id, dispatch_id) is not None

@@ -215,7 +215,10 @@ def test_control_plane_service_behind_load_balancer(synth, env, https):
         (http,) = [x for x in listeners if x["Protocol"] == "HTTP"]
         assert http["DefaultActions"][0]["Type"] == "redirect"
     (internal,) = synth.resources(env, "Fleet", "AWS::ElasticLoadBalancingV2::ListenerRule").values()
-    assert internal["Properties"]["Conditions"][0]["PathPatternConfig"]["Values"] == ["/internal/*", "/gateway/*"]
+    assert internal["Properties"]["Conditions"][0]["PathPatternConfig"]["Values"] == [
+        "/internal/*",
+        "/gateway/*",
+    ]
     assert internal["Properties"]["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
     template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
     scaling = synth.resources(env, "Fleet", "AWS::ApplicationAutoScaling::ScalingPolicy")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from tests.agents.real.conftest import (
@@ -24,6 +25,7 @@ from tests.agents.real.conftest import (
     calls_of,
     in_order,
 )
+from tests.e2e.helpers import TERMINAL, wait_for
 from tests.providers.anthropic import FakeAnthropic, Usage
 from tests.providers.server import Reply, Request, Step
 
@@ -134,3 +136,40 @@ def test_claude_provider_error_fails_with_a_clear_agent_error(
     assert done.patch == ""
     # Bounded: the first try and CLAUDE_CODE_MAX_RETRIES more.
     assert len(calls_of(providers.anthropic, marker)) <= 1 + CLAUDE_RETRIES
+
+
+def test_a_spent_dispatch_budget_stops_claude_mid_job(providers: Providers, outpost: RealOutpost):
+    """A tenant whose dispatches may spend $0.001: Claude Code's first call through the model
+    gateway costs more, so the gateway ends the dispatch FAILED (budget-exceeded) and stops its
+    task; no later call of that job reaches the provider."""
+    fake = providers.anthropic
+    fake.script(after=by_marker({"casebudget": in_order(*edit_turns(fake))}))
+    dev = outpost.dev
+    admin = {"Authorization": f"Bearer {dev.admin_key}"}
+    with httpx.Client(base_url=dev.url, timeout=30) as client:
+        tenant = client.post("/tenants", json={"name": "frugal", "budget_dispatch_usd": 0.001}, headers=admin)
+        assert tenant.status_code == 201, tenant.text
+        as_tenant = {"Authorization": f"Bearer {tenant.json()['api_key']}"}
+        repo = outpost.repository("claude-budget", {"greet.py": GREET})
+        created = client.post(
+            "/dispatch",
+            json={
+                "agent": "claude",
+                "task": "Give greet() a name (casebudget).",
+                "repo": {"url": repo},
+                "model": CLAUDE_MODEL,  # a priced model: the gateway prices each call by it
+            },
+            headers=as_tenant,
+        )
+        assert created.status_code == 202, created.text
+        dispatch_id = created.json()["dispatch_id"]
+
+        def ended() -> dict | None:
+            record = client.get(f"/dispatch/{dispatch_id}", headers=as_tenant).json()
+            return record if record["status"] in TERMINAL else None
+
+        record = wait_for(ended, 120, interval=0.5, what="the over-budget dispatch ends")
+    assert record["status"] == "FAILED"
+    assert "dispatch's budget of $0.001 is spent" in record["error"]
+    assert len(calls_of(fake, "casebudget")) == 1  # the first call only: the next was refused
+    assert record["cost_usd"] == pytest.approx((40 * 3 + 1200 * 3.75 + 30 * 15) / 1e6)
