@@ -39,8 +39,6 @@ def synthesized_properties(agent_name: str) -> dict[str, Any]:
         agent=AGENTS[agent_name],
         repository=ecr.Repository(stack, "Repository"),
         image_tag="test",
-        secret=None,
-        secret_key=key,
         ecr_auth_policy=iam.ManagedPolicy(
             stack,
             "EcrAuthorization",
