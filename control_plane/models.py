@@ -13,7 +13,7 @@ from agents.registry import AGENTS
 from control_plane.lifecycle import Status
 from control_plane.store.dispatches import DispatchRecord
 from control_plane.store.tenants import TenantRecord
-from control_plane.usage import CostSource, cost_source
+from control_plane.usage import CostSource, cost_source, infra_cost_usd
 from control_plane.validation import check_git_ref
 
 MAX_TASK_CHARS = 32 * 1024
@@ -224,6 +224,11 @@ class DispatchPublic(BaseModel):
         " agents/prices.toml; agent: the CLI reported it; price-table: computed from"
         " agents/prices.toml by model and tokens; null: none was possible"
     )
+    infra_cost_usd: float | None = Field(
+        description="what its Fargate task cost while it ran the job (vCPU, memory and storage above"
+        " the free 20 GB, at the Spot or on-demand list price of the region, agents/aws_prices),"
+        " next to cost_usd, the model's; null until it ends, and outside AWS"
+    )
     publish: PublishPublic | None
 
     @classmethod
@@ -248,6 +253,7 @@ class DispatchPublic(BaseModel):
             tokens=Tokens.of(record.cost),
             cost_usd=record.cost.get("usd") if record.cost else None,
             cost_source=cost_source(record.cost),
+            infra_cost_usd=infra_cost_usd(record),
             publish=PublishPublic.of(record),
         )
 

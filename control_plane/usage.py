@@ -13,11 +13,16 @@ The record's ``cost`` holds ``input_tokens`` (every prompt token, cached ones in
 
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.infra_prices import CAPACITIES, dispatch_infra_cost_usd
 from agents.prices import table
+from agents.registry import AGENTS
+from control_plane.lifecycle import TERMINAL, Status
 from control_plane.store.dispatches import DispatchRecord
 
 CostSource = Literal["gateway", "agent", "price-table"]
@@ -84,3 +89,23 @@ def cost_source(cost: dict[str, Any] | None) -> CostSource | None:
         return None
     source = cost.get("source", "agent")  # records written before sources were kept: the agent's
     return source if source in ("gateway", "price-table") else "agent"
+
+
+def infra_cost_usd(record: DispatchRecord) -> float | None:
+    """The dispatch's infrastructure cost: its agent's Fargate task, at the capacity it was
+    launched on, from the claim (the job's start on its task; a warm task's idle time before is
+    the stage's cost, `make cost`) to the dispatch's end, at the region's list price
+    (agents/infra_prices.py). None while it runs, for local runs, and where no price is kept."""
+    if record.status not in TERMINAL or record.capacity not in CAPACITIES:
+        return None
+    started, ended = record.timestamps.get(str(Status.RUNNING)), record.timestamps.get(str(record.status))
+    agent = AGENTS.get(record.agent)
+    if not started or not ended or agent is None:
+        return None
+    seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    try:
+        cost = dispatch_infra_cost_usd(agent, capacity=str(record.capacity), seconds=seconds, region=region)
+    except (FileNotFoundError, KeyError, ValueError):  # no price table for the region, or no Spot price
+        return None
+    return round(cost, 6)

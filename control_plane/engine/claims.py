@@ -207,7 +207,8 @@ class ClaimService:
                 to=Status.RUNNING,
                 actor=Actor.system(ACTOR),
                 expected_version=record.version,
-                changes={"task_id": task.task_id},
+                # the capacity the task was launched on prices the run (DispatchPublic)
+                changes={"task_id": task.task_id, "capacity": task.capacity},
             )
         except (VersionConflictError, IllegalTransitionError):
             self.tasks.move(reserved, t.UNCLAIMED, remove=("job", "job_attempt"))

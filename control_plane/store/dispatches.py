@@ -41,7 +41,7 @@ from control_plane.store.stats import FleetStats
 
 # Fields a transition may set besides the status (what the engine learns about a run).
 TRANSITION_FIELDS = frozenset(
-    {"task_id", "runtime_ref", "exit_code", "error", "artifacts", "cost", "summary"}
+    {"task_id", "runtime_ref", "capacity", "exit_code", "error", "artifacts", "cost", "summary"}
 )
 
 
@@ -106,6 +106,7 @@ class DispatchRecord:
     admitted: bool = False  # holds one of its tenant's run slots (see DispatchStore.admit)
     task_id: str | None = None  # Outpost's id of the task running this attempt
     runtime_ref: str | None = None  # the runtime's handle for it (ECS task ARN, local id)
+    capacity: str | None = None  # FARGATE or FARGATE_SPOT: what the task running it is billed as
     exit_code: int | None = None
     error: str | None = None
     artifacts: list[str] = field(default_factory=list)

@@ -20,6 +20,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from fastapi.testclient import TestClient
 
+from agents.infra_prices import dispatch_infra_cost_usd
+from agents.registry import AGENTS
 from control_plane.bootstrap import ensure_resources
 from control_plane.engine import tasks as t
 from control_plane.engine.app import create_engine_app
@@ -247,6 +249,31 @@ def test_a_vanished_task_fails_its_dispatch_after_the_launch_grace(ecs_world: Ec
     assert ecs_world.engine.reconciler.tick()["vanished"] == 1  # type: ignore[index]
     record = ecs_world.get(job.dispatch_id)
     assert record.status is Status.FAILED and "gone" in (record.error or "")
+
+
+def test_a_finished_dispatch_shows_its_fargate_tasks_cost(ecs_world: EcsWorld, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    ecs_world.engine.scaler.warm_pool["shell"] = 1
+    ecs_world.engine.scaler.tick()
+    [arn] = ecs_world.arns()
+    ecs_world.ecs.start(arn)
+    job = ecs_world.dispatch("echo on spot")
+    claimed = ecs_world.claim_from(arn)
+    assert claimed.status_code == 200
+    tenant = {"Authorization": f"Bearer {ecs_world.api_key}"}
+    running = ecs_world.client.get(f"/dispatch/{job.dispatch_id}", headers=tenant).json()
+    assert running["infra_cost_usd"] is None  # priced once it ends
+    reported = ecs_world.client.post(
+        f"/internal/dispatches/{job.dispatch_id}/result",
+        json={"outcome": "COMPLETED", "exit_code": 0},
+        headers={"Authorization": f"Bearer {claimed.json()['job_token']}"},
+    )
+    assert reported.status_code == 200, reported.text
+    ended = ecs_world.client.get(f"/dispatch/{job.dispatch_id}", headers=tenant).json()
+    # a second's job is billed Fargate's minute: the shell agent's size on Spot in us-east-1
+    spot_minute = dispatch_infra_cost_usd(AGENTS["shell"], capacity="FARGATE_SPOT", seconds=60)
+    assert ended["infra_cost_usd"] == round(spot_minute, 6) > 0
+    assert ended["cost_usd"] is None  # the model's part: the shell agent calls none
 
 
 def test_a_spot_interruption_requeues_the_dispatch(ecs_world: EcsWorld):
