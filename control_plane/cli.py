@@ -97,6 +97,8 @@ def _usage_text(item: dict[str, Any]) -> str:
         parts.append(f"tokens {tokens.get('input', '?')} in{cached} / {tokens.get('output', '?')} out")
     if item.get("cost_usd") is not None:
         parts.append(f"${item['cost_usd']:.4f} ({item.get('cost_source')})")
+    if item.get("infra_cost_usd") is not None:
+        parts.append(f"infrastructure ${item['infra_cost_usd']:.4f}")
     return ", ".join(parts) or "no usage reported"
 
 
