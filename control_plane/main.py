@@ -42,10 +42,12 @@ def create_app(
     app.state.stores = Stores.from_settings(settings, clients)
     app.state.task_control = task_control or NoTaskControl()
     problems.install(app)
+    # 400: a body that is not JSON, an unknown agent filter, a cursor this service did not issue
     app.include_router(
-        dispatches.router, responses=problems.documented(401, 403, 404, 409, 413, 422, 429, 503)
+        dispatches.router,
+        responses=problems.documented(400, 401, 403, 404, 409, 413, 422, 429, 503),
     )
-    app.include_router(tenants.router, responses=problems.documented(401, 403, 404, 409, 413, 422))
+    app.include_router(tenants.router, responses=problems.documented(400, 401, 403, 404, 409, 413, 422))
     app.include_router(health.router, responses=problems.documented(401, 403))
     app.include_router(usage.router, responses=problems.documented(401, 403, 422))
     app.include_router(internal.router)  # the runners' claim protocol; 503 until an engine is attached
