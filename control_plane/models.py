@@ -326,6 +326,13 @@ class _TenantFields(Strict):
     def _known_agents(cls, agents: list[str] | None) -> list[str] | None:
         return _check_agents(agents)
 
+    @field_validator("budget_daily_usd", "budget_monthly_usd", "budget_dispatch_usd")
+    @classmethod
+    def _whole_microdollars(cls, usd: float | None) -> float | None:
+        # Costs are kept to the micro-dollar; finer budgets would mean nothing, and below 1e-130
+        # DynamoDB cannot store the number at all
+        return None if usd is None else round(usd, 6)
+
 
 class TenantCreate(_TenantFields):
     name: str = Field(min_length=1, max_length=128)
