@@ -27,18 +27,9 @@ import pytest
 
 from control_plane.runtime import buildah as b
 from control_plane.runtime.container import EXEC_SHIM, ContainerRuntime, _Task
+from tests.e2e.helpers import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the container runtime needs root")
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met before the deadline")
 
 
 def children(pid: int) -> list[int]:
@@ -59,14 +50,18 @@ def container(seconds: int = 30) -> tuple[subprocess.Popen[bytes], int]:
     run = subprocess.Popen(
         ["unshare", "--mount", "--", "bash", "-c", f'exec -a {EXEC_SHIM} bash -c "sleep {seconds}; :"']
     )
-    [main] = wait_for(lambda: b.argv0(run.pid) == EXEC_SHIM and children(run.pid))
+    [main] = wait_for(lambda: b.argv0(run.pid) == EXEC_SHIM and children(run.pid), 10, interval=0.02)
     return run, main
 
 
 def elsewhere(seconds: int = 60) -> subprocess.Popen[bytes]:
     """A process in a mount namespace of its own, created now: another container's, say."""
     process = subprocess.Popen(["unshare", "--mount", "--", "sleep", str(seconds)])
-    wait_for(lambda: b.mount_namespace(process.pid) not in (None, b.mount_namespace(os.getpid())))
+    wait_for(
+        lambda: b.mount_namespace(process.pid) not in (None, b.mount_namespace(os.getpid())),
+        10,
+        interval=0.02,
+    )
     return process
 
 
@@ -157,7 +152,11 @@ def test_the_leftovers_of_a_container_still_die_with_it(runtime):
     leftover = subprocess.Popen(
         ["nsenter", f"--mount=/proc/{main}/ns/mnt", "--", "sleep", "60"], start_new_session=True
     )
-    wait_for(lambda: b.mount_namespace(leftover.pid) == task.namespace and b.argv0(leftover.pid) == "sleep")
+    wait_for(
+        lambda: b.mount_namespace(leftover.pid) == task.namespace and b.argv0(leftover.pid) == "sleep",
+        10,
+        interval=0.02,
+    )
     os.kill(main, 9)
     run.wait(timeout=10)
     instance._check(task)
@@ -193,7 +192,7 @@ def test_a_restarted_control_plane_never_kills_by_the_name_of_a_container_that_i
         }
         (state / "t-gone.json").write_text(json.dumps(record))
         instance, events = runtime(poll_interval_s=0.05)
-        wait_for(lambda: events)
+        wait_for(lambda: events, 10, interval=0.02)
         assert events[0]["detail"]["lastStatus"] == "STOPPED"
         assert not instance.list_tasks()
         time.sleep(0.2)
