@@ -76,13 +76,8 @@ class Budgets:
         limits = self._limits(tenant_id)
         if limits is None:
             return None
-        at = self._clock()
-        message = self._over(
-            limits,
-            day=self._read(day_key(tenant_id, at)),
-            month=self._read(month_key(tenant_id, at)),
-            dispatch=self._read(dispatch_key(dispatch_id)) if dispatch_id else None,
-        )
+        spent = self.spent(tenant_id, dispatch_id)
+        message = self._over(limits, day=spent["day"], month=spent["month"], dispatch=spent.get("dispatch"))
         if message and dispatch_id:
             self._on_exceeded(dispatch_id, message)
         return message
@@ -113,10 +108,11 @@ class Budgets:
     def spent(self, tenant_id: str, dispatch_id: str | None = None) -> dict[str, float]:
         """What the day, the month (and the dispatch) have spent so far, in dollars."""
         at = self._clock()
-        spent = {"day": self._read(day_key(tenant_id, at)), "month": self._read(month_key(tenant_id, at))}
+        keys = {"day": day_key(tenant_id, at), "month": month_key(tenant_id, at)}
         if dispatch_id:
-            spent["dispatch"] = self._read(dispatch_key(dispatch_id))
-        return spent
+            keys["dispatch"] = dispatch_key(dispatch_id)
+        totals = self._read(list(keys.values()))
+        return {name: totals.get(key, 0.0) for name, key in keys.items()}
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -150,15 +146,23 @@ class Budgets:
             return None
         return tenant
 
-    def _read(self, key: str) -> float:
-        reply = self._client.get_item(
-            TableName=self._table,
-            Key={"dispatch_id": encode(key)},
-            ProjectionExpression="spent_usd",
-            ConsistentRead=True,
-        )
-        value = reply.get("Item", {}).get("spent_usd", {}).get("N")
-        return float(value) if value is not None else 0.0
+    def _read(self, keys: list[str]) -> dict[str, float]:
+        """The counters in one request (a budget check sits on a model call's path); a counter
+        not written yet is absent."""
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": [{"dispatch_id": encode(key)} for key in keys],
+                "ProjectionExpression": "dispatch_id, spent_usd",
+                "ConsistentRead": True,
+            }
+        }
+        totals: dict[str, float] = {}
+        while request:
+            reply = self._client.batch_get_item(RequestItems=request)
+            for item in reply.get("Responses", {}).get(self._table, []):
+                totals[item["dispatch_id"]["S"]] = float(item["spent_usd"]["N"])
+            request = reply.get("UnprocessedKeys") or {}
+        return totals
 
     def _add(self, key: str, cost_usd: float, expires: int) -> float:
         reply = self._client.update_item(

@@ -119,7 +119,12 @@ def test_a_tenant_without_budgets_reads_no_counter(world: World) -> None:
     client = world.clients.dynamodb
     budgets = Budgets(
         client=type(
-            "Counting", (), {"get_item": lambda _, **kw: calls.append("get") or client.get_item(**kw)}
+            "Counting",
+            (),
+            {
+                "get_item": lambda _, **kw: calls.append("get") or client.get_item(**kw),
+                "batch_get_item": lambda _, **kw: calls.append("batch") or client.batch_get_item(**kw),
+            },
         )(),
         table=world.settings.dispatches_table,
         tenant=lambda tenant_id: world.stores.tenants.get(tenant_id=tenant_id),
