@@ -133,6 +133,19 @@ def _upload_urls(world: World, job: dict[str, Any]) -> dict[str, str]:
     return reply.json()["uploads"]
 
 
+def test_a_job_being_cancelled_gets_no_upload_urls(world: World):
+    job = _claim(world, timeout_s=600)
+    record = world.get(job["dispatch_id"])
+    assert world.stores.dispatches.request_cancel(
+        dispatch_id=job["dispatch_id"], task_id=record.task_id, by="test"
+    )
+    reply = world.client.post(
+        f"/internal/dispatches/{job['dispatch_id']}/uploads",
+        headers={"Authorization": f"Bearer {job['job_token']}"},
+    )
+    assert reply.status_code == 409 and "being cancelled" in reply.json()["detail"], reply.text
+
+
 def test_a_job_that_ran_its_full_timeout_uploads_through_urls_signed_at_upload(world: World, clock: Clock):
     # At the claim, the control plane's session has just over botocore's advisory refresh
     # window left: botocore signs with it as it is.

@@ -138,6 +138,12 @@ def upload_urls(
         _, record = claims.authenticate_job(_bearer(authorization), dispatch_id)
     except (ClaimRefusedError, JobEndedError) as error:
         raise _refused(error) from None
+    if record.cancel_requested:
+        # it ends CANCELLED with no bundle: files stored now would show in its artifact list
+        # and nowhere else (the runner asks right before it uploads, after its agent ended)
+        raise Problem(
+            409, "Conflict", "the dispatch is being cancelled; no bundle is kept", type_="cancelled"
+        )
     return {"uploads": claims.upload_urls(record), "expires_in_s": claims.upload_url_ttl_s}
 
 
