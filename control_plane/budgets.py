@@ -105,6 +105,15 @@ class Budgets:
         """Whether the tenant has any budget (a cached read)."""
         return self._limits(tenant_id) is not None
 
+    def applies_known(self, tenant_id: str) -> bool | None:
+        """``applies`` when the cache answers it without a read, else None (the model gateway
+        decides on its event loop whether a call needs the budget check)."""
+        with self._lock:
+            cached = self._cache.get(tenant_id)
+        if cached is None or time.monotonic() - cached[0] > TENANT_CACHE_S:
+            return None
+        return _has_budget(cached[1])
+
     def spent(self, tenant_id: str, dispatch_id: str | None = None) -> dict[str, float]:
         """What the day, the month (and the dispatch) have spent so far, in dollars."""
         at = self._clock()
@@ -139,12 +148,7 @@ class Budgets:
             with self._lock:
                 self._cache[tenant_id] = cached
         tenant = cached[1]
-        if tenant is None or all(
-            limit is None
-            for limit in (tenant.budget_daily_usd, tenant.budget_monthly_usd, tenant.budget_dispatch_usd)
-        ):
-            return None
-        return tenant
+        return tenant if _has_budget(tenant) else None
 
     def _read(self, keys: list[str]) -> dict[str, float]:
         """The counters in one request (a budget check sits on a model call's path); a counter
@@ -173,3 +177,10 @@ class Budgets:
             ReturnValues="UPDATED_NEW",
         )
         return float(reply["Attributes"]["spent_usd"]["N"])
+
+
+def _has_budget(tenant: TenantRecord | None) -> bool:
+    return tenant is not None and any(
+        limit is not None
+        for limit in (tenant.budget_daily_usd, tenant.budget_monthly_usd, tenant.budget_dispatch_usd)
+    )

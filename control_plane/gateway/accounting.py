@@ -38,6 +38,8 @@ class BudgetCheck(Protocol):
 
     def applies(self, tenant_id: str) -> bool: ...
 
+    def applies_known(self, tenant_id: str) -> bool | None: ...
+
 
 @dataclass
 class Call:

@@ -34,6 +34,9 @@ class ProviderKeys(Protocol):
     def forget(self, agent: str) -> None:
         """Drop a cached key: the provider refused it."""
 
+    def known(self, agent: str) -> bool:
+        """Whether ``key`` answers from memory, without a read (the gateway's event loop may ask)."""
+
 
 class EnvironmentKeys:
     def __init__(self, environment: Mapping[str, str] | None = None) -> None:
@@ -47,6 +50,9 @@ class EnvironmentKeys:
 
     def forget(self, agent: str) -> None:
         pass
+
+    def known(self, agent: str) -> bool:
+        return True
 
 
 class SecretKeyValues:
@@ -92,3 +98,11 @@ class SecretKeyValues:
         arn = self.secrets.get(agent)
         with self._lock:
             self._cache.pop(arn or "", None)
+
+    def known(self, agent: str) -> bool:
+        arn = self.secrets.get(agent)
+        if arn is None:
+            return True  # no secret: None, at once
+        with self._lock:
+            cached = self._cache.get(arn)
+        return cached is not None and cached[0] > self._clock()

@@ -1,22 +1,26 @@
 """One model call of an agent: checked, forwarded with the real key, streamed back as it
 arrives, then metered, charged and audited (docs/model-gateway.md).
 
-Before forwarding, in one worker-thread hop: the gateway token (the dispatch's current
-attempt, RUNNING on the task it was minted for), the provider (the agent's own), the path
-(the model calls its CLI makes), the model (the agent's and the tenant's lists), the budgets,
-the per-dispatch limit of open calls, the key. Any refusal answers in the provider's own error
-shape, so the CLI reports it as it would the provider's.
+Before forwarding: the gateway token (the dispatch's current attempt, RUNNING on the task it
+was minted for), the provider (the agent's own), the path (the model calls its CLI makes), the
+model (the agent's and the tenant's lists), the budgets, the per-dispatch limit of open calls,
+the key. Any refusal answers in the provider's own error shape, so the CLI reports it as it
+would the provider's. When all of that is in memory (a known token, the tenant and the key
+read recently, a tenant without budgets) the checks run on the event loop; whatever needs a
+read runs in a worker thread.
 
 A token's first call is checked before anything is forwarded. For its later calls this
-replica remembers the token's task and dispatch, so the one read that every call needs (is
-the attempt still RUNNING, is the budget spent?) runs beside the forwarded request instead of
-before it: the provider's answer is held until the read agrees, or dropped (the request
-cancelled) and the call refused in the provider's shape. The read then costs nothing on the
-agent's path, as a provider takes far longer to answer than DynamoDB does. The price: a call
-of an attempt that ended since its last call (or whose budget ran out) may reach the provider
-before it is refused; the refusal makes the token's next call wait for the full check, so that
-happens at most once per replica, and not at all on the replica that saw the attempt end (its
-result report, or the call that spent its budget: ``forget_gateway_dispatch``).
+replica remembers the token's task and dispatch. Its run state (is the attempt still RUNNING
+and not being cancelled?) is trusted for RUN_STATE_FRESH_S after a read that agreed began;
+after that, the read runs beside the forwarded request instead of before it: the provider's
+answer is held until the read agrees, or dropped (the request cancelled) and the call refused
+in the provider's shape. The read then costs nothing on the agent's path, as a provider takes
+far longer to answer than DynamoDB does. The price: a token keeps passing calls for at most
+RUN_STATE_FRESH_S after its attempt ended (cancelled, requeued, ended on another replica), and
+one call after that may reach the provider before it is refused; the refusal makes the token's
+next call wait for the full check. The replica that saw the attempt end (its result report,
+or the call that spent its budget: ``forget_gateway_dispatch``) refuses at once. A tenant with
+budgets has every call checked before forwarding.
 
 Forwarding: the request as the agent sent it, without its credential and hop-by-hop headers,
 with the real key; one exception: a streamed Chat Completions request that did not ask for
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import threading
 import time
@@ -72,6 +77,10 @@ from control_plane.store.dispatches import RunState
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=60.0)
 TENANT_CACHE_S = 5.0  # a changed model list applies within this long (as the budgets' cache)
+# A known token's run state that agreed this recently (the read's start) is trusted without a
+# new read: an attempt that ends stops passing calls within this long on every replica (at once
+# on the replica that saw it end), and a token in steady use costs one run-state read a second.
+RUN_STATE_FRESH_S = 1.0
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-connection", "te", "trailer", "trailers"}
     | {"transfer-encoding", "upgrade"}
@@ -93,6 +102,13 @@ class GatewayTokens(Protocol):
     def forget_gateway(self, token: str) -> None: ...
 
     def forget_gateway_dispatch(self, dispatch_id: str) -> None: ...
+
+
+class _Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+
+_UNKNOWN = _Unknown.UNKNOWN  # not in memory: a read is needed
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,7 @@ class Gateway:
         )
         self._agents = {agent: settings.settings_of(agent) for agent in AGENTS}
         self._tenants: dict[str, tuple[float, TenantRecord | None]] = {}
+        self._checked: dict[str, float] = {}  # token -> start of its last agreeing run-state read
         self._open: dict[str, int] = {}  # dispatch id -> calls open on this replica
         self._lock = threading.Lock()
         self._client: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
@@ -151,7 +168,12 @@ class Gateway:
         body = await request.body()
         payload = parse_json(body) if request.method == "POST" else None
         token = client_credential(request.headers, request.query_params)
-        admitted = await anyio.to_thread.run_sync(self._admit, provider, call, token, payload)
+        # Most calls (a known token, the tenant and key in memory) are admitted right here;
+        # whatever needs a read goes to a worker thread.
+        admitted = self._admit(provider, call, token, payload, blocking=False)
+        if admitted is None:
+            admitted = await anyio.to_thread.run_sync(self._admit, provider, call, token, payload, True)
+        assert admitted is not None
         if isinstance(admitted, Refusal):
             self.accounting.after(call, None)
             return _refusal(admitted)
@@ -161,7 +183,12 @@ class Gateway:
             self._release(call.dispatch_id)
             raise
 
-    def _admit(self, provider: Provider, call: Call, token: str | None, payload: Any) -> Admitted | Refusal:
+    def _admit(
+        self, provider: Provider, call: Call, token: str | None, payload: Any, blocking: bool
+    ) -> Admitted | Refusal | None:
+        """The call's checks; with ``blocking`` False (on the event loop) None as soon as one
+        needs a read."""
+
         def refuse(reason: str, message: str, retry_after_s: int | None = None) -> Refusal:
             return _refuse(provider, call, reason, message, retry_after_s)
 
@@ -170,8 +197,10 @@ class Gateway:
                 "unauthorized", "no gateway token (send the dispatch's gateway token as the API key)"
             )
         remembered = self.tokens.remembered_gateway(token)
+        if remembered is None and not blocking:
+            return None
         try:
-            task, record = remembered or self.tokens.authenticate_gateway(token)
+            task, record = remembered or self._authenticate(token)
         except ClaimRefusedError as error:
             return self._ended(provider, call, error)
         call.tenant_id, call.dispatch_id, call.task_id = record.tenant_id, record.dispatch_id, task.task_id
@@ -187,11 +216,14 @@ class Gateway:
             call.model = provider.model_of(call.path, payload)
             if call.model is None:
                 return refuse("bad-request", "the request names no model")
+            tenant = self._tenant(record.tenant_id, blocking)
+            if tenant is _UNKNOWN:
+                return None
             why = model_refusal(
                 call.model,
                 agent=record.agent,
                 settings=self._agents.get(record.agent),
-                tenant=self._tenant(record.tenant_id),
+                tenant=tenant,
                 dispatch_model=record.model,
             )
             if why is not None:
@@ -200,7 +232,14 @@ class Gateway:
         # after this replica charged the dispatch's earlier calls, so no call goes to the
         # provider once a budget is spent (beside the call, it would reach the provider unpaid
         # for, and a budget could be overshot by more than one call).
-        budgeted = self.budgets is not None and self.budgets.applies(record.tenant_id)
+        if self.budgets is None:
+            budgeted: bool | None = False
+        elif blocking:
+            budgeted = self.budgets.applies(record.tenant_id)
+        else:
+            budgeted = self.budgets.applies_known(record.tenant_id)
+        if budgeted is None or (budgeted and not blocking) or not (blocking or self.keys.known(record.agent)):
+            return None
         if budgeted:
             self.accounting.settle(record.dispatch_id)
         if (remembered is None or budgeted) and self.budgets is not None:
@@ -215,12 +254,28 @@ class Gateway:
             if self._open.get(record.dispatch_id, 0) >= limit:
                 return refuse("concurrency", f"at most {limit} model calls at once per dispatch", 1)
             self._open[record.dispatch_id] = self._open.get(record.dispatch_id, 0) + 1
-        return Admitted(call, key, self._root(record.agent, provider), token if remembered else None)
+        verify = token if remembered is not None and not self._fresh(token) else None
+        return Admitted(call, key, self._root(record.agent, provider), verify)
+
+    def _authenticate(self, token: str) -> tuple[TaskRecord, RunState]:
+        """The token's full check (its dispatch's run state read); remembers when it agreed."""
+        started = time.monotonic()
+        task, record = self.tokens.authenticate_gateway(token)
+        with self._lock:
+            if len(self._checked) > 10_000:  # the tokens of the last second, at most
+                self._checked = {k: v for k, v in self._checked.items() if started - v < RUN_STATE_FRESH_S}
+            self._checked[token] = max(started, self._checked.get(token, started))
+        return task, record
+
+    def _fresh(self, token: str) -> bool:
+        with self._lock:
+            checked = self._checked.get(token)
+        return checked is not None and time.monotonic() - checked < RUN_STATE_FRESH_S
 
     def _verify(self, provider: Provider, call: Call, token: str) -> Refusal | None:
         """The full check of a remembered token, beside its forwarded call."""
         try:
-            _, record = self.tokens.authenticate_gateway(token)
+            _, record = self._authenticate(token)
         except ClaimRefusedError as error:
             self.tokens.forget_gateway(token)
             return self._ended(provider, call, error)
@@ -317,12 +372,15 @@ class Gateway:
 
     # -- state ------------------------------------------------------------------------------
 
-    def _tenant(self, tenant_id: str) -> TenantRecord | None:
+    def _tenant(self, tenant_id: str, blocking: bool = True) -> TenantRecord | None | _Unknown:
+        """The tenant (a cached read); without ``blocking``, _UNKNOWN where that needs a read."""
         moment = time.monotonic()
         with self._lock:
             cached = self._tenants.get(tenant_id)
         if cached is not None and moment - cached[0] < TENANT_CACHE_S:
             return cached[1]
+        if not blocking:
+            return _UNKNOWN
         tenant = self.stores.tenants.get(tenant_id=tenant_id)
         with self._lock:
             self._tenants[tenant_id] = (moment, tenant)

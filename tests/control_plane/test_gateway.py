@@ -21,7 +21,7 @@ from control_plane.engine import tasks as t
 from control_plane.engine.app import create_engine_app
 from control_plane.engine.config import EngineSettings
 from control_plane.engine.service import Engine
-from control_plane.gateway.service import Gateway
+from control_plane.gateway.service import RUN_STATE_FRESH_S, Gateway
 from control_plane.lifecycle import Status
 from control_plane.queueing import enqueue_dispatch
 from control_plane.runtime.local import LocalRuntime
@@ -274,8 +274,10 @@ def test_a_token_of_an_ended_or_replaced_attempt_or_another_provider_is_refused(
             "message": "Outpost gateway: the gateway token belongs to attempt 1, which is over",
         },
     }
-    # A known token's attempt is checked beside its call: the provider may have seen this one,
-    # but its answer never reaches the agent; the next call is checked before it is forwarded.
+    # A known token's run state that agreed less than RUN_STATE_FRESH_S ago is not read again;
+    # after that, it is read beside the call: the provider may have seen this one, but its
+    # answer never reaches the agent; the next call is checked before it is forwarded.
+    time.sleep(RUN_STATE_FRESH_S)
     for _ in range(2):
         requeued = _call(job, "anthropic", "/v1/messages", body)
         assert (requeued.status_code, requeued.json()) == (401, expected)
@@ -295,6 +297,40 @@ def test_a_token_of_an_ended_or_replaced_attempt_or_another_provider_is_refused(
         "cached": 0,
         "output": 2,
     }  # the first call only
+
+
+def test_a_cancelled_attempts_token_stops_working_within_the_run_states_freshness(
+    world: World, fakes: Fakes
+) -> None:
+    record, job = world.start("claude")
+    body = {"model": "claude-sonnet-4-5", "stream": True, "messages": []}
+    fakes.anthropic.script(after=fakes.anthropic.text("ok", anthropic.Usage(input_tokens=1, output_tokens=1)))
+    for _ in range(3):  # the first call checks the token; the next ones use the fresh check
+        assert _call(job, "anthropic", "/v1/messages", body).status_code == 200
+    stores = world.engine.stores
+    running = stores.dispatches.get(dispatch_id=record.dispatch_id, tenant_id=None)
+    assert running is not None and running.task_id is not None
+    assert stores.dispatches.request_cancel(
+        dispatch_id=record.dispatch_id, task_id=running.task_id, by="test"
+    )
+    cancelled = time.monotonic()
+    reached = len(fakes.anthropic.model_calls)
+    answered = 0
+    while True:
+        started = time.monotonic()
+        reply = _call(job, "anthropic", "/v1/messages", body)
+        if reply.status_code != 200:
+            break
+        # the fresh check lets a call through only if it started within RUN_STATE_FRESH_S of
+        # the cancel (its run state's last read began before it)
+        assert started - cancelled < RUN_STATE_FRESH_S
+        answered += 1
+    assert reply.status_code == 401 and "being cancelled" in reply.json()["error"]["message"]
+    for _ in range(3):  # checked before forwarding now
+        assert _call(job, "anthropic", "/v1/messages", body).status_code == 401
+    # the first refused call may have reached the provider (read beside it), never its answer
+    # the agent; none after it
+    assert len(fakes.anthropic.model_calls) - reached <= answered + 1
 
 
 def test_a_repeated_claim_replaces_the_gateway_token(world: World, fakes: Fakes) -> None:
@@ -622,6 +658,9 @@ class StandInBudgets:
         return None
 
     def applies(self, tenant_id: str) -> bool:
+        return True
+
+    def applies_known(self, tenant_id: str) -> bool | None:
         return True
 
 
