@@ -333,6 +333,36 @@ def test_a_cancelled_attempts_token_stops_working_within_the_run_states_freshnes
     assert len(fakes.anthropic.model_calls) - reached <= answered + 1
 
 
+def test_a_known_tokens_calls_make_one_run_state_read_a_second(world: World, fakes: Fakes) -> None:
+    """What a call costs in DynamoDB reads of its dispatch: a token's first call reads its run
+    state before forwarding; its calls within RUN_STATE_FRESH_S of that read make none; the
+    first call after makes one (beside the forwarded call)."""
+    _, job = world.start("claude")
+    body = {"model": "claude-sonnet-4-5", "stream": True, "messages": []}
+    fakes.anthropic.script(after=fakes.anthropic.text("ok", anthropic.Usage(input_tokens=1, output_tokens=1)))
+    reads: list[str] = []
+    events = world.engine.clients.dynamodb.meta.events
+
+    def count(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name in ("GetItem", "BatchGetItem", "Query") and job["dispatch_id"] in str(params):
+            reads.append(model.name)
+
+    events.register("before-call.dynamodb", count)
+    try:
+        started = time.monotonic()
+        assert _call(job, "anthropic", "/v1/messages", body).status_code == 200
+        first = len(reads)
+        assert first >= 1  # the run state, checked before forwarding
+        while time.monotonic() - started < RUN_STATE_FRESH_S * 0.8:
+            assert _call(job, "anthropic", "/v1/messages", body).status_code == 200
+        assert len(reads) == first  # fresh: no read
+        time.sleep(RUN_STATE_FRESH_S)
+        assert _call(job, "anthropic", "/v1/messages", body).status_code == 200
+        assert len(reads) == first + 1  # stale: one read, beside the call
+    finally:
+        events.unregister("before-call.dynamodb", count)
+
+
 def test_a_repeated_claim_replaces_the_gateway_token(world: World, fakes: Fakes) -> None:
     stores = world.engine.stores
     record = stores.dispatches.create(
