@@ -5,6 +5,7 @@ promises, with a tenant's 429 quota answers counted apart from the failures."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -85,3 +86,13 @@ def test_a_short_load_run_reports_each_endpoint_without_5xx(dev, tmp_path: Path)
     with dev.client() as client:
         listed = client.get("/dispatches", params={"limit": 100}).json()["items"]
     assert len(listed) == dispatch["requests"] and all(item["agent"] == "shell" for item in listed)
+
+
+def test_a_run_without_a_tenant_key_stops_before_any_request(tmp_path: Path):
+    run = subprocess.run(
+        [str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "--host", "http://127.0.0.1:9", "--run-time", "2s",
+         "--report", str(tmp_path / "load.json")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "OUTPOST_LOAD_KEYS"},
+    )  # fmt: skip
+    assert run.returncode == 1 and "at least one tenant API key is needed" in run.stderr
+    assert not (tmp_path / "load.json").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,11 @@ def _options(parser: Any) -> None:
     )
 
 
-@events.test_start.add_listener
+@events.init.add_listener
 def _check(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    if options is not None and not [k for k in options.keys.split(",") if k.strip()]:
-        raise SystemExit("--keys (or OUTPOST_LOAD_KEYS): at least one tenant API key is needed")
+    if options is not None and not [key for key in options.keys.split(",") if key.strip()]:
+        sys.exit("--keys (or OUTPOST_LOAD_KEYS): at least one tenant API key is needed")
 
 
 class Tenant(User):
