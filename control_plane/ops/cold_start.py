@@ -112,6 +112,7 @@ class Meter:
     spot: bool = False
     timeout_s: float = 600.0
     poll_s: float = 1.0
+    log_grace_s: float = LOG_GRACE_S
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
@@ -171,8 +172,10 @@ class Meter:
         deadline = self.clock() + self.timeout_s
         stopped_at: float | None = None
         while True:
-            [task] = self.ecs.describe_tasks(cluster=self.stage.ecs.cluster, tasks=[run.task_arn])["tasks"]
-            ready_ms = reader.find(READY_LINE) if task.get("lastStatus") != "PROVISIONING" else None
+            # a task just started may not be described yet (ECS is eventually consistent)
+            described = self.ecs.describe_tasks(cluster=self.stage.ecs.cluster, tasks=[run.task_arn])["tasks"]
+            task: dict[str, Any] = described[0] if described else {"lastStatus": "PROVISIONING"}
+            ready_ms = reader.find(READY_LINE) if task["lastStatus"] != "PROVISIONING" else None
             if ready_ms is not None:
                 created = _seconds(task["createdAt"])
                 for phase, key in TIMESTAMPS.items():
@@ -183,7 +186,7 @@ class Meter:
             now = self.clock()
             if task.get("lastStatus") == "STOPPED":
                 stopped_at = stopped_at if stopped_at is not None else now
-                if now - stopped_at > LOG_GRACE_S:
+                if now - stopped_at > self.log_grace_s:
                     exits = [c.get("exitCode") for c in task.get("containers", [])]
                     run.error = (
                         f"stopped before the runner claimed: {task.get('stoppedReason')} (exit codes {exits})"

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from control_plane.ops.cold_start import PHASES, STARTED_BY
+from control_plane.ops.cold_start import PHASES, STARTED_BY, Meter, discover, summarize
 from tests.e2e.helpers import Dev, start_dev, stop_dev, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,11 +101,13 @@ def stage_template(control_plane_url: str) -> dict[str, Any]:
 class StandInFargate:
     """Runs the runner of each task the script starts, as the task's one container."""
 
-    def __init__(self, endpoint: str, workspace: Path) -> None:
+    def __init__(self, endpoint: str, workspace: Path, *, container: str = "runner") -> None:
         session = boto3.Session(**{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"})
         self.ecs = session.client("ecs", region_name="us-east-1", endpoint_url=endpoint)
         self.logs = session.client("logs", region_name="us-east-1", endpoint_url=endpoint)
         self.workspace = workspace
+        # "runner"; "unpullable": the task stops, nothing runs; "silent": it runs, says nothing
+        self.container = container
         self.seen: dict[str, dict[str, Any]] = {}  # task ARN -> its description at start
         self.exit_codes: dict[str, int] = {}
         self.stop = threading.Event()
@@ -122,6 +124,12 @@ class StandInFargate:
             self.stop.wait(0.05)
 
     def run_container(self, cluster: str, task: dict[str, Any]) -> None:
+        if self.container == "silent":
+            return
+        if self.container == "unpullable":
+            reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
+            self.ecs.stop_task(cluster=cluster, task=task["taskArn"], reason=reason)
+            return
         [override] = task["overrides"]["containerOverrides"]
         env = {e["name"]: e["value"] for e in override["environment"]}
         # the workspace volume is mounted where OUTPOST_WORKSPACE says; here, a directory
@@ -152,9 +160,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         stop_dev(dev)
 
 
-def test_cold_starts_are_measured_per_phase_and_every_task_is_stopped(
-    ministack_endpoint: str, control_plane: Dev, tmp_path: Path
-):
+@pytest.fixture(scope="module")
+def stage(ministack_endpoint: str, control_plane: Dev) -> str:
+    """The Dev stage's Fleet stack in the emulator; its control plane is `control_plane`."""
     cloudformation = boto3.client(
         "cloudformation", region_name="us-east-1", endpoint_url=ministack_endpoint, **_keys()
     )
@@ -169,6 +177,12 @@ def test_cold_starts_are_measured_per_phase_and_every_task_is_stopped(
         timeout=30,
         what="the Dev-Fleet stack",
     )
+    return ministack_endpoint
+
+
+def test_cold_starts_are_measured_per_phase_and_every_task_is_stopped(
+    stage: str, ministack_endpoint: str, control_plane: Dev, tmp_path: Path
+):
     fargate = StandInFargate(ministack_endpoint, tmp_path)
     fargate.thread.start()
     output = tmp_path / "cold-start.json"
@@ -240,6 +254,62 @@ def test_a_stage_that_is_not_deployed_is_reported(ministack_endpoint: str, tmp_p
         "cannot read the staging stage's settings" in measured.stderr and "Staging-Fleet" in measured.stderr
     )
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_task_that_stops_before_its_runner_claims_is_a_failed_run(stage: str, tmp_path: Path):
+    ecs, logs, cloudformation = (
+        boto3.client(name, region_name="us-east-1", endpoint_url=stage, **_keys())
+        for name in ("ecs", "logs", "cloudformation")
+    )
+    described: list[str] = []
+
+    def not_described_at_first(parsed: dict[str, Any], **_: Any) -> None:
+        described.append("call")
+        if len(described) == 1:  # ECS may not describe a task just started yet
+            parsed["failures"] = [{"arn": parsed["tasks"][0]["taskArn"], "reason": "MISSING"}]
+            parsed["tasks"] = []
+
+    ecs.meta.events.register("after-call.ecs.DescribeTasks", not_described_at_first)
+    fargate = StandInFargate(stage, tmp_path, container="unpullable")
+    fargate.thread.start()
+    # The tool waits LOG_GRACE_S for the last lines of a stopped task to reach CloudWatch; this
+    # task wrote none, so a second is enough here.
+    stage_settings = discover(cloudformation=cloudformation, ecs=ecs, env="dev")
+    meter = Meter(ecs, logs, stage_settings, poll_s=0.1, log_grace_s=1.0)
+    try:
+        run = meter.measure("shell")
+    finally:
+        fargate.stop.set()
+        fargate.thread.join(timeout=10)
+
+    assert run.task_arn in fargate.seen and len(described) > 2
+    assert (
+        run.error is not None and "stopped before the runner claimed: CannotPullContainerError" in run.error
+    )
+    assert run.phases == {}
+    cluster = fargate.seen[run.task_arn]["clusterArn"]
+    assert ecs.list_tasks(cluster=cluster, startedBy=STARTED_BY)["taskArns"] == []
+    [summary] = summarize([run]).values()
+    assert (summary["iterations"], summary["failed"], summary["phases"]) == (1, 1, {})
+
+
+def test_a_task_not_ready_within_the_timeout_is_stopped(stage: str, tmp_path: Path):
+    ecs, logs, cloudformation = (
+        boto3.client(name, region_name="us-east-1", endpoint_url=stage, **_keys())
+        for name in ("ecs", "logs", "cloudformation")
+    )
+    fargate = StandInFargate(stage, tmp_path, container="silent")
+    fargate.thread.start()
+    settings = discover(cloudformation=cloudformation, ecs=ecs, env="dev")
+    meter = Meter(ecs, logs, settings, poll_s=0.1, timeout_s=1.0)
+    try:
+        run = meter.measure("shell")
+    finally:
+        fargate.stop.set()
+        fargate.thread.join(timeout=10)
+    assert run.error == "not ready within 1 s (last status RUNNING)" and run.phases == {}
+    [task] = ecs.describe_tasks(cluster=settings.ecs.cluster, tasks=[run.task_arn])["tasks"]
+    assert task["lastStatus"] == "STOPPED" and task["stoppedReason"] == "Outpost cold-start measurement"
 
 
 def _keys() -> dict[str, str]:
