@@ -4,7 +4,8 @@ Events (EventBridge "ECS Task State Change" → SQS, or the local runtime's even
 shape) arrive at least once and out of order. Within a batch they are ordered by
 ``detail.version`` per task and duplicates dropped (``order_events``); across batches and
 replicas a conditional write of the newest applied version on the task record drops every
-duplicate or stale event (``TaskStore.note_event_version``).
+duplicate or stale event (``TaskStore.note_event_version``). Only a STOPPED event changes
+anything; the others are dropped before any read.
 
 A task that stopped while its dispatch is still running never reported: the dispatch fails,
 or, when the stop was a Spot interruption, is requeued (attempt + 1, at most ``max_attempts``).
@@ -117,7 +118,13 @@ class Tracker:
         return applied
 
     def handle(self, detail: dict[str, Any]) -> bool:
-        """Apply one event; False when it is unknown, a duplicate or stale."""
+        """Apply one event; False when it changes nothing (not a stop), is unknown, a duplicate
+        or stale."""
+        if detail.get("lastStatus") != "STOPPED":
+            # Only a stop moves a task or its dispatch; ECS reports each of a task's states
+            # (PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, ...), and
+            # reading the task and recording each version cost three DynamoDB calls apiece.
+            return False
         task = self.tasks.by_ref(detail["taskArn"])
         if task is None:
             task_id = task_env(detail, self.container_name).get("OUTPOST_TASK_ID")

@@ -10,6 +10,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from control_plane.aws_calls import AwsCallCounter
 from control_plane.engine import tasks as t
 from control_plane.engine.tracker import event_detail, is_spot_interruption, newer_than, order_events
 from control_plane.lifecycle import Status
@@ -92,9 +93,9 @@ def test_a_task_stopped_without_a_report_fails_its_dispatch_once(world: World):
     stopped = detail(
         arn, 5, "STOPPED", stoppedReason="Essential container in task exited", containers=[{"exitCode": 137}]
     )
-    # out of order and duplicated: applied in version order (3, then 5), the repeat dropped
+    # out of order and duplicated: the stop applied once; a RUNNING event (3) changes nothing
     applied = world.engine.tracker.handle_batch([stopped, detail(arn, 3), stopped])
-    assert applied == 2
+    assert applied == 1
     record = world.get(dispatch_id)
     assert record.status is Status.FAILED and record.exit_code == 137
     assert "without reporting" in record.error
@@ -279,3 +280,15 @@ def test_only_one_replica_reconciles_at_a_time(world: World):
     assert world.engine.reconciler.tick() is None
     other.release()
     assert world.engine.reconciler.tick() is not None
+
+
+def test_only_a_stop_costs_dynamodb_calls(world: World):
+    task, dispatch_id = running_job(world)
+    arn = task.runtime_ref
+    calls = AwsCallCounter().watch(world.clients.dynamodb)
+    # ECS reports each state of a task; none but STOPPED changes a task or its dispatch
+    others = [detail(arn, v, status) for v, status in enumerate(("PENDING", "RUNNING", "DEACTIVATING"), 2)]
+    assert world.engine.tracker.handle_batch(others) == 0
+    assert calls.snapshot() == {}
+    assert world.engine.tracker.handle_batch([detail(arn, 6, "STOPPED", containers=[{"exitCode": 1}])]) == 1
+    assert world.get(dispatch_id).status is Status.FAILED
