@@ -134,17 +134,16 @@ class Scaler:
                 launched_for = "warm"
             task_id = t.new_task_id(token)
             claim_token, token_hash = t.make_token(task_id)
-            if not self.tasks.create(
+            record = self.tasks.create(
                 task_id=task_id,
                 agent=agent,
                 launched_for=launched_for,
                 client_token=token,
                 token_hash=token_hash,
-            ):
+            )
+            if record is None:
                 continue  # already launched for that job (by this or another replica)
             recorded += 1
-            record = self.tasks.get(task_id)
-            assert record is not None
             env = {
                 **self.runner_env(agent),
                 "OUTPOST_CLAIM_TOKEN": claim_token,

@@ -157,8 +157,9 @@ class TaskStore:
 
     def create(
         self, *, task_id: str, agent: str, launched_for: str, client_token: str, token_hash: str
-    ) -> bool:
-        """Record a task about to be launched; False if that launch is already recorded."""
+    ) -> TaskRecord | None:
+        """Record a task about to be launched, and return it (as a read would: the caller needs
+        no read of its own); None if that launch is already recorded."""
         at = iso(now())
         item = {
             "dispatch_id": f"task#{task_id}",
@@ -181,8 +182,8 @@ class TaskStore:
             Item={k: encode(v) for k, v in item.items()},
             ConditionExpression="attribute_not_exists(dispatch_id)",
         ):
-            return False
-        return True
+            return None
+        return TaskRecord.from_item(item)
 
     def set_launched(self, task: TaskRecord, *, runtime_ref: str, capacity: str) -> None:
         self._client.update_item(

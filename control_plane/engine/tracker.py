@@ -125,10 +125,16 @@ class Tracker:
             # (PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, ...), and
             # reading the task and recording each version cost three DynamoDB calls apiece.
             return False
-        task = self.tasks.by_ref(detail["taskArn"])
+        # The task id from the launch's overrides takes one read where the reference's index
+        # item takes two; it is trusted only for the task launched under this ARN, so that
+        # another task's overrides can never stop this one.
+        task_id = task_env(detail, self.container_name).get("OUTPOST_TASK_ID")
+        named = self.tasks.get(task_id) if task_id else None
+        task = named if named is not None and named.runtime_ref == detail["taskArn"] else None
         if task is None:
-            task_id = task_env(detail, self.container_name).get("OUTPOST_TASK_ID")
-            task = self.tasks.get(task_id) if task_id else None
+            task = self.tasks.by_ref(detail["taskArn"])
+        if task is None:
+            task = named  # launched, and not yet recorded under its ARN
         if task is None:
             return False  # not an Outpost task, or not recorded yet: the reconciler decides
         if not self.tasks.note_event_version(task, detail["version"]):
