@@ -237,7 +237,11 @@ class DevSupervisor:
             stdout=sys.stderr.fileno(),  # stdout stays for the three lines (and EMF goes to stderr)
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops it in order
         )
-        (self.state_dir / "control-plane.pid").write_text(str(self._child.pid))
+        # written beside and renamed into place: a reader never sees the file empty
+        pid_file = self.state_dir / "control-plane.pid"
+        written = pid_file.with_name(pid_file.name + ".tmp")
+        written.write_text(str(self._child.pid))
+        written.replace(pid_file)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
