@@ -5,7 +5,8 @@ threads of its server can both pass one item's condition (seen: two of twenty co
 `transition` calls with the same expected version both "won"). DynamoDB itself applies the
 writes to an item one at a time; everything Outpost proves about conditional writes (claims,
 leases, run slots) depends on that. This server therefore applies DynamoDB requests one at a
-time. Other services (SQS long polls above all) keep moto's thread per request.
+time. Other services (SQS long polls above all) keep moto's thread per request. Two of its
+DynamoDB costs that grew with the table are removed (control_plane.emulator_dynamodb).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+from control_plane import emulator_dynamodb
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -44,6 +47,7 @@ class EmulatorServer(ThreadedMotoServer):
 
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
+        emulator_dynamodb.install()
 
     def _server_entry(self) -> None:
         app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
