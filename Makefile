@@ -13,11 +13,15 @@ MINISTACK_LOCK := tests/emulators/ministack.lock
 # environment of its own (its pins conflict with the control plane's). Pins: agents/clis/.
 AGENT_CLIS := .agent-clis
 AIDER_VENV := .venv-aider
+# The load test's locust (tests/load/locustfile.py) brings gevent, which monkey-patches the
+# interpreter it runs in: a virtual environment of its own, pinned by tests/load/locust.lock.
+LOAD_VENV := .venv-load
+LOAD_LOCK := tests/load/locust.lock
 ENV ?=
 
-.PHONY: setup agent-clis image-tools synth test lint clean images bench cost diff bootstrap deploy deploy-ci outputs diagram dev lock lock-ministack
+.PHONY: setup agent-clis image-tools synth test lint clean images bench cost diff bootstrap deploy deploy-ci outputs diagram dev lock lock-ministack load lock-load
 
-setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed $(MINISTACK_VENV)/.installed $(LOAD_VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +32,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 $(MINISTACK_VENV)/.installed: $(MINISTACK_LOCK)
 	test -x $(MINISTACK_VENV)/bin/python || $(PYTHON) -m venv $(MINISTACK_VENV)
 	$(MINISTACK_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r $(MINISTACK_LOCK)
+	touch $@
+
+$(LOAD_VENV)/.installed: $(LOAD_LOCK)
+	test -x $(LOAD_VENV)/bin/python || $(PYTHON) -m venv $(LOAD_VENV)
+	$(LOAD_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r $(LOAD_LOCK)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.installed
@@ -135,6 +144,18 @@ cost: setup
 dev: setup
 	$(BIN)/outpost dev
 
+# Load on a stage's API (docs/measuring.md): URL= the ApiUrl of `make outputs ENV=...` or the
+# OUTPOST_URL of `outpost dev`; KEY= tenant API keys, comma-separated (or OUTPOST_LOAD_KEYS in the
+# environment, out of the shell's history). The JSON report goes to REPORT.
+USERS ?= 20
+SPAWN_RATE ?= 5
+DURATION ?= 1m
+REPORT ?= load-report.json
+load: $(LOAD_VENV)/.installed
+	@test -n "$(URL)" -a -n "$(or $(KEY),$(OUTPOST_LOAD_KEYS))" || { echo "usage: make load URL=<api url> KEY=<key>[,<key>...] [USERS=20] [SPAWN_RATE=5] [DURATION=1m] [REPORT=load-report.json]" >&2; exit 2; }
+	$(LOAD_VENV)/bin/locust -f tests/load/locustfile.py --headless --only-summary --host "$(URL)" \
+		$(if $(KEY),--keys "$(KEY)") --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --report "$(REPORT)"
+
 # Re-resolves requirements.in into requirements.lock.
 lock:
 	rm -rf /tmp/outpost-lock && $(PYTHON) -m venv /tmp/outpost-lock
@@ -148,5 +169,12 @@ lock-ministack:
 	{ grep '^#' $(MINISTACK_LOCK); /tmp/outpost-lock-ministack/bin/pip freeze; } > $(MINISTACK_LOCK).new
 	mv $(MINISTACK_LOCK).new $(MINISTACK_LOCK)
 
+# Re-resolves the load test's pins (the version is chosen in the lock file's locust line).
+lock-load:
+	rm -rf /tmp/outpost-lock-load && $(PYTHON) -m venv /tmp/outpost-lock-load
+	/tmp/outpost-lock-load/bin/pip install --quiet "$$(grep '^locust==' $(LOAD_LOCK))"
+	{ grep '^#' $(LOAD_LOCK); /tmp/outpost-lock-load/bin/pip freeze; } > $(LOAD_LOCK).new
+	mv $(LOAD_LOCK).new $(LOAD_LOCK)
+
 clean:
-	rm -rf $(VENV) $(MINISTACK_VENV) $(AIDER_VENV) $(AGENT_CLIS) node_modules cdk.out cdk.out.diff .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MINISTACK_VENV) $(AIDER_VENV) $(LOAD_VENV) $(AGENT_CLIS) node_modules cdk.out cdk.out.diff .pytest_cache .mypy_cache .ruff_cache *.egg-info
