@@ -45,6 +45,17 @@ class AuditLog:
     ) -> None:
         """Write one audit record. Called after the mutation succeeded: a failure here is logged
         loudly rather than undoing a change the caller has already seen happen."""
+        try:
+            self._client.put_item(
+                **self.put(actor=actor, action=action, tenant_id=tenant_id, target=target, details=details)
+            )
+        except Exception:
+            log.exception("audit record not written", extra={"action": action, "target": target})
+
+    def put(
+        self, *, actor: Actor, action: str, tenant_id: str | None, target: str, details: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The PutItem request of one audit record, for a transaction that also makes the change."""
         at = now()
         item = {
             "tenant_id": tenant_id or SYSTEM_TENANT,
@@ -57,10 +68,7 @@ class AuditLog:
             "details": details,
             "expires_at": int((at + self._ttl).timestamp()),
         }
-        try:
-            self._client.put_item(TableName=self._table, Item=encode_item(item))
-        except Exception:
-            log.exception("audit record not written", extra={"action": action, "target": target})
+        return {"TableName": self._table, "Item": encode_item(item)}
 
     def list(self, *, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """A tenant's audit records, newest first."""

@@ -92,24 +92,31 @@ def conditionally(write: Callable[..., object], **request: Any) -> bool:
 
 
 def transactionally(client: Any, items: list[dict[str, Any]], *, attempts: int = 5) -> bool:
-    """Makes one DynamoDB transaction; False when one of its conditions did not hold.
+    """Makes one DynamoDB transaction; False when one of its conditions did not hold."""
+    return failed_conditions(client, items, attempts=attempts) is None
+
+
+def failed_conditions(client: Any, items: list[dict[str, Any]], *, attempts: int = 5) -> list[bool] | None:
+    """Makes one DynamoDB transaction: None when it was written, else for each of `items`
+    whether its condition failed (all False: it kept conflicting with other transactions).
 
     A transaction cancelled only because another transaction touched one of its items at the
     same moment (TransactionConflict) changed nothing and is tried again: the caller asked for
     a decision on the conditions, not on timing.
     """
+    failed = [False] * len(items)
     for attempt in range(attempts):
         try:
             client.transact_write_items(TransactItems=items)
-            return True
+            return None
         except Exception as error:
             if not is_condition_failure(error):
                 raise
-            reasons = {r.get("Code") for r in getattr(error, "response", {}).get("CancellationReasons", [])}
+            reasons = [r.get("Code") for r in getattr(error, "response", {}).get("CancellationReasons", [])]
             if "TransactionConflict" not in reasons or "ConditionalCheckFailed" in reasons:
-                return False
+                return [code == "ConditionalCheckFailed" for code in reasons] or [True] * len(items)
             time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not security
-    return False
+    return failed
 
 
 def is_condition_failure(error: Exception) -> bool:

@@ -30,6 +30,7 @@ from control_plane.store.codec import (
     decode_item,
     encode,
     encode_item,
+    failed_conditions,
     iso,
     now,
     parse_iso,
@@ -204,8 +205,10 @@ class DispatchStore:
             model=item.get("model"),
         )
 
-    def count(self, *, tenant_id: str, statuses: frozenset[Status]) -> int:
-        """How many of a tenant's dispatches are in `statuses` (index read: may lag by a moment)."""
+    def count(self, *, tenant_id: str, statuses: frozenset[Status], at_most: int | None = None) -> int:
+        """How many of a tenant's dispatches are in `statuses` (index read: may lag by a moment),
+        counting no further than `at_most`: a quota check reads as many index entries as the
+        quota allows, however long the backlog."""
         total = 0
         for status in statuses:
             kwargs: dict[str, Any] = {
@@ -215,7 +218,9 @@ class DispatchStore:
                 "ExpressionAttributeValues": {":ts": encode(f"{tenant_id}#{status}")},
                 "Select": "COUNT",
             }
-            while True:
+            while at_most is None or total < at_most:
+                if at_most is not None:
+                    kwargs["Limit"] = at_most - total
                 reply = self._client.query(**kwargs)
                 total += reply["Count"]
                 if "LastEvaluatedKey" not in reply:
@@ -322,7 +327,13 @@ class DispatchStore:
     # -- writes ------------------------------------------------------------------------------
 
     def create(self, *, record: DispatchRecord, actor: Actor) -> DispatchRecord:
-        """Write a new PENDING dispatch; VersionConflictError if the id exists (never overwrites)."""
+        """Write a new PENDING dispatch and its audit record; VersionConflictError if the id
+        exists (never overwrites).
+
+        The same transaction admits it (`admit`) when its tenant has a free run slot, so the
+        common case is one write; otherwise it is written unadmitted, to wait for the
+        admission pass (control_plane.engine.admission).
+        """
         at = iso(now())
         record = replace(
             record,
@@ -332,25 +343,36 @@ class DispatchStore:
             timestamps={str(Status.PENDING): record.created_at or at},
             version=1,
             enqueued=False,
-            admitted=False,
+            admitted=True,
         )
-        if not conditionally(
-            self._client.put_item,
-            TableName=self._table,
-            Item=encode_item(record.to_item()),
-            ConditionExpression="attribute_not_exists(dispatch_id)",
-        ):
-            raise VersionConflictError("dispatch", record.dispatch_id, 0)
-        self._audit.record(
+        audit = self._audit.put(
             actor=actor,
             action="dispatch.create",
             tenant_id=record.tenant_id,
             target=record.dispatch_id,
             details={"agent": record.agent, "status": str(record.status), "version": 1},
         )
+        failed = failed_conditions(
+            self._client, [self._new(record), self._slots(record.tenant_id, +1), {"Put": audit}]
+        )
+        if failed is not None and failed[0]:
+            raise VersionConflictError("dispatch", record.dispatch_id, 0)
+        if failed is not None:  # no free run slot (or, rarely, kept conflicting): wait unadmitted
+            record = replace(record, admitted=False)
+            if failed_conditions(self._client, [self._new(record), {"Put": audit}]) is not None:
+                raise VersionConflictError("dispatch", record.dispatch_id, 0)
         self._stats.record_created(agent=record.agent, created_at=parse_iso(record.created_at))
         metrics.dispatch_created(record.agent)
         return record
+
+    def _new(self, record: DispatchRecord) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": encode_item(record.to_item()),
+                "ConditionExpression": "attribute_not_exists(dispatch_id)",
+            }
+        }
 
     def mark_enqueued(self, *, dispatch_id: str, attempt: int) -> bool:
         """Note that the queue accepted this attempt's message. Bookkeeping, not a lifecycle
@@ -474,10 +496,12 @@ class DispatchStore:
         )
 
     def _transact(self, change: dict[str, Any], *, tenant_id: str, slots: int) -> bool:
-        """One transaction: `change` to a dispatch, and its tenant's run-slot count by `slots`.
+        """One transaction: `change` to a dispatch, and its tenant's run-slot count by `slots`."""
+        return transactionally(self._client, [change, self._slots(tenant_id, slots)])
 
-        Taking a slot (+1) is conditional on a free one; giving one back (-1) never fails.
-        """
+    def _slots(self, tenant_id: str, slots: int) -> dict[str, Any]:
+        """The change of a tenant's run-slot count by `slots`, for a transaction. Taking a slot
+        (+1) is conditional on a free one; giving one back (-1) never fails."""
         names = {"#slots": "run_slots", "#max": "max_running"}
         values: dict[str, Any] = {":zero": encode(0), ":n": encode(abs(slots))}
         tenant: dict[str, Any] = {
@@ -492,7 +516,7 @@ class DispatchStore:
         else:
             names.pop("#max")
             tenant["UpdateExpression"] = "SET #slots = if_not_exists(#slots, :n) - :n"
-        return transactionally(self._client, [change, {"Update": tenant}])
+        return {"Update": tenant}
 
     def transition(
         self,

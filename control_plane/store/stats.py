@@ -9,14 +9,22 @@ bucket:
   bucket, `ms#<agent>` the sum of their run times and `dn#<agent>` how many had one;
 - `stat#gauge`: per `<agent>#<status>` the number of dispatches now in each non-final status.
 
-Counters are updated with ADD after the dispatch write succeeded; they are figures for operators,
-so a crash between the two may leave one count off by one, which never affects a dispatch.
+Counters are figures for operators, never read to decide anything about a dispatch. So a change
+is added up in memory and written about once a second, one ADD per counter item for all the
+changes since the last write (`FLUSH_INTERVAL_S`), rather than two or three writes for every
+creation and transition, which set most of a dispatch's DynamoDB calls. A reader in the same
+process writes what is pending first. A process that dies without stopping loses at most the
+last second's counts; a stopping process writes them.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
-from collections import defaultdict
+import threading
+import time
+import weakref
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +38,7 @@ GAUGE_KEY = "stat#gauge"
 # Five-minute buckets: "the last hour" is the current bucket and the 12 before it (60-65 min).
 # Finer buckets cost more items per read; 27 keep /health/fleet far under its 500 ms budget.
 BUCKET_MINUTES = 5
+FLUSH_INTERVAL_S = 1.0
 
 
 def _minute(moment: datetime) -> str:
@@ -60,6 +69,21 @@ class FleetStats:
     def __init__(self, *, client: Any, table: str) -> None:
         self._client = client
         self._table = table
+        self._pending: dict[tuple[str, bool], Counter[str]] = {}
+        self._pending_lock = threading.Lock()
+        _flusher.watch(self)
+
+    def count(self, key: str, deltas: dict[str, int], expires: bool = True) -> None:
+        """Add `deltas` to one counter item at the next flush."""
+        with self._pending_lock:
+            self._pending.setdefault((key, expires), Counter()).update(deltas)
+
+    def flush(self) -> None:
+        """Write every pending count: one ADD per counter item."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for (key, expires), deltas in pending.items():
+            self.add(key, dict(deltas), expires=expires)
 
     def add(self, key: str, deltas: dict[str, int], expires: bool = True) -> None:
         """ADD `deltas` (attribute -> increment) to one counter item, in one write."""
@@ -85,8 +109,8 @@ class FleetStats:
             log.exception("fleet counter not updated", extra={"counter": key})
 
     def record_created(self, *, agent: str, created_at: datetime) -> None:
-        self.add(created_key(created_at), {f"{agent}#{Status.PENDING}": 1})
-        self.add(GAUGE_KEY, {f"{agent}#{Status.PENDING}": 1}, expires=False)
+        self.count(created_key(created_at), {f"{agent}#{Status.PENDING}": 1})
+        self.count(GAUGE_KEY, {f"{agent}#{Status.PENDING}": 1}, expires=False)
 
     def record_transition(
         self,
@@ -98,20 +122,21 @@ class FleetStats:
         at: datetime,
         run_seconds: float | None,
     ) -> None:
-        self.add(created_key(created_at), {f"{agent}#{previous}": -1, f"{agent}#{to}": 1})
+        self.count(created_key(created_at), {f"{agent}#{previous}": -1, f"{agent}#{to}": 1})
         gauge = {f"{agent}#{previous}": -1}
         if to not in TERMINAL:
             gauge[f"{agent}#{to}"] = 1
-        self.add(GAUGE_KEY, gauge, expires=False)
+        self.count(GAUGE_KEY, gauge, expires=False)
         if to in TERMINAL:
             finished = {f"n#{agent}#{to}": 1}
             if run_seconds is not None:
                 finished[f"ms#{agent}"] = int(run_seconds * 1000)
                 finished[f"dn#{agent}"] = 1
-            self.add(finished_key(at), finished)
+            self.count(finished_key(at), finished)
 
     def window(self, *, minutes: int = 60) -> dict[str, AgentWindow]:
         """Per-agent figures for the last `minutes` minutes, in whole buckets (so up to 5 more)."""
+        self.flush()
         moment = now()
         steps = range(0, minutes + 1, BUCKET_MINUTES)
         minute_keys = list(dict.fromkeys(_minute(moment - timedelta(minutes=m)) for m in steps))
@@ -149,3 +174,35 @@ class FleetStats:
                 items.extend(decode_item(i) for i in reply.get("Responses", {}).get(self._table, []))
                 pending = reply.get("UnprocessedKeys") or {}
         return items
+
+
+class _Flusher:
+    """One thread for the process that flushes every live FleetStats each FLUSH_INTERVAL_S,
+    and once more when the process exits."""
+
+    def __init__(self) -> None:
+        self._stats: weakref.WeakSet[FleetStats] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, stats: FleetStats) -> None:
+        with self._lock:
+            self._stats.add(stats)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fleet-stats", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush_all)
+
+    def flush_all(self) -> None:
+        with self._lock:
+            live = list(self._stats)
+        for stats in live:
+            stats.flush()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL_S)
+            self.flush_all()
+
+
+_flusher = _Flusher()

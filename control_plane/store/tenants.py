@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -57,6 +59,8 @@ class TenantRecord:
     created_at: str = ""
     updated_at: str = ""
     version: int = 1
+    # admitted, unfinished dispatches: kept by DispatchStore's transactions, never by `_update`
+    run_slots: int = 0
 
     def allows(self, agent: str) -> bool:
         return self.allowed_agents is None or agent in self.allowed_agents
@@ -64,10 +68,20 @@ class TenantRecord:
     def allows_model(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
 
+    def has_budget(self) -> bool:
+        return any(
+            limit is not None
+            for limit in (self.budget_daily_usd, self.budget_monthly_usd, self.budget_dispatch_usd)
+        )
+
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> TenantRecord:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in item.items() if k in known})
+
+
+# How many API keys' tenant ids one process remembers (a key belongs to one tenant for good).
+KEY_CACHE_SIZE = 10_000
 
 
 class TenantStore:
@@ -75,6 +89,8 @@ class TenantStore:
         self._client = client
         self._table = table
         self._audit = audit
+        self._tenant_of_key: OrderedDict[str, str] = OrderedDict()  # key hash -> tenant id
+        self._key_lock = threading.Lock()
 
     def create(
         self,
@@ -141,23 +157,38 @@ class TenantStore:
         """The tenant holding this key, or None.
 
         The index finds the candidate; the consistent read of the item then confirms the hash,
-        so a key rotated out stops working at once even while the index still lags.
+        so a key rotated out stops working at once even while the index still lags. A key
+        belongs to one tenant for good, so the candidate is remembered: a request with a known
+        key costs that one read (it is on every API call's path).
         """
         if not api_key.startswith(KEY_PREFIX):
             return None
         digest = hash_api_key(api_key)
-        reply = self._client.query(
-            TableName=self._table,
-            IndexName="by-key-hash",
-            KeyConditionExpression="api_key_hash = :h",
-            ExpressionAttributeValues={":h": encode(digest)},
-            Limit=1,
-        )
-        for item in reply.get("Items", []):
-            tenant = self.get(tenant_id=decode_item(item)["tenant_id"])
-            if tenant is not None and hmac.compare_digest(tenant.api_key_hash, digest):
-                return tenant
-        return None
+        with self._key_lock:
+            tenant_id = self._tenant_of_key.get(digest)
+        if tenant_id is None:
+            reply = self._client.query(
+                TableName=self._table,
+                IndexName="by-key-hash",
+                KeyConditionExpression="api_key_hash = :h",
+                ExpressionAttributeValues={":h": encode(digest)},
+                Limit=1,
+            )
+            items = reply.get("Items", [])
+            if not items:
+                return None
+            tenant_id = str(decode_item(items[0])["tenant_id"])
+        tenant = self.get(tenant_id=tenant_id)
+        if tenant is None or not hmac.compare_digest(tenant.api_key_hash, digest):
+            with self._key_lock:
+                self._tenant_of_key.pop(digest, None)  # rotated out or deleted
+            return None
+        with self._key_lock:
+            self._tenant_of_key[digest] = tenant_id
+            self._tenant_of_key.move_to_end(digest)
+            if len(self._tenant_of_key) > KEY_CACHE_SIZE:
+                self._tenant_of_key.popitem(last=False)
+        return tenant
 
     def rotate_key(self, *, tenant_id: str, actor: Actor) -> tuple[TenantRecord, str]:
         """Replace the tenant's key; the old one stops working. Returns the new key once."""

@@ -62,18 +62,21 @@ def _request_hash(body: DispatchCreate) -> str:
 
 
 def _check_quota(stores: StoreDep, tenant: TenantRecord, settings: SettingsDep) -> None:
-    queued = stores.dispatches.count(tenant_id=tenant.tenant_id, statuses=QUEUED)
+    """429 past the tenant's quotas. Waiting dispatches are counted (as far as the quota);
+    running ones are the run slots its tenant item holds, read with the key's check: admission
+    keeps them at or under max_running, so this bites only once an operator lowers it."""
+    queued = stores.dispatches.count(tenant_id=tenant.tenant_id, statuses=QUEUED, at_most=tenant.max_queued)
     retry = {"Retry-After": str(settings.quota_retry_after_s)}
     if queued >= tenant.max_queued:
         raise Problem(
             429, "Quota Exceeded", f"{queued} dispatches are waiting; the tenant may queue {tenant.max_queued}",
             type_="quota-exceeded", field="max_queued", headers=retry,
         )  # fmt: skip
-    running = stores.dispatches.count(tenant_id=tenant.tenant_id, statuses=ACTIVE)
+    running = tenant.run_slots
     if queued + running >= tenant.max_running + tenant.max_queued:
         raise Problem(
             429, "Quota Exceeded",
-            f"{running} dispatches are running and {queued} waiting; the tenant may run {tenant.max_running}",
+            f"{running} dispatches hold run slots and {queued} wait; the tenant may run {tenant.max_running}",
             type_="quota-exceeded", field="max_running", headers=retry,
         )  # fmt: skip
 
@@ -122,7 +125,7 @@ def create_dispatch(
     if body.agent not in settings.dispatch_queue_urls:
         raise Problem(422, "Invalid Request", f"agent {body.agent} is not enabled here", field="agent")
     _check_model(body.agent, body.model, tenant, settings)
-    spent = stores.budgets.refusal(tenant.tenant_id)
+    spent = stores.budgets.refusal(tenant.tenant_id) if tenant.has_budget() else None
     if spent is not None:
         raise Problem(429, "Budget Exceeded", spent, type_="budget-exceeded")
     missing = agent_unavailable(control, body.agent)
@@ -182,7 +185,8 @@ def create_dispatch(
             raise
         response.headers["Location"] = f"/dispatch/{dispatch_id}"
         return DispatchPublic.of(existing)
-    if enqueue_dispatch(
+    # created unadmitted (its tenant's run slots are all taken), it waits for the admission pass
+    if record.admitted and enqueue_dispatch(
         record, sqs=clients.sqs, queue_urls=settings.dispatch_queue_urls, store=stores.dispatches
     ):
         work_arrived(control)
