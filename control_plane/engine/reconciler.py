@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from control_plane.engine import tasks as t
@@ -30,13 +31,16 @@ from control_plane.metrics import REASON_NOT_STARTED, REASON_TASK_LOST, task_fai
 from control_plane.queueing import enqueue_dispatch
 from control_plane.runtime.base import RuntimeTask
 from control_plane.store import DispatchRecord, Stores
-from control_plane.store.codec import decode_item, encode, now, parse_iso
+from control_plane.store.codec import decode_item, encode, iso, now, parse_iso
 
 log = logging.getLogger("outpost.reconciler")
 COMPONENT = RECONCILER
 
 
-def dispatches_in(client: Any, table: str, status: Status) -> list[DispatchRecord]:
+def dispatches_in(
+    client: Any, table: str, status: Status, created_before: datetime | None = None
+) -> list[DispatchRecord]:
+    """Every dispatch in `status` (oldest first), or only those created before a moment."""
     kwargs: dict[str, Any] = {
         "TableName": table,
         "IndexName": "by-status",
@@ -44,6 +48,9 @@ def dispatches_in(client: Any, table: str, status: Status) -> list[DispatchRecor
         "ExpressionAttributeNames": {"#s": "status"},
         "ExpressionAttributeValues": {":s": encode(str(status))},
     }
+    if created_before is not None:
+        kwargs["KeyConditionExpression"] += " AND created_at < :c"
+        kwargs["ExpressionAttributeValues"][":c"] = encode(iso(created_before))
     records: list[DispatchRecord] = []
     while True:
         reply = client.query(**kwargs)
@@ -113,7 +120,10 @@ class Reconciler:
 
     def _expire_pending(self, counts: dict[str, int]) -> None:
         moment = now()
-        for record in dispatches_in(self.client, self.table, Status.PENDING):
+        # one that waited long since its last change was created at least as long ago: the
+        # backlog of recent dispatches is not read at all
+        created_before = moment - timedelta(seconds=self.max_pending_s)
+        for record in dispatches_in(self.client, self.table, Status.PENDING, created_before):
             waited = (moment - parse_iso(record.updated_at)).total_seconds()
             if waited > self.max_pending_s:
                 error = f"no task started the job within {self.max_pending_s:g} s"

@@ -256,7 +256,9 @@ def timed_out_by_the_reconciler(world: World) -> None:
 
 def never_started(world: World) -> None:
     record = world.dispatch()
-    age_dispatch(world, record.dispatch_id, "SET #u = :old", {"#u": "updated_at"})
+    age_dispatch(
+        world, record.dispatch_id, "SET #u = :old, #c = :old", {"#u": "updated_at", "#c": "created_at"}
+    )
     counts = world.engine.reconciler.tick()
     assert counts is not None and counts["expired"] == 1
 

@@ -230,10 +230,25 @@ def _written_then_crashed(world) -> DispatchRecord:
     )
 
 
-def test_admission_enqueues_a_dispatch_left_unadmitted_by_a_crash(moto_endpoint, tmp_path):
+def test_creation_admits_in_the_same_write_so_a_crash_leaves_nothing_unadmitted(moto_endpoint, tmp_path):
     world = make_world(moto_endpoint, tmp_path)
     try:
         record = _written_then_crashed(world)
+        assert world.get(record.dispatch_id).admitted and not world.get(record.dispatch_id).enqueued
+        assert world.engine.admission.tick() == 0  # the reconciler's to send (the test below)
+    finally:
+        world.runtime.close()
+
+
+def test_admission_enqueues_a_dispatch_that_waited_for_a_run_slot(moto_endpoint, tmp_path):
+    world = make_world(moto_endpoint, tmp_path)
+    system = Actor.system("test")
+    try:
+        world.stores.tenants.update(tenant_id=world.tenant_id, fields={"max_running": 0}, actor=system)
+        record = _written_then_crashed(world)
+        assert not record.admitted
+        assert world.engine.admission.tick() == 0  # still no slot
+        world.stores.tenants.update(tenant_id=world.tenant_id, fields={"max_running": 50}, actor=system)
         assert world.engine.admission.tick() == 1
         assert world.get(record.dispatch_id).enqueued
         task, token = world.new_task()
