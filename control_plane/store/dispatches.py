@@ -576,23 +576,23 @@ class DispatchStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
+        # the change and its audit entry in one write: the trail never misses a transition
+        audit = self._audit.put(
+            actor=actor,
+            action="dispatch.transition",
+            tenant_id=current.tenant_id,
+            target=dispatch_id,
+            details={"from": str(current.status), "to": str(to), "version": current.version + 1},
+        )
+        items = [{"Update": write}, {"Put": audit}]
         if releases_slot:
-            written = self._transact({"Update": write}, tenant_id=current.tenant_id, slots=-1)
-        else:
-            written = conditionally(self._client.update_item, **write)
-        if not written:
+            items.insert(1, self._slots(current.tenant_id, -1))
+        if not transactionally(self._client, items):
             raise VersionConflictError("dispatch", dispatch_id, current.version)
 
         record_fields = {k: v for k, v in updates.items() if k != "tenant_status"}
         record_fields["status"] = to
         record = replace(current, **record_fields, timestamps={**current.timestamps, str(to): at})
-        self._audit.record(
-            actor=actor,
-            action="dispatch.transition",
-            tenant_id=current.tenant_id,
-            target=dispatch_id,
-            details={"from": str(current.status), "to": str(to), "version": record.version},
-        )
         self._after_transition(current, record, moment)
         return record
 
