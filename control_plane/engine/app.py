@@ -68,6 +68,7 @@ def create_engine_app(
                 if gateway is not None:  # its pooled connections; the calls' accounting finishes
                     await gateway.aclose()
                 engine.stop(stop_tasks=stop_tasks_on_shutdown)
+                application.state.stores.stats.flush()  # the last second's fleet counts
 
     app.router.lifespan_context = lifespan  # type: ignore[assignment]  # same protocol, wider state type
     return app

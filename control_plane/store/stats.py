@@ -13,13 +13,12 @@ Counters are figures for operators, never read to decide anything about a dispat
 is added up in memory and written about once a second, one ADD per counter item for all the
 changes since the last write (`FLUSH_INTERVAL_S`), rather than two or three writes for every
 creation and transition, which set most of a dispatch's DynamoDB calls. A reader in the same
-process writes what is pending first. A process that dies without stopping loses at most the
-last second's counts; a stopping process writes them.
+process writes what is pending first. A control plane that dies without stopping loses at most
+the last second's counts; a stopping one writes them.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -177,8 +176,8 @@ class FleetStats:
 
 
 class _Flusher:
-    """One thread for the process that flushes every live FleetStats each FLUSH_INTERVAL_S,
-    and once more when the process exits."""
+    """One thread for the process that flushes every live FleetStats each FLUSH_INTERVAL_S
+    (a stopping control plane flushes its own once more: control_plane.engine.app)."""
 
     def __init__(self) -> None:
         self._stats: weakref.WeakSet[FleetStats] = weakref.WeakSet()
@@ -191,7 +190,6 @@ class _Flusher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="fleet-stats", daemon=True)
                 self._thread.start()
-                atexit.register(self.flush_all)
 
     def flush_all(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ import boto3
 from botocore.stub import Stubber
 
 from control_plane.engine import tasks as t
+from control_plane.engine.config import EngineSettings
 from control_plane.engine.scaler import Scaler
 from control_plane.lifecycle import Status
 from control_plane.runtime.base import client_token
@@ -45,7 +46,7 @@ def test_a_queued_job_launches_an_ecs_task_whose_events_reach_its_dispatch(world
             table=world.settings.dispatches_table,
             name="scaler",
             owner="a",
-            duration_s=5,
+            duration_s=EngineSettings().lease_s,  # production value: a slow machine keeps the lead
         ),
         warm_pool={"shell": 0},
         spot={"shell": True},
