@@ -207,6 +207,7 @@ class ClaimService:
                 to=Status.RUNNING,
                 actor=Actor.system(ACTOR),
                 expected_version=record.version,
+                current=record,
                 # the capacity the task was launched on prices the run (DispatchPublic)
                 changes={"task_id": task.task_id, "capacity": task.capacity},
             )

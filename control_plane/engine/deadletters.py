@@ -88,6 +88,7 @@ class DeadLetters:
                     actor=Actor.system(COMPONENT),
                     expected_version=record.version,
                     changes={"error": error},
+                    current=record,
                 )
             except (VersionConflictError, IllegalTransitionError):
                 return 0  # it moved meanwhile: the next pass decides on its new state

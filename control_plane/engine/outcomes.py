@@ -69,6 +69,7 @@ class Outcomes:
                     actor=Actor.system(component),
                     expected_version=record.version,
                     changes=changes,
+                    current=record,
                 )
             except (VersionConflictError, IllegalTransitionError):
                 fresh = self.stores.dispatches.get(dispatch_id=record.dispatch_id, tenant_id=None)
@@ -111,6 +112,7 @@ class Outcomes:
                     to=Status.PENDING,
                     actor=Actor.system(component),
                     expected_version=record.version,
+                    current=record,
                 )
             except (VersionConflictError, IllegalTransitionError):
                 fresh = self.stores.dispatches.get(dispatch_id=record.dispatch_id, tenant_id=None)

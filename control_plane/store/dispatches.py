@@ -527,8 +527,12 @@ class DispatchStore:
         expected_version: int | None = None,
         tenant_id: str | None = None,
         changes: dict[str, Any] | None = None,
+        current: DispatchRecord | None = None,
     ) -> DispatchRecord:
         """Move a dispatch to status `to` in one conditional write; returns the new record.
+
+        current: the record as the caller read it, saving this a read; the write's condition
+        (version, status and admission unchanged) refuses it if it is stale.
 
         expected_version: the version the caller decided on; None means "the current one" (read
         here). Raises NotFoundError, lifecycle.IllegalTransitionError (nothing written) or
@@ -540,8 +544,9 @@ class DispatchStore:
         unknown = set(changes) - TRANSITION_FIELDS
         if unknown:
             raise ValueError(f"transition cannot set {sorted(unknown)}")
-        current = self.get(dispatch_id=dispatch_id, tenant_id=tenant_id)
-        if current is None:
+        if current is None or current.dispatch_id != dispatch_id:
+            current = self.get(dispatch_id=dispatch_id, tenant_id=tenant_id)
+        if current is None or (tenant_id is not None and current.tenant_id != tenant_id):
             raise NotFoundError("dispatch", dispatch_id)
         if expected_version is not None and current.version != expected_version:
             raise VersionConflictError("dispatch", dispatch_id, expected_version)
@@ -558,12 +563,24 @@ class DispatchStore:
         }
         if lifecycle.is_requeue(current.status, to):
             updates.update(attempt=current.attempt + 1, enqueued=False, task_id=None, runtime_ref=None)
-        names = {"#ts": "timestamps", "#st": str(to), "#ver": "version", "#status": "status"}
+        names = {
+            "#ts": "timestamps",
+            "#st": str(to),
+            "#ver": "version",
+            "#status": "status",
+            "#adm": "admitted",
+        }
         values = {
             ":at": encode(at),
             ":expected": encode(current.version),
             ":from": encode(str(current.status)),
+            ":admitted": encode(True),
         }
+        # admission changes no version: the condition holds it too, so an end never misses the
+        # run slot a dispatch was given meanwhile
+        admission = (
+            "#adm = :admitted" if current.admitted else "(attribute_not_exists(#adm) OR #adm <> :admitted)"
+        )
         releases_slot = current.admitted and to in TERMINAL
         if releases_slot:
             updates["admitted"] = False
@@ -572,7 +589,7 @@ class DispatchStore:
             "TableName": self._table,
             "Key": {"dispatch_id": encode(dispatch_id)},
             "UpdateExpression": expression,
-            "ConditionExpression": "#ver = :expected AND #status = :from",
+            "ConditionExpression": f"#ver = :expected AND #status = :from AND {admission}",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }

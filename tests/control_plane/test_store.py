@@ -230,3 +230,30 @@ def test_lifecycle_state_machine(stores: Stores) -> None:
         max_examples=15, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)
     )
     runner().runTest()
+
+
+def test_an_end_written_from_a_record_read_before_its_admission_is_refused(stores: Stores) -> None:
+    """Admission changes no version, so the condition of a transition holds the admission too:
+    ending a dispatch from a record read before it was admitted would keep its run slot taken."""
+    system = Actor.system("test")
+    tenant, _ = stores.tenants.create(
+        name="slots", max_running=0, max_queued=5, allowed_agents=None, actor=system
+    )
+    waiting = stores.dispatches.create(
+        record=DispatchRecord(
+            dispatch_id=new_dispatch_id(), tenant_id=tenant.tenant_id, agent="shell", task="x", timeout_s=60
+        ),
+        actor=system,
+    )
+    assert not waiting.admitted  # no slot yet
+    stores.tenants.update(tenant_id=tenant.tenant_id, fields={"max_running": 1}, actor=system)
+    assert stores.dispatches.admit(record=waiting) is not None  # admitted meanwhile
+    assert stores.tenants.get(tenant_id=tenant.tenant_id).run_slots == 1
+    with pytest.raises(VersionConflictError):
+        stores.dispatches.transition(
+            dispatch_id=waiting.dispatch_id, to=Status.CANCELLED, actor=system,
+            expected_version=waiting.version, current=waiting,
+        )  # fmt: skip
+    ended = stores.dispatches.transition(dispatch_id=waiting.dispatch_id, to=Status.CANCELLED, actor=system)
+    assert ended.status is Status.CANCELLED
+    assert stores.tenants.get(tenant_id=tenant.tenant_id).run_slots == 0

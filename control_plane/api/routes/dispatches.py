@@ -236,6 +236,7 @@ def cancel_dispatch(
                 actor=actor_of(caller),
                 expected_version=record.version,
                 tenant_id=tenant.tenant_id,
+                current=record,
             )
         except VersionConflictError:
             continue
