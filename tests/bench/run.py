@@ -63,6 +63,7 @@ GOALS: dict[str, tuple[Compare, float, str]] = {
     "describe_tasks_calls_per_dispatch": (operator.eq, 0, "== 0"),
     "health_fleet_uncached_ms": (operator.lt, 500.0, "< 500 ms"),
     "api_dispatch_create_per_s": (operator.ge, 50.0, ">= 50/s"),
+    "gateway_added_latency_p50_ms": (operator.lt, 10.0, "< 10 ms"),
 }
 
 
