@@ -356,10 +356,9 @@ class ClaimService:
     def _job_of(
         self, parts: tuple[str, str], dispatch_id: str, *, ended: bool
     ) -> tuple[t.TaskRecord, DispatchRecord]:
-        task = self.tasks.get(parts[0])
+        task, record = self.tasks.get_with_job(parts[0], dispatch_id)
         if task is None or task.job != dispatch_id or not t.token_matches(parts[1], task.job_token_hash):
             raise ClaimRefusedError("unknown job token")
-        record = self.stores.dispatches.get(dispatch_id=dispatch_id, tenant_id=None)
         if record is None:
             raise ClaimRefusedError("unknown job token")
         if (record.task_id, record.attempt) != (task.task_id, task.job_attempt):

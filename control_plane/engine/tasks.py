@@ -36,6 +36,7 @@ from control_plane.store.codec import (
     iso,
     now,
 )
+from control_plane.store.dispatches import DispatchRecord
 
 UNCLAIMED = "unclaimed"
 CLAIMING = "claiming"
@@ -124,6 +125,25 @@ class TaskStore:
             TableName=self._table, Key={"dispatch_id": encode(f"task#{task_id}")}, ConsistentRead=True
         )
         return TaskRecord.from_item(decode_item(reply["Item"])) if "Item" in reply else None
+
+    def get_with_job(self, task_id: str, dispatch_id: str) -> tuple[TaskRecord | None, DispatchRecord | None]:
+        """The task and a dispatch, read consistently in one request: checking a job token needs
+        both on every runner request (logs, uploads, result)."""
+        task_key = f"task#{task_id}"
+        keys = [task_key] + ([dispatch_id] if dispatch_id.startswith("d-") else [])
+        pending: dict[str, Any] = {
+            self._table: {"Keys": [{"dispatch_id": encode(k)} for k in keys], "ConsistentRead": True}
+        }
+        items: dict[str, dict[str, Any]] = {}
+        while pending:
+            reply = self._client.batch_get_item(RequestItems=pending)
+            for raw in reply.get("Responses", {}).get(self._table, []):
+                item = decode_item(raw)
+                items[item["dispatch_id"]] = item
+            pending = reply.get("UnprocessedKeys") or {}
+        task = TaskRecord.from_item(items[task_key]) if task_key in items else None
+        record = DispatchRecord.from_item(items[dispatch_id]) if dispatch_id in items else None
+        return task, record
 
     def by_ref(self, runtime_ref: str) -> TaskRecord | None:
         reply = self._client.get_item(
