@@ -174,7 +174,7 @@ def _all_dispatches(client: httpx.Client) -> list[dict[str, Any]]:
 def _check_records(
     endpoint: str, tables: dict[str, str], tenant_id: str, ids: list[str], marks: Path, context: str
 ) -> None:
-    """Every dispatch ran once and is whole, read from the tables themselves."""
+    """Every dispatch ran once and is whole, audited, and holds no run slot: read from the tables."""
     ddb = boto3.client(
         "dynamodb",
         endpoint_url=endpoint,
@@ -210,6 +210,21 @@ def _check_records(
         assert moments == sorted(moments), where
         assert item["created_at"] == item["timestamps"]["PENDING"], where
         assert item["updated_at"] == item["timestamps"]["COMPLETED"], where
+    # the audit trail of each: its creation and its two transitions, each once
+    trail: dict[str, list[tuple[str, int]]] = {}
+    pages = ddb.get_paginator("query").paginate(
+        TableName=tables["OUTPOST_AUDIT_TABLE"],
+        KeyConditionExpression="tenant_id = :t",
+        ExpressionAttributeValues={":t": {"S": tenant_id}},
+    )
+    for entry in (decode_item(item) for page in pages for item in page["Items"]):
+        if entry["action"].startswith("dispatch."):
+            trail.setdefault(entry["target"], []).append((entry["action"], entry["details"]["version"]))
+    expected = [("dispatch.create", 1), ("dispatch.transition", 2), ("dispatch.transition", 3)]
+    for dispatch_id in ids:
+        assert sorted(trail.get(dispatch_id, [])) == expected, (
+            f"audit of {dispatch_id}: {trail.get(dispatch_id)} ({context})"
+        )
     tenant = ddb.get_item(TableName=tables["OUTPOST_TENANTS_TABLE"], Key={"tenant_id": {"S": tenant_id}})
     slots = decode_item(tenant["Item"]).get("run_slots", 0)
     assert slots == 0, f"{slots} run slots still taken after every dispatch ended ({context})"
