@@ -7,6 +7,7 @@ presigned URLs that ``.../uploads`` answers with.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -264,7 +265,9 @@ def _send(
     except urllib.error.HTTPError as exc:
         detail = exc.read(500).decode("utf-8", "replace").strip()
         raise ProtocolError(f"{method} {_path(url)}: HTTP {exc.code} {detail}".strip(), exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # HTTPException: the answer was cut short (IncompleteRead), as when the control plane
+        # dies while sending it; a network error like the others, so the call is retried
         reason = getattr(exc, "reason", exc)
         raise ProtocolError(f"{method} {_path(url)}: {reason}") from None
 
