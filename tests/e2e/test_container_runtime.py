@@ -71,7 +71,11 @@ def _task_of(dev: Dev, marker: str) -> dict:
 
     def found() -> dict | None:
         for workspace in runtime.glob("tasks/*/volumes/workspace"):
-            if list(workspace.rglob(marker)):
+            try:
+                holds = bool(list(workspace.rglob(marker)))
+            except OSError:  # another task's directory, removed while it was read
+                continue
+            if holds:
                 path = runtime / "state" / f"{workspace.parent.parent.name}.json"
                 state = json.loads(path.read_text()) if path.exists() else {}
                 return state if state.get("main_pid") else None

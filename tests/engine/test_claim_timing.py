@@ -147,12 +147,14 @@ def test_a_retry_during_a_slow_commit_waits_for_it_and_then_resumes_the_claim(wo
     in_commit, may_finish = threading.Event(), threading.Event()
 
     def slow_transition(params: dict[str, Any], **_: Any) -> None:
-        if params.get("Key", {}).get("dispatch_id", {}).get("S") == record.dispatch_id:
+        # the transition to RUNNING: one transaction with its audit entry
+        updates = [item["Update"] for item in params.get("TransactItems", []) if "Update" in item]
+        if any(u["Key"].get("dispatch_id", {}).get("S") == record.dispatch_id for u in updates):
             in_commit.set()
             assert may_finish.wait(30)
 
     events = world.clients.dynamodb.meta.events
-    events.register("before-parameter-build.dynamodb.UpdateItem", slow_transition)
+    events.register("before-parameter-build.dynamodb.TransactWriteItems", slow_transition)
     original: list[Any] = []
     first = threading.Thread(target=lambda: original.append(world.claim(token, task.task_id)))
     first.start()
@@ -164,7 +166,7 @@ def test_a_retry_during_a_slow_commit_waits_for_it_and_then_resumes_the_claim(wo
     finally:
         may_finish.set()
         first.join(30)
-        events.unregister("before-parameter-build.dynamodb.UpdateItem", slow_transition)
+        events.unregister("before-parameter-build.dynamodb.TransactWriteItems", slow_transition)
     assert original and original[0].status_code == 200  # answered to nobody: the runner left
     resumed = world.claim(token, task.task_id)
     assert resumed.status_code == 200, resumed.text
