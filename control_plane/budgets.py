@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from control_plane.store.codec import encode
+from control_plane.store.codec import batch_get, encode
 from control_plane.store.tenants import TenantRecord
 
 REASON = "budget-exceeded"  # the dispatch's failure reason (control_plane.metrics)
@@ -112,7 +112,7 @@ class Budgets:
             cached = self._cache.get(tenant_id)
         if cached is None or time.monotonic() - cached[0] > TENANT_CACHE_S:
             return None
-        return _has_budget(cached[1])
+        return cached[1] is not None and cached[1].has_budget()
 
     def spent(self, tenant_id: str, dispatch_id: str | None = None) -> dict[str, float]:
         """What the day, the month (and the dispatch) have spent so far, in dollars."""
@@ -148,25 +148,16 @@ class Budgets:
             with self._lock:
                 self._cache[tenant_id] = cached
         tenant = cached[1]
-        return tenant if _has_budget(tenant) else None
+        return tenant if tenant is not None and tenant.has_budget() else None
 
     def _read(self, keys: list[str]) -> dict[str, float]:
         """The counters in one request (a budget check sits on a model call's path); a counter
         not written yet is absent."""
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": [{"dispatch_id": encode(key)} for key in keys],
-                "ProjectionExpression": "dispatch_id, spent_usd",
-                "ConsistentRead": True,
-            }
-        }
-        totals: dict[str, float] = {}
-        while request:
-            reply = self._client.batch_get_item(RequestItems=request)
-            for item in reply.get("Responses", {}).get(self._table, []):
-                totals[item["dispatch_id"]["S"]] = float(item["spent_usd"]["N"])
-            request = reply.get("UnprocessedKeys") or {}
-        return totals
+        items = batch_get(
+            self._client, self._table, key="dispatch_id", values=keys,
+            consistent=True, projection="dispatch_id, spent_usd",
+        )  # fmt: skip
+        return {item["dispatch_id"]: float(item["spent_usd"]) for item in items}
 
     def _add(self, key: str, cost_usd: float, expires: int) -> float:
         reply = self._client.update_item(
@@ -177,10 +168,3 @@ class Budgets:
             ReturnValues="UPDATED_NEW",
         )
         return float(reply["Attributes"]["spent_usd"]["N"])
-
-
-def _has_budget(tenant: TenantRecord | None) -> bool:
-    return tenant is not None and any(
-        limit is not None
-        for limit in (tenant.budget_daily_usd, tenant.budget_monthly_usd, tenant.budget_dispatch_usd)
-    )

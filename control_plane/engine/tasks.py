@@ -30,6 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from control_plane.store.codec import (
+    batch_get,
     conditionally,
     decode_item,
     encode,
@@ -131,16 +132,8 @@ class TaskStore:
         both on every runner request (logs, uploads, result)."""
         task_key = f"task#{task_id}"
         keys = [task_key] + ([dispatch_id] if dispatch_id.startswith("d-") else [])
-        pending: dict[str, Any] = {
-            self._table: {"Keys": [{"dispatch_id": encode(k)} for k in keys], "ConsistentRead": True}
-        }
-        items: dict[str, dict[str, Any]] = {}
-        while pending:
-            reply = self._client.batch_get_item(RequestItems=pending)
-            for raw in reply.get("Responses", {}).get(self._table, []):
-                item = decode_item(raw)
-                items[item["dispatch_id"]] = item
-            pending = reply.get("UnprocessedKeys") or {}
+        read = batch_get(self._client, self._table, key="dispatch_id", values=keys, consistent=True)
+        items = {item["dispatch_id"]: item for item in read}
         task = TaskRecord.from_item(items[task_key]) if task_key in items else None
         record = DispatchRecord.from_item(items[dispatch_id]) if dispatch_id in items else None
         return task, record

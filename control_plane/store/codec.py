@@ -80,6 +80,32 @@ def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+def batch_get(
+    client: Any,
+    table: str,
+    *,
+    key: str,
+    values: list[str],
+    consistent: bool = False,
+    projection: str | None = None,
+) -> list[dict[str, Any]]:
+    """The items of `table` whose hash key `key` is one of `values`, decoded, in as few
+    BatchGetItem requests as DynamoDB allows (100 keys each), unprocessed keys asked again."""
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(values), 100):
+        request: dict[str, Any] = {"Keys": [{key: encode(v)} for v in values[start : start + 100]]}
+        if consistent:
+            request["ConsistentRead"] = True
+        if projection:
+            request["ProjectionExpression"] = projection
+        pending: dict[str, Any] = {table: request}
+        while pending:
+            reply = client.batch_get_item(RequestItems=pending)
+            items.extend(decode_item(i) for i in reply.get("Responses", {}).get(table, []))
+            pending = reply.get("UnprocessedKeys") or {}
+    return items
+
+
 def conditionally(write: Callable[..., object], **request: Any) -> bool:
     """Makes one conditional DynamoDB write; False when its condition did not hold."""
     try:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from control_plane.lifecycle import TERMINAL, Status
-from control_plane.store.codec import decode_item, encode, now
+from control_plane.store.codec import batch_get, encode, now
 
 log = logging.getLogger("outpost.stats")
 COUNTER_TTL = timedelta(days=2)
@@ -141,7 +141,7 @@ class FleetStats:
         minute_keys = list(dict.fromkeys(_minute(moment - timedelta(minutes=m)) for m in steps))
         keys = [GAUGE_KEY] + [f"stat#{kind}#{m}" for kind in ("created", "finished") for m in minute_keys]
         agents: dict[str, AgentWindow] = defaultdict(AgentWindow)
-        for item in self._batch_get(keys):
+        for item in batch_get(self._client, self._table, key="dispatch_id", values=keys):
             key = item.pop("dispatch_id")
             item.pop("expires_at", None)
             for name, count in item.items():
@@ -161,18 +161,6 @@ class FleetStats:
                     elif kind == "dn":
                         agents[rest].runs_timed += count
         return dict(agents)
-
-    def _batch_get(self, keys: list[str]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):  # BatchGetItem takes at most 100 keys
-            pending: dict = {
-                self._table: {"Keys": [{"dispatch_id": encode(k)} for k in keys[start : start + 100]]}
-            }
-            while pending:
-                reply = self._client.batch_get_item(RequestItems=pending)
-                items.extend(decode_item(i) for i in reply.get("Responses", {}).get(self._table, []))
-                pending = reply.get("UnprocessedKeys") or {}
-        return items
 
 
 class _Flusher:
