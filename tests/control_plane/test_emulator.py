@@ -18,15 +18,20 @@ def _client(service: str, endpoint: str):
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
 
 
-def test_twenty_conditional_updates_of_one_item_have_exactly_one_winner(moto_endpoint: str) -> None:
-    ddb = _client("dynamodb", moto_endpoint)
-    table = f"race-{uuid.uuid4().hex[:8]}"
+def _table(ddb, name: str) -> str:
+    table = f"{name}-{uuid.uuid4().hex[:8]}"
     ddb.create_table(
         TableName=table,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    return table
+
+
+def test_twenty_conditional_updates_of_one_item_have_exactly_one_winner(moto_endpoint: str) -> None:
+    ddb = _client("dynamodb", moto_endpoint)
+    table = _table(ddb, "race")
     for round_ in range(10):
         key = {"id": {"S": f"item-{round_}"}}
         ddb.put_item(TableName=table, Item={**key, "version": {"N": "1"}})
@@ -66,17 +71,6 @@ def test_a_long_poll_does_not_hold_up_dynamodb(moto_endpoint: str) -> None:
     assert poll.is_alive(), "the long poll should still be waiting"
     assert took < 2.0, f"a DynamoDB call waited {took:.1f} s behind an SQS long poll"
     poll.join()
-
-
-def _table(ddb, name: str) -> str:
-    table = f"{name}-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return table
 
 
 def _item(ddb, table: str, key: str) -> dict | None:

@@ -161,6 +161,17 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
+def runner_pid_of(dev: Dev, pid: int) -> int:
+    """The local task (runner process) that ``pid`` descends from."""
+    tasks = dev.task_pids()
+    current: int | None = pid
+    while current and current > 1:
+        if current in tasks:
+            return current
+        current = parent_of(current)
+    raise AssertionError(f"process {pid} does not belong to a local task ({tasks})")
+
+
 def parent_of(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -28,7 +28,7 @@ import httpx
 
 from control_plane.dev import LOCAL_DEFAULTS
 from control_plane.store.codec import decode_item, parse_iso
-from tests.e2e.helpers import TERMINAL, Dev, alive, parent_of, start_dev, stop_dev, wait_for
+from tests.e2e.helpers import TERMINAL, Dev, alive, runner_pid_of, start_dev, stop_dev, wait_for
 
 DISPATCHES = 200
 MAX_KILLS = 5
@@ -235,16 +235,6 @@ def _check_records(
     assert slots == 0, f"{slots} run slots still taken after every dispatch ended ({context})"
 
 
-def _runner_pid_of(dev: Dev, pid: int) -> int:
-    tasks = dev.task_pids()
-    current: int | None = pid
-    while current and current > 1:
-        if current in tasks:
-            return current
-        current = parent_of(current)
-    raise AssertionError(f"process {pid} does not belong to a local task ({tasks})")
-
-
 def test_a_runner_killed_mid_job_fails_its_dispatch_within_the_reconcile_interval(tmp_path):
     dev = start_dev(tmp_path / "state", extra_env=DEV_TIMINGS)
     try:
@@ -253,7 +243,7 @@ def test_a_runner_killed_mid_job_fails_its_dispatch_within_the_reconcile_interva
         dispatch_id = created["dispatch_id"]
         dev.wait_status(dispatch_id, {"RUNNING"})
         agent = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent"))
-        runner = _runner_pid_of(dev, agent)
+        runner = runner_pid_of(dev, agent)
         os.kill(runner, signal.SIGKILL)  # no report, no clean-up: what a crash leaves
         killed = time.monotonic()
         final = dev.wait_status(dispatch_id, TERMINAL | {"PENDING"}, timeout=4 * RECONCILE_INTERVAL_S)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import Dev, alive, parent_of, wait_for
+from tests.e2e.helpers import Dev, alive, runner_pid_of, wait_for
 
 
 def _download(dev: Dev, dispatch_id: str, name: str) -> str:
@@ -28,17 +28,6 @@ def _download(dev: Dev, dispatch_id: str, name: str) -> str:
     return reply.text
 
 
-def _runner_pid_of(dev: Dev, pid: int) -> int:
-    """The local task (runner process) that ``pid`` descends from."""
-    tasks = dev.task_pids()
-    current: int | None = pid
-    while current and current > 1:
-        if current in tasks:
-            return current
-        current = parent_of(current)
-    raise AssertionError(f"process {pid} does not belong to a local task ({tasks})")
-
-
 def _running_sleeper(dev: Dev, tmp_path: Path) -> tuple[str, int, int]:
     """Dispatches a job that sleeps, waits until it runs: (dispatch id, agent pid, runner pid)."""
     pid_file = tmp_path / "agent.pid"
@@ -48,7 +37,7 @@ def _running_sleeper(dev: Dev, tmp_path: Path) -> tuple[str, int, int]:
     agent_pid = int(
         wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20, what="agent pid")
     )
-    runner_pid = _runner_pid_of(dev, agent_pid)
+    runner_pid = runner_pid_of(dev, agent_pid)
     return dispatch_id, agent_pid, runner_pid
 
 
@@ -176,7 +165,7 @@ def test_a_runner_interrupted_mid_job_is_requeued_and_completes_on_the_next_atte
         wait_for(lambda: pid_file.exists() and pid_file.read_text().split()[0], 20, what="agent")
     )
     # what ECS does at a Spot interruption: SIGTERM to the task, which then reports INTERRUPTED
-    os.kill(_runner_pid_of(dev, first_agent), signal.SIGTERM)
+    os.kill(runner_pid_of(dev, first_agent), signal.SIGTERM)
     final = dev.wait_status(dispatch_id, {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}, timeout=60)
     assert final["status"] == "COMPLETED", final
     assert final["attempt"] == 2

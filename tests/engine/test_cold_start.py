@@ -113,6 +113,14 @@ class StandInFargate:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
+    def __enter__(self) -> StandInFargate:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
     def loop(self) -> None:
         while not self.stop.is_set():
             for cluster in self.ecs.list_clusters()["clusterArns"]:
@@ -183,10 +191,8 @@ def stage(ministack_endpoint: str, control_plane: Dev) -> str:
 def test_cold_starts_are_measured_per_phase_and_every_task_is_stopped(
     stage: str, ministack_endpoint: str, control_plane: Dev, tmp_path: Path
 ):
-    fargate = StandInFargate(ministack_endpoint, tmp_path)
-    fargate.thread.start()
     output = tmp_path / "cold-start.json"
-    try:
+    with StandInFargate(ministack_endpoint, tmp_path) as fargate:
         measured = subprocess.run(
             [
                 sys.executable, "-m", "control_plane.ops.cold_start", "--env", "dev", "--agent", "shell",
@@ -195,9 +201,6 @@ def test_cold_starts_are_measured_per_phase_and_every_task_is_stopped(
             ],
             env={**os.environ, **CREDENTIALS}, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-    finally:
-        fargate.stop.set()
-        fargate.thread.join(timeout=10)
     assert measured.returncode == 0, measured.stderr
 
     # each task: the scaler's RunTask, under the measurement's own startedBy, and a runner that
@@ -270,17 +273,12 @@ def test_a_task_that_stops_before_its_runner_claims_is_a_failed_run(stage: str, 
             parsed["tasks"] = []
 
     ecs.meta.events.register("after-call.ecs.DescribeTasks", not_described_at_first)
-    fargate = StandInFargate(stage, tmp_path, container="unpullable")
-    fargate.thread.start()
     # The tool waits LOG_GRACE_S for the last lines of a stopped task to reach CloudWatch; this
     # task wrote none, so a second is enough here.
     stage_settings = discover(cloudformation=cloudformation, ecs=ecs, env="dev")
     meter = Meter(ecs, logs, stage_settings, poll_s=0.1, log_grace_s=1.0)
-    try:
+    with StandInFargate(stage, tmp_path, container="unpullable") as fargate:
         run = meter.measure("shell")
-    finally:
-        fargate.stop.set()
-        fargate.thread.join(timeout=10)
 
     assert run.task_arn in fargate.seen and len(described) > 2
     assert (
@@ -298,15 +296,10 @@ def test_a_task_not_ready_within_the_timeout_is_stopped(stage: str, tmp_path: Pa
         boto3.client(name, region_name="us-east-1", endpoint_url=stage, **_keys())
         for name in ("ecs", "logs", "cloudformation")
     )
-    fargate = StandInFargate(stage, tmp_path, container="silent")
-    fargate.thread.start()
     settings = discover(cloudformation=cloudformation, ecs=ecs, env="dev")
     meter = Meter(ecs, logs, settings, poll_s=0.1, timeout_s=1.0)
-    try:
+    with StandInFargate(stage, tmp_path, container="silent"):
         run = meter.measure("shell")
-    finally:
-        fargate.stop.set()
-        fargate.thread.join(timeout=10)
     assert run.error == "not ready within 1 s (last status RUNNING)" and run.phases == {}
     [task] = ecs.describe_tasks(cluster=settings.ecs.cluster, tasks=[run.task_arn])["tasks"]
     assert task["lastStatus"] == "STOPPED" and task["stoppedReason"] == "Outpost cold-start measurement"
