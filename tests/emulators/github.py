@@ -19,6 +19,7 @@ import base64
 import json
 import re
 import secrets
+import ssl
 import subprocess
 import threading
 import time
@@ -56,6 +57,7 @@ class FakeGitHub:
     pushes: list[dict[str, Any]] = field(default_factory=list)  # repository, token of each push
     requests: list[str] = field(default_factory=list)  # "METHOD path" of every request
     lock: threading.Lock = field(default_factory=threading.Lock)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -73,7 +75,11 @@ class FakeGitHub:
     def start(self) -> None:
         handler = type("Handler", (_Handler,), {"github": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.api_url = f"{self.url}/api/v3"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
