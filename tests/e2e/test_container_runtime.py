@@ -1,9 +1,13 @@
-"""End to end over `outpost dev --runtime container`: jobs run in the built `base` image with
-the Dev stage's synthesized task definition constraints (buildah, chroot isolation).
+"""End to end over `outpost dev --runtime container`: jobs run in the built images with the
+Dev stage's synthesized task definition constraints (buildah, chroot isolation): shell jobs in
+`base`, and a claude job in `claude` whose CLI reaches a fake Anthropic on loopback through the
+model gateway, holding only its gateway token.
 
 The images are those the image tests check (tests/images/building.py: built once per session
 with agents/images/scripts/build-images.sh, tag `pytest`), and the Dev stage is synthesized
-once through app.py, as `cdk synth` runs it.
+once through app.py, as `cdk synth` runs it. One `outpost dev` serves the module, started as
+the real-agent tests start theirs (tests/agents/real/conftest.py: the operator's agent settings
+point claude at the fake provider, the test keys are in its environment).
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ import pytest
 
 from control_plane.runtime.buildah import default_storage, in_namespace
 from control_plane.runtime.container_spec import synthesize
-from tests.e2e.helpers import Dev, start_dev, stop_dev, wait_for
+from tests.agents.real import test_claude
+from tests.agents.real.conftest import CLAUDE_MODEL, CLAUDE_RETRIES, KEYS, RealOutpost, real_outpost
+from tests.e2e.helpers import Dev, wait_for
 from tests.images.building import TEST_TAG as TAG
+from tests.providers.anthropic import FakeAnthropic
+from tests.providers.server import Reply, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
@@ -41,17 +49,34 @@ def base_image(built: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def dev(tmp_path_factory, cdk_out: Path, base_image: str) -> Iterator[Dev]:
-    state = tmp_path_factory.mktemp("outpost-dev-container") / "state"
-    instance = start_dev(
-        state,
-        extra_env={"OUTPOST_CONTAINER_IMAGE_TAG": TAG},
+def anthropic() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def outpost(
+    tmp_path_factory, cdk_out: Path, built: dict[str, str], anthropic: FakeAnthropic
+) -> Iterator[RealOutpost]:
+    settings = {
+        "claude": {
+            "base_url": anthropic.url,  # the gateway's upstream for claude
+            "allowed_models": [CLAUDE_MODEL],
+            "extra": {"CLAUDE_CODE_MAX_RETRIES": str(CLAUDE_RETRIES)},
+        }
+    }
+    with real_outpost(
+        tmp_path_factory.mktemp("outpost-dev-container"),
+        agent_settings=settings,
+        env={"OUTPOST_CONTAINER_IMAGE_TAG": TAG},
         args=("--runtime", "container", "--cdk-out", str(cdk_out)),
-    )
-    try:
+    ) as instance:
         yield instance
-    finally:
-        stop_dev(instance)
+
+
+@pytest.fixture(scope="module")
+def dev(outpost: RealOutpost) -> Dev:
+    return outpost.dev
 
 
 def _final(dev: Dev, created: dict, timeout: float = 60) -> dict:
@@ -205,3 +230,102 @@ def test_an_agent_whose_image_is_not_built_is_unavailable_with_the_command_that_
         "agent 'claude' has no image here: build it with "
         "`ENGINE=buildah TAG=never-built agents/images/scripts/build-images.sh claude`"
     )
+
+
+def _container_processes(dev: Dev, agent: str) -> dict[int, tuple[str, dict[str, str]]]:
+    """pid -> (command line, environment) of every process in ``agent``'s running container,
+    read from /proc as the kernel holds them: what each process was started with."""
+    runtime = dev.state_dir / "runtime" / "state"
+
+    def task() -> dict | None:
+        for path in runtime.glob("*.json"):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):  # being replaced
+                continue
+            if state.get("agent") == agent and state.get("namespace"):
+                return state
+        return None
+
+    namespace = wait_for(task, 30, what=f"the {agent} container's main process")["namespace"]
+    found = {}
+    for pid in in_namespace(namespace):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+        found[pid] = (" ".join(a.decode(errors="replace") for a in argv), {k: v for k, _, v in pairs})
+    return found
+
+
+def test_claude_completes_in_its_image_through_the_model_gateway_without_the_provider_key(
+    outpost: RealOutpost, anthropic: FakeAnthropic
+):
+    """The runner built into the `claude` image hands Claude Code only its gateway token and the
+    gateway's URL; the gateway adds the real key, meters the calls, and the key is nowhere in
+    the container or in anything the job left."""
+    dev, key = outpost.dev, KEYS["ANTHROPIC_API_KEY"]
+    read, edit, answer = test_claude.edit_turns(anthropic)
+    processes: dict[int, tuple[str, dict[str, str]]] = {}
+
+    def look_inside_then_read(request: Request) -> Reply:
+        # Claude Code waits for this answer: its container and every process in it are alive.
+        processes.update(_container_processes(dev, "claude"))
+        return read(request)
+
+    anthropic.script(look_inside_then_read, edit, answer)
+    repo = outpost.repository("claude-in-container", {"greet.py": test_claude.GREET})
+    done = outpost.run("claude", "Give greet() a name parameter.", repo_url=repo, model=CLAUDE_MODEL)
+
+    assert done.record["status"] == "COMPLETED", (done.record, done.transcript[-3000:])
+    assert done.changed_files == ["greet.py"]
+    assert '+def greet(name: str = "world"):' in done.patch and '+    return f"hello, {name}"' in done.patch
+    assert done.summary["final_message"] == test_claude.ANSWER
+    # Claude Code ran in the container's workspace volume, not in a directory of the host.
+    assert test_claude.workdir(anthropic.model_calls[0]).startswith("/workspace/")
+
+    # Usage and cost are the gateway's: its count of the three answers (every prompt token is
+    # input), priced for claude-sonnet-4-5 at $3/M input, $3.75/M cache writes, $0.30/M cache
+    # reads, $15/M output; Claude Code's own figure agrees.
+    assert done.record["cost_source"] == "gateway"
+    assert done.record["tokens"] == {"input": 3880, "cached": 2500, "output": 100}
+    assert done.record["cost_usd"] == pytest.approx((180 * 3 + 1200 * 3.75 + 2500 * 0.30 + 100 * 15) / 1e6)
+    assert done.summary["cost_usd"] == pytest.approx(done.record["cost_usd"])
+
+    # The provider got the dispatch's model and the real key on every request it saw.
+    assert [r.json["model"] for r in anthropic.model_calls] == [CLAUDE_MODEL] * 3
+    assert anthropic.requests and {r.header("x-api-key") for r in anthropic.requests} == {key}
+
+    # Inside the container: Claude Code's environment holds the gateway token under the key's
+    # name and the gateway as its endpoint; no process there (the runner included) has the key.
+    agents = [env for command, env in processes.values() if "--dangerously-skip-permissions" in command]
+    assert agents, sorted(command for command, _ in processes.values())
+    for env in agents:
+        assert env["ANTHROPIC_API_KEY"].startswith("t-"), sorted(env)
+        assert env["ANTHROPIC_BASE_URL"] == f"{dev.url}/gateway/anthropic"
+        assert "ANTHROPIC_AUTH_TOKEN" not in env
+        # and the provider never saw the token: the gateway replaced it
+        assert not [r for r in anthropic.requests if env["ANTHROPIC_API_KEY"] in json.dumps(r.headers)]
+    holding = [command for command, env in processes.values() if key in "\0".join(env.values())]
+    assert holding == [], f"the provider key is in the environment of {holding}"
+
+    # Nor in what the job left: its record, result bundle, dispatch log, the container's
+    # output as the runtime kept it, and the control plane's own log.
+    with dev.client() as client:
+        lines = client.get(f"/dispatch/{done.record['dispatch_id']}/logs").json()["lines"]
+    assert lines
+    traces = {
+        "record": json.dumps(done.record),
+        "summary": json.dumps(done.summary),
+        "patch": done.patch,
+        "transcript": done.transcript,
+        "dispatch log": "\n".join(lines),
+        "outpost dev": dev.stderr_path.read_text(errors="replace"),
+        **{
+            str(path): path.read_text(errors="replace")
+            for path in (dev.state_dir / "runtime" / "logs").glob("*.log")
+        },
+    }
+    assert [name for name, text in traces.items() if key in text] == []
