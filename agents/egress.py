@@ -17,6 +17,9 @@ import re
 from collections.abc import Iterable
 
 MAX_PATTERN_CHARS = 253
+# The variables that send an agent's HTTPS through its egress proxy listener
+# (stacks/egress.py sets them in the task definitions).
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 

@@ -74,7 +74,7 @@ class AgentTask(Construct):
             # Both volumes are task-local storage: private to this task, gone with it.
             volumes=[ecs.Volume(name="workspace"), ecs.Volume(name="scratch")],
         )
-        _without_task_role(self.task_definition)
+        without_task_role(self.task_definition)
         # No init process: the runner itself is PID 1. ECS's init would hold the container's
         # whole environment (the claim token, the control-plane URL) in a /proc/1/environ that
         # any process of the same uid, the agent included, can read; the runner makes itself
@@ -104,12 +104,17 @@ class AgentTask(Construct):
         )
 
 
-def _without_task_role(task_definition: ecs.TaskDefinition) -> None:
+def without_task_role(task_definition: ecs.TaskDefinition) -> None:
     """A task role, even one without a policy, gives every process in the task a credential
     endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI at 169.254.170.2), which Fargate cannot
-    block. CDK creates an empty role when none is given; this removes it and the reference."""
-    removed = task_definition.node.try_remove_child("TaskRole")
-    assert removed, "CDK no longer creates the default task role: review this function"
+    block. CDK creates an empty role when none is given; this removes it and the reference.
+
+    The role construct is emptied as well as detached: a service made from the task definition
+    depends on it, and a dependency renders as DependsOn on whatever resources it still holds."""
+    role = task_definition.node.try_find_child("TaskRole")
+    assert role is not None, "CDK no longer creates the default task role: review this function"
+    role.node.try_remove_child("Resource")
+    task_definition.node.try_remove_child("TaskRole")
     cfn = task_definition.node.default_child
     assert isinstance(cfn, ecs.CfnTaskDefinition)
     cfn.add_property_deletion_override("TaskRoleArn")

@@ -51,6 +51,9 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 NAT_KINDS = ("gateway", "instance")
+# AWS's managed prefix lists of S3's addresses (com.amazonaws.<region>.s3), one id per region,
+# the same in every account; other regions: s3_prefix_list in cdk.json.
+S3_PREFIX_LISTS = {"us-east-1": "pl-63a5400a", "eu-west-1": "pl-6da54004"}
 MAX_WARM_POOL = 50  # the engine's max_tasks_per_agent
 # Fargate control-plane sizes we allow (cpu units -> memory MiB).
 CONTROL_PLANE_SIZES = {256: (512, 1024, 2048), 512: (1024, 2048, 3072, 4096), 1024: (2048, 3072, 4096, 8192)}
@@ -153,6 +156,14 @@ class EnvironmentConfig:
     # host names or *.wildcards (agents/egress.py), plus each agent's own additions in
     # agents/registry.py. Enforced by DNS Firewall; repository URLs must be on it (docs/egress.md).
     egress_allowlist: tuple[str, ...] = ()
+    # The egress proxy (docs/egress.md): agent tasks lose every internet rule and reach allowlisted
+    # hosts only through it, which stops connections to literal addresses that DNS Firewall can't.
+    # Fargate then pulls images and ships logs through the interface endpoints, so it needs
+    # interface_endpoints; and S3 (image layers, artifact uploads) through the gateway endpoint,
+    # named in security groups by the region's S3 prefix list (stacks/egress.py knows some
+    # regions'; s3_prefix_list names it for others).
+    egress_proxy: bool = False
+    s3_prefix_list: str | None = None
     certificate_arn: str | None = None
     image_tag: str = "latest"
     alarm_email: str | None = None  # subscribed to the alarm topic; None: nobody is paged (synth warns)
@@ -235,6 +246,20 @@ def _check(cfg: EnvironmentConfig) -> None:
             fail("egress_allowlist", f"{pattern!r}: {problem}")
     if len(set(cfg.egress_allowlist)) != len(cfg.egress_allowlist):
         fail("egress_allowlist", "lists a host twice")
+    if cfg.egress_proxy and not cfg.interface_endpoints:
+        fail(
+            "egress_proxy",
+            "needs interface_endpoints: true (without internet rules, Fargate pulls agent images and "
+            "ships their logs through the ECR and CloudWatch Logs endpoints)",
+        )
+    if cfg.s3_prefix_list is not None and not re.fullmatch(r"pl-[0-9a-f]{8,17}", cfg.s3_prefix_list):
+        fail("s3_prefix_list", "a prefix list id (pl-...): aws ec2 describe-managed-prefix-lists")
+    if cfg.egress_proxy and cfg.s3_prefix_list is None and cfg.region not in S3_PREFIX_LISTS:
+        fail(
+            "egress_proxy",
+            f"set s3_prefix_list to {cfg.region}'s S3 prefix list id: aws ec2 describe-managed-prefix-lists "
+            f"--region {cfg.region} --filters Name=prefix-list-name,Values=com.amazonaws.{cfg.region}.s3",
+        )
     if cfg.certificate_arn is not None and not cfg.certificate_arn.startswith("arn:aws:acm:"):
         fail("certificate_arn", "not an ACM certificate ARN")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", cfg.image_tag):

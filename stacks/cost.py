@@ -235,6 +235,14 @@ def estimate(
             replicas * HOURS * inv.control_plane.hourly(p, spot=False),
         )
     )
+    if inv.egress_proxy is not None:
+        add(
+            _item(
+                "egress proxy (Fargate)",
+                f"{inv.egress_proxy_count} x {inv.egress_proxy}",
+                inv.egress_proxy_count * HOURS * inv.egress_proxy.hourly(p, spot=False),
+            )
+        )
     pool = ", ".join(f"{k} {n}" for n, k in inv.warm_pool.items()) or "none"
     add(
         _item(

@@ -82,6 +82,8 @@ class Inventory:
     backup_plans: int
     control_plane: TaskSize
     control_plane_count: int
+    egress_proxy: TaskSize | None  # the egress proxy's service (docs/egress.md), when deployed
+    egress_proxy_count: int
     agents: Mapping[str, TaskSize]
     warm_pool: Mapping[str, int]
     idle_timeout_s: float
@@ -133,10 +135,17 @@ def inventory(env: str, templates: Templates) -> Inventory:
         for logical_id, resource in _resources(templates)
         if resource["Type"] == "AWS::ECS::TaskDefinition"
     }
-    services = _of_type(templates, "AWS::ECS::Service")
-    if len(services) != 1:
-        raise ValueError(f"{env}: expected the control plane's one ECS service, found {len(services)}")
-    service_task = task_definitions[services[0]["TaskDefinition"]["Ref"]]
+    services = {
+        task_definitions[service["TaskDefinition"]["Ref"]]["ContainerDefinitions"][0]["Name"]: (
+            service,
+            task_definitions[service["TaskDefinition"]["Ref"]],
+        )
+        for service in _of_type(templates, "AWS::ECS::Service")
+    }
+    if "control-plane" not in services or set(services) - {"control-plane", "egress-proxy"}:
+        raise ValueError(f"{env}: expected the control plane's ECS service, found {sorted(services)}")
+    control_service, service_task = services["control-plane"]
+    proxy = services.get("egress-proxy")
     control_environment = _environment(service_task["ContainerDefinitions"][0])
     agents: dict[str, TaskSize] = {}
     for task in task_definitions.values():
@@ -206,7 +215,9 @@ def inventory(env: str, templates: Templates) -> Inventory:
         repositories=len(_of_type(templates, "AWS::ECR::Repository")),
         backup_plans=len(_of_type(templates, "AWS::Backup::BackupPlan")),
         control_plane=_size(service_task),
-        control_plane_count=int(services[0].get("DesiredCount", 1)),
+        control_plane_count=int(control_service.get("DesiredCount", 1)),
+        egress_proxy=_size(proxy[1]) if proxy else None,
+        egress_proxy_count=int(proxy[0].get("DesiredCount", 1)) if proxy else 0,
         agents=dict(sorted(agents.items())),
         warm_pool={name: size for name, size in sorted(settings.warm_pool_sizes(agents).items()) if size},
         idle_timeout_s=_engine_setting(control_environment, "runner_idle_timeout_s"),

@@ -32,6 +32,9 @@ LEAN_DEV: Mapping[str, Any] = {
     "waf": False,
     "observability": False,
     "internal_load_balancer": True,
+    # DNS Firewall alone: connections to literal addresses are not stopped (docs/egress.md)
+    "egress_proxy": False,
+    "interface_endpoints": False,
 }
 SOURCES = ("app.py", "cdk.json", "stacks", "constructs", "agents", "control_plane")
 

@@ -13,11 +13,44 @@ import ipaddress
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from agents.egress import merged
+from agents.egress import PROXY_VARIABLES, merged
 from agents.endpoints import gateway_route
 from agents.registry import AGENTS
 from control_plane.gateway.providers import PROVIDERS
-from stacks.config import EnvironmentConfig
+from stacks.config import S3_PREFIX_LISTS, EnvironmentConfig
+
+# The egress proxy's listeners: one port per agent of the registry, in its order, so a port
+# never changes meaning when an environment deploys fewer agents.
+PROXY_BASE_PORT = 3128
+
+
+def proxy_port(agent: str) -> int:
+    return PROXY_BASE_PORT + list(AGENTS).index(agent)
+
+
+def agent_allowlist(config: EnvironmentConfig, agent: str) -> tuple[str, ...]:
+    """What one agent's tasks may reach: every agent's hosts and the agent's own additions."""
+    return merged(agent_hosts(config), AGENTS[agent].egress)
+
+
+def s3_prefix_list(config: EnvironmentConfig) -> str:
+    """The region's S3 prefix list: cdk.json's s3_prefix_list, else AWS's id for the region."""
+    return config.s3_prefix_list or S3_PREFIX_LISTS[config.region]
+
+
+def proxy_environment(proxy_url: str, *, region: str, internal_domain: str) -> dict[str, str]:
+    """An agent task's variables that send HTTPS through its egress proxy listener.
+
+    Only HTTPS goes to the proxy: the control plane (claims, the model gateway) is plain HTTP
+    inside the VPC, and S3 (artifact uploads by presigned URL) is reached directly through the
+    gateway endpoint, so those hosts bypass it. Both spellings: curl and git read the lower-case
+    names, other clients the upper-case ones.
+    """
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    s3 = [f"s3.{region}.{suffix}", *([f"s3.{suffix}"] if region == "us-east-1" else [])]
+    bypass = ",".join([internal_domain, *s3])
+    return dict(zip(PROXY_VARIABLES, (proxy_url, proxy_url, bypass, bypass), strict=True))
+
 
 # The regional AWS APIs the VPC calls: Fargate (ECR, logs) for every task, the control plane
 # (tables, queues, tasks, provider keys, artifacts) for itself.

@@ -21,12 +21,22 @@ from constructs import Construct
 from constructs.agent_task import AgentTask
 from constructs.control_plane_service import CLOUD_MAP_NAME, PORT, ControlPlaneService
 from constructs.dns_firewall import DnsFirewall
+from constructs.egress_proxy import CLOUD_MAP_NAME as EGRESS_PROXY_NAME
+from constructs.egress_proxy import EgressProxy
 from constructs.network import VPC_CIDR
 from constructs.task_events import TaskEvents
 from control_plane.schema import TABLES
 from stacks.config import EnvironmentConfig
 from stacks.data import DataStack
-from stacks.egress import agent_hosts, outside_of, resolvable_names
+from stacks.egress import (
+    agent_allowlist,
+    agent_hosts,
+    outside_of,
+    proxy_environment,
+    proxy_port,
+    resolvable_names,
+    s3_prefix_list,
+)
 from stacks.policies import acknowledge, log_retention, removal_policy
 
 NAMESPACE = "outpost.internal"
@@ -70,16 +80,41 @@ class FleetStack(cdk.Stack):
             statements=[iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])],
         )
 
-        # Agent egress (docs/egress.md): HTTPS to addresses outside the VPC, where DNS Firewall
-        # lets only the allowlisted names resolve; inside the VPC, the control plane and the
-        # endpoints a task needs to start, nothing else.
+        # Agent egress (docs/egress.md). With the egress proxy: the proxy (each agent its own
+        # listener), S3 through its gateway endpoint, the control plane and the endpoints a task
+        # needs to start, nothing else. Without it: HTTPS to any address outside the VPC, where
+        # DNS Firewall lets only the allowlisted names resolve.
         self.agent_security_group = ec2.SecurityGroup(
             self, "AgentSecurityGroup", vpc=vpc, description="Outpost agent tasks", allow_all_outbound=False
         )
-        for cidr in outside_of(VPC_CIDR):
-            self.agent_security_group.add_egress_rule(
-                ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS outside the VPC: allowlisted names only"
+        self.egress_proxy: EgressProxy | None = None
+        if config.egress_proxy:
+            self.egress_proxy = EgressProxy(
+                self,
+                "EgressProxy",
+                cluster=self.cluster,
+                repository=repositories["control-plane"],
+                image_tag=config.image_tag,
+                listeners={name: (proxy_port(name), agent_allowlist(config, name)) for name in config.agents},
+                vpc_cidr=VPC_CIDR,
+                outside_vpc=outside_of(VPC_CIDR),
+                desired_count=config.nat_gateways,  # one per zone with a way out
+                ecr_auth_policy=self.ecr_auth_policy,
+                log_retention=retention,
+                logs_key=logs_key,
+                removal_policy=removal,
             )
+            self.egress_proxy.admit(self.agent_security_group, config.agents)
+            self.agent_security_group.add_egress_rule(
+                ec2.Peer.prefix_list(s3_prefix_list(config)),
+                ec2.Port.tcp(443),
+                "S3 through its gateway endpoint: image layers, artifact uploads",
+            )
+        else:
+            for cidr in outside_of(VPC_CIDR):
+                self.agent_security_group.add_egress_rule(
+                    ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS outside the VPC: allowlisted names only"
+                )
         # Nothing mounts the workspaces file system: an agent's workspace is task-local storage,
         # private to its task (constructs/agent_task.py), so no security group reaches NFS.
 
@@ -94,7 +129,10 @@ class FleetStack(cdk.Stack):
                 log_retention=retention,
                 logs_key=logs_key,
                 removal_policy=removal,
-                environment=agent_environment(config.agent_settings.get(name)),
+                environment={
+                    **agent_environment(config.agent_settings.get(name)),
+                    **self._proxy_environment(name, config.region),
+                },
             )
             for name in config.agents
         }
@@ -158,6 +196,15 @@ class FleetStack(cdk.Stack):
         )
         self._acknowledge(config)
 
+    def _proxy_environment(self, agent: str, region: str) -> dict[str, str]:
+        if self.egress_proxy is None:
+            return {}
+        return proxy_environment(
+            f"http://{EGRESS_PROXY_NAME}.{NAMESPACE}:{self.egress_proxy.ports[agent]}",
+            region=region,
+            internal_domain=NAMESPACE,
+        )
+
     def _endpoint_rules(
         self, task_endpoints: ec2.ISecurityGroup | None, secrets_endpoint: ec2.ISecurityGroup | None
     ) -> None:
@@ -173,10 +220,18 @@ class FleetStack(cdk.Stack):
             self.agent_security_group.add_egress_rule(
                 task_endpoints, ec2.Port.tcp(443), "image pulls and logs (endpoints)"
             )
-            for peer, what in (
+            peers: list[tuple[ec2.ISecurityGroup, str]] = [
                 (self.agent_security_group, "agent tasks"),
                 (control_plane_sg, "control plane"),
-            ):
+            ]
+            if self.egress_proxy is not None:
+                # its own image and logs: the endpoints' private names resolve inside the VPC
+                proxy_sg = self.egress_proxy.security_group
+                proxy_sg.add_egress_rule(
+                    task_endpoints, ec2.Port.tcp(443), "image pulls and logs (endpoints)"
+                )
+                peers.append((proxy_sg, "egress proxy"))
+            for peer, what in peers:
                 task_endpoints.add_ingress_rule(peer, ec2.Port.tcp(443), what, remote_rule=True)
         if secrets_endpoint is not None:
             secrets_endpoint.add_ingress_rule(
@@ -375,14 +430,22 @@ class FleetStack(cdk.Stack):
                     f"{', '.join(config.ingress_cidrs)}. Set certificate_arn to serve HTTPS (README, Deploying).",
                 )
         for name, task in self.agents.items():
-            if agent_environment(config.agent_settings.get(name)):
+            if agent_environment(config.agent_settings.get(name)) or self.egress_proxy is not None:
                 acknowledge(
                     task.task_definition,
                     "AwsSolutions-ECS2",
                     "The variables are the agent's model, provider base URL and extra settings, which "
-                    "agents/agent_settings.py checks to hold no secret-looking name or value; the agent task "
-                    "holds no provider key at all (the control plane's model gateway adds it).",
+                    "agents/agent_settings.py checks to hold no secret-looking name or value, and the egress "
+                    "proxy's address; the agent task holds no provider key at all (the control plane's model "
+                    "gateway adds it).",
                 )
+        if self.egress_proxy is not None:
+            acknowledge(
+                self.egress_proxy.task_definition,
+                "AwsSolutions-ECS2",
+                "The variables are the proxy's listeners (agent names, ports, allowlisted host patterns) and "
+                "the VPC's address range; the proxy holds no secret and has no task role.",
+            )
         if not config.container_insights:
             acknowledge(
                 self.cluster,

@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.agent_settings import AgentSettings, agent_environment, parse_agent_settings
+from agents.egress import PROXY_VARIABLES
 from agents.registry import AGENTS
 from control_plane.runtime import buildah as b
 from control_plane.runtime.base import EventSink, LaunchError, LaunchRequest
@@ -171,7 +172,8 @@ class ContainerRuntime(SupervisedRuntime[_Task]):
 
     def _environment(self, request: LaunchRequest, spec: ContainerSpec) -> dict[str, str]:
         """What ECS gives the container: task definition environment, secrets, overrides."""
-        env = dict(spec.environment)
+        # Local mode runs no egress proxy: the stage's proxy address means nothing on this host.
+        env = {name: value for name, value in spec.environment if name not in PROXY_VARIABLES}
         if self.agent_settings is not None:
             for name in agent_environment(self.stage_settings.get(request.agent)):
                 env.pop(name, None)

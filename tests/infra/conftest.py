@@ -53,3 +53,12 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
             raw[env][stack_id] = stack.template
             templates[env][stack_id] = Template.from_json(stack.template)
     return Synth(outdir=outdir, stages=stages, templates=templates, raw=raw)
+
+
+@pytest.fixture(scope="session")
+def lean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dev in the cheaper profile (stacks/cost_report.py LEAN_DEV): the one other synthesis,
+    through the same security gate."""
+    from stacks.cost_report import synthesize_lean
+
+    return synthesize_lean(tmp_path_factory.mktemp("lean-dev"))

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 import pytest
 
 from agents.agent_settings import BASE_URL_ENV, MODEL_ENV, check_variable_name, parse_agent_settings
+from agents.egress import PROXY_VARIABLES
 from agents.registry import AGENTS, PROVIDER_KEY_ENV
 from app import build_app
 from control_plane.runtime.container_spec import load_agent_settings, load_specs
@@ -125,13 +126,16 @@ def dev_stage(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
 
 
 def agent_container(template: dict[str, Any], agent: str) -> dict[str, Any]:
+    """The agent's container, without the egress proxy's variables (tests/infra/test_egress.py)."""
     (task,) = [
         r["Properties"]
         for k, r in template["Resources"].items()
         if r["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"Agent{agent.capitalize()}")
     ]
     (container,) = task["ContainerDefinitions"]
-    return dict(container)
+    container = dict(container)
+    settings = [e for e in container.pop("Environment", []) if e["Name"] not in PROXY_VARIABLES]
+    return {**container, "Environment": settings} if settings else container
 
 
 def test_task_definitions_carry_each_agents_settings(dev_stage: tuple[dict[str, Any], Path]) -> None:
@@ -181,12 +185,15 @@ def test_container_runtime_reads_the_settings_from_the_task_definition(
     dev_stage: tuple[dict[str, Any], Path],
 ) -> None:
     _, outdir = dev_stage
-    specs = load_specs(outdir)
-    assert dict(specs["codex"].environment) == {
+    specs = {agent: dict(spec.environment) for agent, spec in load_specs(outdir).items()}
+    settings = {
+        agent: {k: v for k, v in env.items() if k not in PROXY_VARIABLES} for agent, env in specs.items()
+    }
+    assert settings["codex"] == {
         MODEL_ENV: "gpt-5-codex",
         BASE_URL_ENV: "https://gateway.example.com/openai/v1",
     }
-    assert specs["shell"].environment == ()
+    assert settings["shell"] == {}
     # and `outpost dev --runtime container` checks dispatch models against the same settings
     assert parse_agent_settings(load_agent_settings(outdir), agents=AGENTS) == parse_agent_settings(
         SETTINGS, agents=AGENTS

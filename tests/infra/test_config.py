@@ -60,6 +60,14 @@ def test_load_environments_dev_falls_back_to_cli_account_only():
         ("prod", "egress_allowlist", ["10.0.0.1"], "an address, not a host name"),
         ("dev", "egress_allowlist", "github.com", "field 'egress_allowlist' = 'github.com': must be a list"),
         ("dev", "egress_allowlist", ["pypi.org", "pypi.org"], "lists a host twice"),
+        (
+            "staging",
+            "interface_endpoints",
+            False,
+            "field 'egress_proxy' = True: needs interface_endpoints: true",
+        ),
+        ("prod", "region", "ap-south-2", "set s3_prefix_list to ap-south-2's S3 prefix list id"),
+        ("prod", "s3_prefix_list", "sg-0123abcd", "a prefix list id (pl-...)"),
     ],
 )
 def test_load_environments_rejects_bad_value(env, field, value, message):
@@ -116,3 +124,10 @@ def test_load_environments_takes_image_tag_from_context():
     assert {c.image_tag for c in configs} == {"0123456789ab"}
     with pytest.raises(ConfigError, match="field 'image_tag'"):
         load_environments(raw_environments(), image_tag="bad tag!")
+
+
+def test_a_region_outside_the_table_takes_the_operators_s3_prefix_list():
+    raw = raw_environments()
+    raw["prod"].update(region="ap-south-2", s3_prefix_list="pl-0a1b2c3d4e5f60718")
+    (prod,) = load_environments(raw, selected="prod")
+    assert prod.s3_prefix_list == "pl-0a1b2c3d4e5f60718"

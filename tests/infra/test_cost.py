@@ -11,15 +11,9 @@ from agents.infra_prices import prices_for
 from agents.registry import AGENTS
 from stacks.config import ConfigError, load_environments
 from stacks.cost import SECONDS, Load, estimate, inventory
-from stacks.cost_report import GOAL_IDLE_DEV, LEAN_DEV, context, main, read_templates, synthesize_lean
+from stacks.cost_report import GOAL_IDLE_DEV, LEAN_DEV, context, main, read_templates
 
 ENVS = ("dev", "staging", "prod")
-
-
-@pytest.fixture(scope="module")
-def lean(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Dev in the cheaper profile: the one other synthesis, through the same security gate."""
-    return synthesize_lean(tmp_path_factory.mktemp("lean-dev"))
 
 
 def count(synth, env: str, type_: str) -> int:

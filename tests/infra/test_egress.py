@@ -1,6 +1,8 @@
-"""Agent egress in every stage (docs/egress.md): HTTPS to the internet where DNS Firewall lets
-only the allowlisted names resolve; inside the VPC the control plane and the endpoints a task
-needs to start, nothing else; gateway endpoints for this account's resources only."""
+"""Agent egress in every stage (docs/egress.md): the internet only through the egress proxy,
+each agent on its own listener with its own list; inside the VPC the control plane and the
+endpoints a task needs to start, nothing else; DNS Firewall resolving only the allowlisted
+names; gateway endpoints for this account's resources only. And the lean profile without the
+proxy: HTTPS outside the VPC, filtered by DNS Firewall alone."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from agents.egress import PROXY_VARIABLES
 from agents.registry import AGENTS
 from constructs.network import VPC_CIDR
+from stacks.egress import agent_allowlist, proxy_port
 
 ENVS = ["dev", "staging", "prod"]
 
@@ -47,37 +51,147 @@ def domains(synth: Any, env: str, list_id: str) -> list[Any]:
     return list(found)
 
 
-@pytest.mark.parametrize("env", ENVS)
-def test_agents_reach_https_outside_the_vpc_and_inside_only_the_control_plane_and_endpoints(synth, env):
-    groups, _, egress = fleet_groups(synth, env)
-    agent = logical_id(groups, "AgentSecurityGroup")
-    inline = groups[agent]["SecurityGroupEgress"]
-    assert {(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in inline} == {("tcp", 443, 443)}
-    blocks = [ipaddress.ip_network(r["CidrIp"]) for r in inline]
+def separate_rules(resources: dict[str, Any], type_: str, group: str) -> list[dict[str, Any]]:
+    return [
+        v["Properties"]
+        for v in resources.values()
+        if v["Type"] == type_ and v["Properties"]["GroupId"] == ref(group)
+    ]
+
+
+def covers_exactly_outside_the_vpc(rules: list[dict[str, Any]]) -> bool:
+    """443 to every address outside the VPC, once each, and to none inside it."""
+    blocks = [ipaddress.ip_network(r["CidrIp"]) for r in rules]
     vpc = ipaddress.ip_network(VPC_CIDR)
-    # every address outside the VPC, once, and none inside it: no longer "443 to 0.0.0.0/0"
-    assert not any(block.overlaps(vpc) for block in blocks)
-    assert sum(block.num_addresses for block in blocks) == 2**32 - vpc.num_addresses
-    assert all(not a.overlaps(b) for i, a in enumerate(blocks) for b in blocks[i + 1 :])
-    separate = [r for r in egress if r["GroupId"] == ref(agent)]
-    to_control_plane = [
-        r
-        for r in separate
-        if r["DestinationSecurityGroupId"] == ref(logical_id(groups, "ControlPlaneSecurityGroup"))
+    return (
+        {(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules} == {("tcp", 443, 443)}
+        and not any(block.overlaps(vpc) for block in blocks)
+        and sum(block.num_addresses for block in blocks) == 2**32 - vpc.num_addresses
+        and all(not a.overlaps(b) for i, a in enumerate(blocks) for b in blocks[i + 1 :])
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_agents_reach_only_the_proxy_s3_the_control_plane_and_the_endpoints(synth, env):
+    """No internet rule at all: no address outside the VPC is reachable directly, so neither a
+    literal address nor an unlisted name gets out except through the proxy."""
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    groups, _, _ = fleet_groups(synth, env)
+    agent, proxy = logical_id(groups, "AgentSecurityGroup"), logical_id(groups, "EgressProxySecurityGroup")
+    assert "SecurityGroupEgress" not in groups[agent]  # no CIDR rule of any kind
+    rules = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", agent)
+    reached = sorted(
+        (
+            "proxy" if r.get("DestinationSecurityGroupId") == ref(proxy)
+            else "control plane" if r.get("DestinationSecurityGroupId") == ref(logical_id(groups, "ControlPlaneSecurityGroup"))
+            else "endpoints" if imported(r.get("DestinationSecurityGroupId", {}), "EndpointsSecurityGroup")
+            else f"prefix list {r['DestinationPrefixListId']}" if "DestinationPrefixListId" in r
+            else json.dumps(r),
+            r["FromPort"],
+            r["ToPort"],
+        )
+        for r in rules
+    )  # fmt: skip
+    config = synth.stages[env].config
+    ports = sorted(proxy_port(name) for name in config.agents)
+    assert reached == sorted(
+        [("control plane", 8080, 8080), ("endpoints", 443, 443), ("prefix list pl-63a5400a", 443, 443)]
+        + [("proxy", port, port) for port in ports]
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_proxy_admits_agents_on_their_ports_and_reaches_only_https_outside_the_vpc(synth, env):
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    groups, _, _ = fleet_groups(synth, env)
+    agent, proxy = logical_id(groups, "AgentSecurityGroup"), logical_id(groups, "EgressProxySecurityGroup")
+    ingress = separate_rules(resources, "AWS::EC2::SecurityGroupIngress", proxy)
+    config = synth.stages[env].config
+    assert sorted((r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in ingress) == sorted(
+        (ref(agent), proxy_port(name), proxy_port(name)) for name in config.agents
+    )
+    assert "SecurityGroupIngress" not in groups[proxy]
+    assert covers_exactly_outside_the_vpc(groups[proxy]["SecurityGroupEgress"])
+    (to_endpoints,) = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", proxy)
+    assert imported(to_endpoints["DestinationSecurityGroupId"], "EndpointsSecurityGroup")
+    assert (to_endpoints["FromPort"], to_endpoints["ToPort"]) == (443, 443)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_proxy_task_enforces_each_agents_list_and_has_no_task_role(synth, env):
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    ((logical, task),) = [
+        (k, v["Properties"])
+        for k, v in resources.items()
+        if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith("EgressProxy")
     ]
-    assert [(r["FromPort"], r["ToPort"]) for r in to_control_plane] == [(8080, 8080)]  # claims, gateway
-    to_endpoints = [
-        r for r in separate if imported(r["DestinationSecurityGroupId"], "EndpointsSecurityGroup")
+    assert "TaskRoleArn" not in task  # no credential endpoint for what parses agents' requests
+    roles = [k for k, v in resources.items() if v["Type"] == "AWS::IAM::Role" and k.startswith("EgressProxy")]
+    assert roles == [task["ExecutionRoleArn"]["Fn::GetAtt"][0]]
+    (container,) = task["ContainerDefinitions"]
+    assert container["Command"] == ["python", "-m", "control_plane.egress_proxy"]
+    assert container["ReadonlyRootFilesystem"] is True and container["User"] == "10001:10001"
+    assert container["LinuxParameters"]["Capabilities"] == {"Drop": ["ALL"]}
+    assert "Secrets" not in container
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    config = synth.stages[env].config
+    assert json.loads(environment["OUTPOST_EGRESS_PROXY_LISTENERS"]) == {
+        str(proxy_port(name)): {"agent": name, "hosts": list(agent_allowlist(config, name))}
+        for name in config.agents
+    }
+    assert json.loads(environment["OUTPOST_EGRESS_PROXY_DENIED_NETWORKS"]) == [VPC_CIDR]
+    # aider's own additions are on aider's listener only
+    listeners = json.loads(environment["OUTPOST_EGRESS_PROXY_LISTENERS"])
+    assert set(AGENTS["aider"].egress) <= set(listeners[str(proxy_port("aider"))]["hosts"])
+    (service,) = [
+        v["Properties"]
+        for v in resources.values()
+        if v["Type"] == "AWS::ECS::Service" and v["Properties"]["TaskDefinition"] == {"Ref": logical}
     ]
-    has_endpoints = synth.stages[env].config.interface_endpoints
-    assert [(r["FromPort"], r["ToPort"]) for r in to_endpoints] == ([(443, 443)] if has_endpoints else [])
-    assert len(separate) == len(to_control_plane) + len(to_endpoints)  # and nothing else
-    # the load balancer is in the VPC: the agents' rules reach neither its group nor its addresses
-    assert not [
-        r
-        for r in separate
-        if r["DestinationSecurityGroupId"] == ref(logical_id(groups, "ControlPlaneLoadBalancer"))
+    assert service["DesiredCount"] == config.nat_gateways
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_each_agent_sends_https_to_its_own_listener_and_bypasses_it_for_the_vpc_and_s3(synth, env, agent):
+    resources = synth.raw[env]["Fleet"]["Resources"]
+    ((container,),) = [
+        v["Properties"]["ContainerDefinitions"]
+        for k, v in resources.items()
+        if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith(f"Agent{agent.capitalize()}")
     ]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    url = f"http://egress.outpost.internal:{proxy_port(agent)}"
+    assert (environment["HTTPS_PROXY"], environment["https_proxy"]) == (url, url)
+    assert (
+        environment["NO_PROXY"]
+        == environment["no_proxy"]
+        == ("outpost.internal,s3.us-east-1.amazonaws.com,s3.amazonaws.com")
+    )
+    assert "HTTP_PROXY" not in environment  # the control plane is plain HTTP inside the VPC
+
+
+def test_without_the_proxy_agents_reach_https_outside_the_vpc_where_dns_firewall_filters(lean):
+    """The lean dev profile (egress_proxy off): DNS Firewall alone, the VPC still closed."""
+    (template,) = [json.loads(p.read_text()) for p in lean.glob("*Fleet*.template.json")]
+    resources = template["Resources"]
+    groups = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::EC2::SecurityGroup"}
+    assert not [k for k in resources if k.startswith("EgressProxy")]
+    agent = logical_id(groups, "AgentSecurityGroup")
+    assert covers_exactly_outside_the_vpc(groups[agent]["SecurityGroupEgress"])
+    rules = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", agent)
+    assert [(r["DestinationSecurityGroupId"], r["FromPort"]) for r in rules] == [
+        (ref(logical_id(groups, "ControlPlaneSecurityGroup")), 8080)
+    ]
+    for task in [
+        v["Properties"]
+        for k, v in resources.items()
+        if k.startswith("Agent") and v["Type"] == "AWS::ECS::TaskDefinition"
+    ]:
+        assert not set(PROXY_VARIABLES) & {
+            e["Name"] for e in task["ContainerDefinitions"][0].get("Environment", [])
+        }
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -106,7 +220,8 @@ def test_the_interface_endpoints_admit_named_groups_only(synth, env):
     )
     if has_endpoints:
         # ECR and logs: Fargate starts a task and ships its logs through the task's interface
-        assert admitted["EndpointsSecurityGroup"] == {agent, control_plane}
+        proxy = logical_id(groups, "EgressProxySecurityGroup")
+        assert admitted["EndpointsSecurityGroup"] == {agent, control_plane, proxy}
         # no agent task reads a secret any more
         assert admitted["SecretsEndpointSecurityGroup"] == {control_plane}
         secrets_endpoint = [

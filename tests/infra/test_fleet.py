@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from agents.egress import PROXY_VARIABLES
 from agents.registry import AGENTS, PROVIDER_KEY_ENV, PROVIDER_SECRETS
 
 ENVS = ["dev", "staging", "prod"]
@@ -74,7 +75,9 @@ def test_agent_task_is_hardened(synth, env, agent):
     # The runner is PID 1: an init would keep the whole environment readable in /proc/1/environ.
     assert container["LinuxParameters"]["InitProcessEnabled"] is False
     assert container["StopTimeout"] == 120
-    assert "Environment" not in container  # the claim token arrives per task, in RunTask overrides
+    # only where its HTTPS goes (the egress proxy, tests/infra/test_egress.py); the claim token
+    # arrives per task, in RunTask overrides
+    assert {e["Name"] for e in container.get("Environment", [])} == set(PROXY_VARIABLES)
     # Writable space: a workspace and a scratch volume, both task-local (private, gone with the task).
     volumes = {v["Name"]: v for v in task["Volumes"]}
     assert set(volumes) == {"workspace", "scratch"}
@@ -121,7 +124,7 @@ def test_agent_execution_role_reaches_only_its_image_and_logs(synth, env, agent)
 @pytest.mark.parametrize("env", ENVS)
 def test_agent_log_groups_have_retention_and_encryption(synth, env):
     groups = [g["Properties"] for g in synth.resources(env, "Fleet", "AWS::Logs::LogGroup").values()]
-    assert len(groups) == len(AGENTS) + 2  # each agent, the control plane, the WAF
+    assert len(groups) == len(AGENTS) + 3  # each agent, the control plane, the WAF, the egress proxy
     expected = synth.stages[env].config.log_retention_days
     assert all(g["RetentionInDays"] == expected and "KmsKeyId" in g for g in groups)
 

@@ -34,7 +34,7 @@ def test_default_security_group_is_restricted(synth):
     synth.templates["dev"]["Network"].resource_count_is("Custom::VpcRestrictDefaultSG", 1)
 
 
-@pytest.mark.parametrize(("env", "interface"), [("dev", False), ("staging", True), ("prod", True)])
+@pytest.mark.parametrize(("env", "interface"), [("dev", True), ("staging", True), ("prod", True)])
 def test_gateway_endpoints_always_interface_endpoints_per_config(synth, env, interface):
     endpoints = synth.resources(env, "Network", "AWS::EC2::VPCEndpoint").values()
     services = {str(e["Properties"]["ServiceName"]) for e in endpoints}
