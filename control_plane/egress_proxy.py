@@ -36,8 +36,10 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from agents.egress import check_patterns, host_allowed
 
@@ -49,6 +51,13 @@ MAX_HEADER_BYTES = 8192
 # A client that connects and says nothing holds a socket; a slow handshake is not an agent's.
 HEADER_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+# A tunnel with no byte either way for this long is closed: longer than any client here waits
+# on a quiet connection (npm's fetch-timeout, 300 s, is the longest), so only an abandoned
+# tunnel ends, and one task can't hold the proxy's sockets forever.
+IDLE_TIMEOUT_S = 600.0
+# Every agent task shares the proxy: one task's connections (open or still opening) are capped
+# so that it can't exhaust the sockets the others need. Package managers open a few dozen.
+MAX_CONNECTIONS_PER_CLIENT = 256
 CHUNK = 65536
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -137,11 +146,20 @@ async def resolve(host: str, port: int) -> list[tuple[str, int]]:
 
 class EgressProxy:
     def __init__(
-        self, listeners: Sequence[Listener], policy: AddressPolicy, resolver: Resolver = resolve
+        self,
+        listeners: Sequence[Listener],
+        policy: AddressPolicy,
+        resolver: Resolver = resolve,
+        *,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
     ) -> None:
         self.listeners = tuple(listeners)
         self.policy = policy
         self.resolver = resolver
+        self.idle_timeout_s = idle_timeout_s
+        self.max_connections_per_client = max_connections_per_client
+        self._open: Counter[str] = Counter()  # client address → its connections now
         self._servers: list[asyncio.Server] = []
 
     async def start(self, host: str) -> list[int]:
@@ -161,12 +179,30 @@ class EgressProxy:
     async def _serve(
         self, listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        client = str((writer.get_extra_info("peername") or ("-",))[0])
+        self._open[client] += 1
+        try:
+            await self._handle(listener, client, reader, writer)
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+
+    async def _handle(
+        self, listener: Listener, client: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         started = time.monotonic()
         target = "-"
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEADER_TIMEOUT_S)
             if len(head) > MAX_HEADER_BYTES:
                 raise RefusedError("request header too large", status=431)
+            # answered once the request is read: closing on unread bytes would reset the connection
+            if self._open[client] > self.max_connections_per_client:
+                raise RefusedError(
+                    f"{client} has {self.max_connections_per_client} connections open through the proxy already",
+                    status=429,
+                )
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
             if request_line.split()[:2] == ["GET", HEALTH_PATH]:
                 await _answer(writer, 200, "ok")
@@ -183,17 +219,29 @@ class EgressProxy:
             return
         up_reader, up_writer = upstream
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        sent, received = await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        activity = [time.monotonic()]  # the last byte either way
+        watchdog = asyncio.create_task(self._close_when_idle(activity, writer, up_writer))
+        sent, received = await asyncio.gather(
+            _pipe(reader, up_writer, activity), _pipe(up_reader, writer, activity)
+        )
+        watchdog.cancel()
         writer.close()
         up_writer.close()
         log.info(
-            "tunnel agent=%s target=%s sent=%d received=%d seconds=%.1f",
+            "tunnel agent=%s target=%s sent=%d received=%d seconds=%.1f%s",
             listener.agent,
             target,
             sent,
             received,
             time.monotonic() - started,
+            " (closed idle)" if watchdog.done() and not watchdog.cancelled() else "",
         )
+
+    async def _close_when_idle(self, activity: list[float], *writers: asyncio.StreamWriter) -> None:
+        while (quiet := time.monotonic() - activity[0]) < self.idle_timeout_s:
+            await asyncio.sleep(self.idle_timeout_s - quiet)
+        for writer in writers:
+            writer.close()
 
     async def _connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -216,17 +264,9 @@ class EgressProxy:
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reasons = {
-        200: "OK",
-        400: "Bad Request",
-        403: "Forbidden",
-        405: "Method Not Allowed",
-        431: "Too Large",
-        502: "Bad Gateway",
-    }
     body = (message + "\n").encode()
     writer.write(
-        f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\ncontent-type: text/plain\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: text/plain\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
         + body
     )
@@ -237,11 +277,12 @@ async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> No
     writer.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, activity: list[float]) -> int:
     """Copy until end of stream, then half-close; returns the bytes copied."""
     copied = 0
     try:
         while chunk := await reader.read(CHUNK):
+            activity[0] = time.monotonic()
             writer.write(chunk)
             await writer.drain()
             copied += len(chunk)

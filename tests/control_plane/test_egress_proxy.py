@@ -9,6 +9,7 @@ inside the VPC and link-local ones that must be refused). Everything after it is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import re
@@ -18,9 +19,11 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -28,7 +31,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from control_plane.egress_proxy import AddressPolicy, EgressProxy, Listener, listeners_from, parse_networks
+from control_plane.egress_proxy import (
+    HEADER_TIMEOUT_S,
+    IDLE_TIMEOUT_S,
+    AddressPolicy,
+    EgressProxy,
+    Listener,
+    Resolver,
+    listeners_from,
+    parse_networks,
+)
 from tests.emulators.github import FakeGitHub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,19 +149,28 @@ def proxy(github: FakeGitHub) -> Iterator[Running]:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return names[host]
 
+    with running(resolver) as ports:
+        yield Running(ports, resolved)
+
+
+@contextlib.contextmanager
+def running(resolver: Resolver, **options: Any) -> Iterator[dict[str, int]]:
+    """A proxy with a claude and an aider listener on free loopback ports, in a thread."""
     # The origin is on loopback, which the proxy refuses unless the operator lists it, as one
     # would list a peered network's git server.
     policy = AddressPolicy(denied=parse_networks([VPC]), internal=parse_networks(["127.0.0.0/8"]))
     listeners = [Listener(0, "claude", CLAUDE_HOSTS), Listener(0, "aider", AIDER_HOSTS)]
-    instance = EgressProxy(listeners, policy, resolver=resolver)
+    instance = EgressProxy(listeners, policy, resolver=resolver, **options)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    ports = asyncio.run_coroutine_threadsafe(instance.start("127.0.0.1"), loop).result(10)
-    yield Running(dict(zip(("claude", "aider"), ports, strict=True)), resolved)
-    asyncio.run_coroutine_threadsafe(instance.close(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    try:
+        ports = asyncio.run_coroutine_threadsafe(instance.start("127.0.0.1"), loop).result(10)
+        yield dict(zip(("claude", "aider"), ports, strict=True))
+    finally:
+        asyncio.run_coroutine_threadsafe(instance.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 def ask(port: int, request: bytes) -> tuple[int, str]:
@@ -314,3 +335,80 @@ def test_the_entry_point_serves_the_environment_it_is_given() -> None:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def silent_origin() -> Iterator[int]:
+    """A server that accepts connections and never says a word: a tunnel to it carries only
+    what the client sends."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_an_idle_tunnel_is_closed_and_a_busy_one_is_not(silent_origin: int) -> None:
+    """At a short idle timeout: a tunnel that carries a byte every 0.2 s outlives several
+    timeouts; one that carries nothing is closed after about one."""
+
+    async def to_origin(host: str, port: int) -> list[tuple[str, int]]:
+        return [("127.0.0.1", silent_origin)]
+
+    idle = 1.5  # 7 sends per timeout: a loaded machine must not pass for an idle client
+    with running(to_origin, idle_timeout_s=idle) as ports:
+        busy = socket.create_connection(("127.0.0.1", ports["claude"]), timeout=10)
+        quiet = socket.create_connection(("127.0.0.1", ports["claude"]), timeout=10)
+        for conn in (busy, quiet):
+            conn.sendall(f"CONNECT {GIT_HOST}:443 HTTP/1.1\r\n\r\n".encode())
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200 ")
+        opened = time.monotonic()
+        quiet.settimeout(idle * 10)
+        for _ in range(int(idle * 3 / 0.2)):
+            busy.sendall(b".")
+            time.sleep(0.2)
+        assert quiet.recv(1) == b""  # closed by the proxy
+        closed_after = time.monotonic() - opened
+        busy.sendall(b"still open")  # and the busy one is
+        busy.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing to read, but not closed either
+            busy.recv(1)
+        busy.close()
+        quiet.close()
+    assert idle <= closed_after < idle * 4 + 1
+
+
+def test_the_production_timeouts_outlast_what_clients_wait_for() -> None:
+    # npm waits up to 300 s on a quiet connection (fetch-timeout), pip 15 s, git forever unless
+    # told otherwise: the proxy must not be the one that gives up first
+    assert IDLE_TIMEOUT_S > 300
+    assert HEADER_TIMEOUT_S < IDLE_TIMEOUT_S
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_connections(proxy) -> None:
+    async def nowhere(host: str, port: int) -> list[tuple[str, int]]:
+        raise socket.gaierror(socket.EAI_NONAME, "unused")
+
+    with running(nowhere, max_connections_per_client=2) as ports:
+        held = [socket.create_connection(("127.0.0.1", ports["claude"]), timeout=10) for _ in range(2)]
+        time.sleep(0.2)  # both accepted by the proxy, neither has said anything yet
+        status, body = connect(ports["claude"], "github.com:443")
+        assert status == 429 and "has 2 connections open through the proxy already" in body
+        held.pop().close()
+        time.sleep(0.2)
+        assert ask(ports["claude"], b"GET /healthz HTTP/1.1\r\n\r\n") == (200, "ok\n")
+        for conn in held:
+            conn.close()
