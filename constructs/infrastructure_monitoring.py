@@ -218,3 +218,31 @@ def waf_groups(*, web_acl_metric: str, region: str, thresholds: AlarmThresholds)
             ],
         )
     ]
+
+
+def egress_proxy_group(*, cluster_name: str, service_name: str, desired: int) -> CustomMetricGroup:
+    """The egress proxy's running tasks (Container Insights): while none runs, agents' HTTPS to
+    git hosts and registries fails; silence means none runs either."""
+    running = cloudwatch.Metric(
+        namespace="ECS/ContainerInsights",
+        metric_name="RunningTaskCount",
+        dimensions_map={"ClusterName": cluster_name, "ServiceName": service_name},
+        statistic="Minimum",
+        label="running tasks",
+        period=Duration.minutes(1),
+    )
+    return CustomMetricGroup(
+        title="Egress proxy: running tasks",
+        metrics=[
+            alarmed(
+                running,
+                "EgressProxy-BelowDesired",
+                desired,
+                composite=FLEET_HEALTH,
+                anchor="egress-proxy-below-desired",
+                below=True,
+                periods=5,
+                missing=cloudwatch.TreatMissingData.BREACHING,
+            )
+        ],
+    )

@@ -46,6 +46,7 @@ from constructs.alarming import (
 from constructs.infrastructure_monitoring import (
     api_groups,
     efs_groups,
+    egress_proxy_group,
     nat_groups,
     s3_request_groups,
     waf_groups,
@@ -178,6 +179,18 @@ class ObservabilityStack(cdk.Stack):
                 load_balancer=control_plane.load_balancer, target_group=target_group, thresholds=t
             ),
         )
+        if fleet.egress_proxy is not None and config.container_insights:
+            facade.monitor_custom(
+                alarm_friendly_name="EgressProxy",
+                human_readable_name="Egress proxy",
+                metric_groups=[
+                    egress_proxy_group(
+                        cluster_name=fleet.cluster.cluster_name,
+                        service_name=fleet.egress_proxy.service.service_name,
+                        desired=config.nat_gateways,
+                    )
+                ],
+            )
         facade.monitor_custom(
             alarm_friendly_name="Agents",
             human_readable_name="Agent tasks",

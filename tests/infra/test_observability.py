@@ -85,7 +85,20 @@ def expected_alarm_count(synth, env) -> int:
     nat = 2 * config.nat_gateways
     efs_alarms = 2 if is_bursting(stage.data.workspaces.file_system) else 0
     tables = 2 * len(stage.data.tables)  # read and write throttles
-    return agents * per_agent + 2 * pools + 2 * queues + 1 + control_plane + nat + efs_alarms + 2 + 1 + tables
+    proxy = 1 if config.egress_proxy and config.container_insights else 0  # its running tasks
+    return (
+        agents * per_agent
+        + 2 * pools
+        + 2 * queues
+        + 1
+        + control_plane
+        + nat
+        + efs_alarms
+        + 2
+        + 1
+        + tables
+        + proxy
+    )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -310,12 +323,17 @@ def test_aws_dimensions_are_the_ones_the_services_publish(synth, env):
     assert (
         len(nats) == stage.config.nat_gateways == len(synth.resources(env, "Network", "AWS::EC2::NatGateway"))
     )
-    # Container Insights for standalone tasks: ClusterName + TaskDefinitionFamily of each agent
-    families = {m["Dimensions"][1]["Value"] for m in every if m["Namespace"] == "ECS/ContainerInsights"}
-    assert {m["Dimensions"][0]["Name"] for m in every if m["Namespace"] == "ECS/ContainerInsights"} == {
-        "ClusterName"
+    # Container Insights for standalone tasks: ClusterName + TaskDefinitionFamily of each agent;
+    # for the egress proxy's service: ClusterName + ServiceName
+    insights = [m for m in every if m["Namespace"] == "ECS/ContainerInsights"]
+    assert {m["Dimensions"][0]["Name"] for m in insights} == {"ClusterName"}
+    families = {
+        m["Dimensions"][1]["Value"] for m in insights if m["Dimensions"][1]["Name"] == "TaskDefinitionFamily"
     }
     assert families == {task.task_definition.family for task in stage.fleet.agents.values()}
+    (service,) = [m for m in insights if m["Dimensions"][1]["Name"] == "ServiceName"]
+    assert service["MetricName"] == "RunningTaskCount"
+    assert "EgressProxyService" in json.dumps(service["Dimensions"][1]["Value"])
     # S3 request metrics: the id of the artifacts bucket's metrics configuration
     (artifacts_id,) = [
         lid
@@ -438,3 +456,12 @@ def test_alarm_settings_are_read_from_the_environment_settings():
     assert {
         f.name: getattr(dev.alarms, f.name) for f in fields(AlarmThresholds) if f.name != "queue_depth"
     } == {f.name: f.default for f in fields(AlarmThresholds) if f.name != "queue_depth"}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_egress_proxy_alarms_below_its_size_and_when_silent(synth, env):
+    (props,) = [p for name, p in alarms(synth, env).items() if "EgressProxy-BelowDesired" in name]
+    assert props["ComparisonOperator"] == "LessThanThreshold"
+    assert props["Threshold"] == synth.stages[env].config.nat_gateways  # one task per NAT gateway
+    assert props["TreatMissingData"] == "breaching"  # no figure at all: no task runs
+    assert "docs/runbook.md#egress-proxy-below-desired" in props["AlarmDescription"]
