@@ -7,16 +7,17 @@ module twice:
   month, or the dispatch, has already spent its budget. The call is then refused, and the
   dispatch (if it is still running) ends FAILED with reason ``budget-exceeded``: an agent that
   cannot reach its model can do nothing more, and a clear reason beats an agent's own error;
-- after the call, ``charge(tenant_id, dispatch_id, cost_usd)``: the cost is added to the
-  three counters; when that call took the tenant or the dispatch over a budget, the dispatch
-  ends the same way (a call already under way is never cut: a budget is checked between calls,
-  so one call can overshoot it by its own cost).
+- after the call, ``charge(tenant_id, dispatch_id, cost_usd, dispatch_spent)``: the cost is
+  added to the tenant's day and month counters (the dispatch's own total is its ``gw_usd``,
+  which the gateway has just added to, ``dispatch_spent``); when that call took the tenant or
+  the dispatch over a budget, the dispatch ends the same way (a call already under way is never
+  cut: a budget is checked between calls, so one call can overshoot it by its own cost).
 
 ``POST /dispatch`` asks ``refusal(tenant_id)`` too: a tenant over its day or month budget gets
 429 and nothing is created.
 
-The counters are auxiliary items of the dispatches table (``spend#...`` keys, as the other
-counters there) updated with DynamoDB's atomic ADD, so concurrent calls of many replicas
+The tenant counters are auxiliary items of the dispatches table (``spend#...`` keys, as the
+other counters there; a dispatch's spend is its own item's ``gw_usd``) updated with DynamoDB's atomic ADD, so concurrent calls of many replicas
 never lose an addition; they expire with the table's TTL after ``COUNTER_TTL_DAYS``.
 """
 
@@ -43,10 +44,6 @@ def day_key(tenant_id: str, at: datetime) -> str:
 
 def month_key(tenant_id: str, at: datetime) -> str:
     return f"spend#{tenant_id}#month#{at:%Y-%m}"
-
-
-def dispatch_key(dispatch_id: str) -> str:
-    return f"spend#dispatch#{dispatch_id}"
 
 
 class Budgets:
@@ -82,21 +79,21 @@ class Budgets:
             self._on_exceeded(dispatch_id, message)
         return message
 
-    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None:
-        """Adds a call's cost; a message (and the dispatch ended) when it went over a budget."""
+    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float, dispatch_spent: float) -> str | None:
+        """Adds a call's cost to the tenant's counters; a message (and the dispatch ended) when
+        the tenant, or the dispatch at ``dispatch_spent`` (its total with this call), went over
+        a budget."""
         if cost_usd <= 0:
             return None
         at = self._clock()
         expires = int(time.time()) + COUNTER_TTL_DAYS * 86_400
-        totals = {
-            key: self._add(key, cost_usd, expires)
-            for key in (day_key(tenant_id, at), month_key(tenant_id, at), dispatch_key(dispatch_id))
-        }
+        day, month = (
+            self._add(key, cost_usd, expires) for key in (day_key(tenant_id, at), month_key(tenant_id, at))
+        )
         limits = self._limits(tenant_id)
         if limits is None:
             return None
-        day, month, dispatch = totals.values()
-        message = self._over(limits, day=day, month=month, dispatch=dispatch)
+        message = self._over(limits, day=day, month=month, dispatch=dispatch_spent)
         if message:
             self._on_exceeded(dispatch_id, message)
         return message
@@ -119,7 +116,7 @@ class Budgets:
         at = self._clock()
         keys = {"day": day_key(tenant_id, at), "month": month_key(tenant_id, at)}
         if dispatch_id:
-            keys["dispatch"] = dispatch_key(dispatch_id)
+            keys["dispatch"] = dispatch_id  # the dispatch's own item: its gw_usd
         totals = self._read(list(keys.values()))
         return {name: totals.get(key, 0.0) for name, key in keys.items()}
 
@@ -151,13 +148,13 @@ class Budgets:
         return tenant if tenant is not None and tenant.has_budget() else None
 
     def _read(self, keys: list[str]) -> dict[str, float]:
-        """The counters in one request (a budget check sits on a model call's path); a counter
-        not written yet is absent."""
+        """The counters (a tenant counter's spent_usd, a dispatch's gw_usd) in one request (a
+        budget check sits on a model call's path); a counter not written yet is absent."""
         items = batch_get(
             self._client, self._table, key="dispatch_id", values=keys,
-            consistent=True, projection="dispatch_id, spent_usd",
+            consistent=True, projection="dispatch_id, spent_usd, gw_usd",
         )  # fmt: skip
-        return {item["dispatch_id"]: float(item["spent_usd"]) for item in items}
+        return {item["dispatch_id"]: float(item.get("spent_usd", item.get("gw_usd")) or 0) for item in items}
 
     def _add(self, key: str, cost_usd: float, expires: int) -> float:
         reply = self._client.update_item(

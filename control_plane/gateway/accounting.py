@@ -34,7 +34,9 @@ class BudgetCheck(Protocol):
 
     def refusal(self, tenant_id: str, dispatch_id: str) -> str | None: ...
 
-    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None: ...
+    def charge(
+        self, tenant_id: str, dispatch_id: str, cost_usd: float, dispatch_spent: float
+    ) -> str | None: ...
 
     def applies(self, tenant_id: str) -> bool: ...
 
@@ -139,6 +141,7 @@ class Accounting:
     def _record(self, call: Call) -> None:
         ended = self._clock()
         tokens = call.tokens
+        dispatch_spent: float | None = None
         if tokens is not None:
             price = table().price(call.model)
             if price is not None:
@@ -148,7 +151,7 @@ class Accounting:
                     output_tokens=tokens.output,
                     cache_write_input_tokens=tokens.cache_write,
                 )
-            self.stores.dispatches.add_gateway_usage(
+            dispatch_spent = self.stores.dispatches.add_gateway_usage(
                 dispatch_id=call.dispatch_id,
                 input_tokens=tokens.input,
                 cached_input_tokens=tokens.cached,
@@ -158,8 +161,8 @@ class Accounting:
             )
         budgets = self._budgets()
         over = None
-        if budgets is not None and call.cost_usd:
-            over = budgets.charge(call.tenant_id, call.dispatch_id, call.cost_usd)
+        if budgets is not None and call.cost_usd and dispatch_spent is not None:
+            over = budgets.charge(call.tenant_id, call.dispatch_id, call.cost_usd, dispatch_spent)
             if over:
                 self._over_budget(call.dispatch_id)
         details: dict[str, Any] = {

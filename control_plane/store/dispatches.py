@@ -31,6 +31,7 @@ from control_plane.store.codec import (
     encode,
     encode_item,
     failed_conditions,
+    is_condition_failure,
     iso,
     now,
     parse_iso,
@@ -408,11 +409,12 @@ class DispatchStore:
         output_tokens: int,
         cost_usd: float | None,
         model: str | None,
-    ) -> bool:
+    ) -> float | None:
         """Add one model call's tokens and cost (None: its model has no price) to the dispatch's
         gateway totals, in one atomic ADD: calls that end at once on several replicas all count.
         Bookkeeping like `mark_enqueued` (the version stays); a call that ends after its
-        dispatch counts too, since it was spent. False if the dispatch does not exist."""
+        dispatch counts too, since it was spent. Returns the dispatch's priced spend after this
+        call (what its budget is checked against), or None if the dispatch does not exist."""
         values: dict[str, Any] = {
             ":one": encode(1),
             ":i": encode(input_tokens),
@@ -429,14 +431,21 @@ class DispatchStore:
         if model:
             expression += " SET gw_model = :m"
             values[":m"] = encode(model)
-        return conditionally(
-            self._client.update_item,
-            TableName=self._table,
-            Key={"dispatch_id": encode(dispatch_id)},
-            UpdateExpression=expression,
-            ConditionExpression="attribute_exists(dispatch_id)",
-            ExpressionAttributeValues=values,
-        )
+        try:
+            reply = self._client.update_item(
+                TableName=self._table,
+                Key={"dispatch_id": encode(dispatch_id)},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(dispatch_id)",
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_NEW",
+            )
+        except Exception as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        spent = reply.get("Attributes", {}).get("gw_usd")
+        return float(spent["N"]) if spent else 0.0
 
     def request_cancel(self, *, dispatch_id: str, task_id: str, by: str) -> bool:
         """Note that a RUNNING dispatch is being cancelled, before its task is told to stop: if

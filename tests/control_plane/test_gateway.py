@@ -678,13 +678,13 @@ class StandInBudgets:
     """The budgets' interface (control_plane/budgets.py) with a fixed answer and a record."""
 
     message: str | None = None
-    charged: list[tuple[str, str, float]] = field(default_factory=list)
+    charged: list[tuple[str, str, float, float]] = field(default_factory=list)
 
     def refusal(self, tenant_id: str, dispatch_id: str) -> str | None:
         return self.message
 
-    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float) -> str | None:
-        self.charged.append((tenant_id, dispatch_id, cost_usd))
+    def charge(self, tenant_id: str, dispatch_id: str, cost_usd: float, dispatch_spent: float) -> str | None:
+        self.charged.append((tenant_id, dispatch_id, cost_usd, dispatch_spent))
         return None
 
     def applies(self, tenant_id: str) -> bool:
@@ -710,7 +710,8 @@ def test_a_spent_budget_is_refused_in_each_providers_quota_shape_and_calls_are_c
             job, "anthropic", "/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "messages": []}
         )
         world.gateway.settle()
-        assert budgets.charged == [(world.tenant_id, job["dispatch_id"], 0.0045)]
+        # the dispatch's own total comes from its record, which the call has just added to
+        assert budgets.charged == [(world.tenant_id, job["dispatch_id"], 0.0045, 0.0045)]
         budgets.message = "the tenant's daily budget of $5.00 is spent ($5.0010); no more model calls"
         refused = _call(job, "anthropic", "/v1/messages", {"model": "claude-sonnet-4-5", "messages": []})
         assert refused.status_code == 429 and "retry-after" not in refused.headers

@@ -288,7 +288,16 @@ def budget_spent(world: World) -> None:
     record = world.dispatch()
     task, token = world.new_task()
     assert world.claim(token, task.task_id).status_code == 200
-    assert world.engine.budgets.charge(world.tenant_id, record.dispatch_id, 0.02) is not None
+    spent = world.stores.dispatches.add_gateway_usage(
+        dispatch_id=record.dispatch_id,
+        input_tokens=1,
+        cached_input_tokens=0,
+        output_tokens=1,
+        cost_usd=0.02,
+        model=None,
+    )
+    assert spent == 0.02
+    assert world.engine.budgets.charge(world.tenant_id, record.dispatch_id, 0.02, spent) is not None
     assert world.get(record.dispatch_id).status is Status.FAILED
 
 

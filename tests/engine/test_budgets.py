@@ -30,6 +30,21 @@ def _running(world: World) -> tuple[str, str]:
     return record.dispatch_id, task.task_id
 
 
+def _call(world: World, budgets: Budgets, dispatch_id: str, cost_usd: float) -> str | None:
+    """What the gateway's accounting does after a priced call: the dispatch's totals first
+    (its gw_usd is the dispatch's spend), then the tenant's counters and the budget check."""
+    spent = world.stores.dispatches.add_gateway_usage(
+        dispatch_id=dispatch_id,
+        input_tokens=1,
+        cached_input_tokens=0,
+        output_tokens=1,
+        cost_usd=cost_usd,
+        model=None,
+    )
+    assert spent is not None
+    return budgets.charge(world.tenant_id, dispatch_id, cost_usd, spent)
+
+
 def _fresh(world: World) -> Budgets:
     """Another replica's view: no cache shared with the engine's."""
     return Budgets(
@@ -44,9 +59,9 @@ def test_a_call_that_spends_the_dispatch_budget_ends_it_failed_and_stops_its_tas
     dispatch_id, task_id = _running(world)
     budgets = world.engine.budgets
     assert budgets.refusal(world.tenant_id, dispatch_id) is None
-    assert budgets.charge(world.tenant_id, dispatch_id, 0.03) is None
+    assert _call(world, budgets, dispatch_id, 0.03) is None
     assert world.get(dispatch_id).status is Status.RUNNING
-    message = budgets.charge(world.tenant_id, dispatch_id, 0.03)
+    message = _call(world, budgets, dispatch_id, 0.03)
     assert message is not None and "dispatch's budget of $0.05" in message
     ended = world.get(dispatch_id)
     assert (ended.status, ended.error) == (Status.FAILED, message)
@@ -60,10 +75,10 @@ def test_a_call_that_spends_the_dispatch_budget_ends_it_failed_and_stops_its_tas
 def test_a_spent_daily_budget_refuses_new_dispatches_and_running_calls(world: World) -> None:
     _budget(world, budget_daily_usd=1.0, budget_monthly_usd=100.0)
     dispatch_id, _ = _running(world)
-    assert world.engine.budgets.charge(world.tenant_id, dispatch_id, 0.4) is None
+    assert _call(world, world.engine.budgets, dispatch_id, 0.4) is None
     second, _ = _running(world)
     # 0.4 + 0.7 crosses the day's dollar: the call that crossed it ends its own dispatch
-    assert "daily budget of $1 " in (world.engine.budgets.charge(world.tenant_id, second, 0.7) or "")
+    assert "daily budget of $1 " in (_call(world, world.engine.budgets, second, 0.7) or "")
     assert world.get(second).status is Status.FAILED
     # the first dispatch's next call is refused and ends it too
     assert world.engine.budgets.refusal(world.tenant_id, dispatch_id) is not None
@@ -86,7 +101,7 @@ def test_concurrent_charges_are_all_counted(world: World) -> None:
 
     def charge() -> None:
         for _ in range(10):
-            budgets.charge(world.tenant_id, dispatch_id, 0.01)
+            _call(world, budgets, dispatch_id, 0.01)
 
     threads = [threading.Thread(target=charge) for _ in range(4)]
     for thread in threads:
@@ -107,9 +122,9 @@ def test_days_and_months_are_counted_apart(world: World) -> None:
         tenant=lambda tenant_id: world.stores.tenants.get(tenant_id=tenant_id),
         clock=lambda: clock[0],
     )
-    assert budgets.charge(world.tenant_id, dispatch_id, 0.9) is None
+    assert _call(world, budgets, dispatch_id, 0.9) is None
     clock[0] = datetime(2027, 1, 1, 0, 1, tzinfo=UTC)  # a new day, and a new month
-    assert budgets.charge(world.tenant_id, dispatch_id, 0.9) is None
+    assert _call(world, budgets, dispatch_id, 0.9) is None
     assert budgets.spent(world.tenant_id) == {"day": 0.9, "month": 0.9}
 
 
