@@ -134,9 +134,10 @@ class EgressProxy(Construct):
             cloud_map_options=ecs.CloudMapOptions(name=CLOUD_MAP_NAME),
         )
 
-    def admit(self, group: ec2.ISecurityGroup, agents: Sequence[str]) -> None:
-        """Let ``group`` reach the listeners of ``agents``, and only those."""
-        for agent in agents:
-            port = ec2.Port.tcp(self.ports[agent])
-            group.add_egress_rule(self.security_group, port, f"egress proxy, {agent}")
-            self.security_group.add_ingress_rule(group, port, f"{agent} tasks")
+    def admit(self, agent: str, group: ec2.ISecurityGroup) -> None:
+        """Let ``group``, the security group of ``agent``'s tasks alone, reach that agent's
+        listener and no other: the port picks the allowlist, so one group per agent is what
+        keeps an agent's tasks to its own list."""
+        port = ec2.Port.tcp(self.ports[agent])
+        group.add_egress_rule(self.security_group, port, f"egress proxy, {agent}")
+        self.security_group.add_ingress_rule(group, port, f"{agent} tasks")

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     # value (control_plane/runtime/provider_keys.py); local mode reads keys from its environment
     agent_secrets: dict[str, str] = Field(default_factory=dict)
     subnets: list[str] = Field(default_factory=list)
-    agent_security_group: str | None = None
+    # agent -> its own security group (ecs runtime): each agent's tasks reach only that agent's
+    # egress proxy listener, so no agent's task may start in another agent's group
+    agent_security_groups: dict[str, str] = Field(default_factory=dict)
     internal_url: str | None = None
     # Per agent: default and allowed models, provider base URL, extra variables (the fleet
     # stack writes the environment's settings from cdk.json; local mode reads them from here).
@@ -122,6 +124,29 @@ class Settings(BaseSettings):
         if self.runtime == "ecs" and not (self.cluster_arn and self.task_definitions and self.subnets):
             raise ValueError(
                 "OUTPOST_CLUSTER_ARN, OUTPOST_TASK_DEFINITIONS and OUTPOST_SUBNETS: needed by ecs"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_agent_security_groups(self) -> Settings:
+        """Every agent the ecs runtime launches has its own group, named by a security group id:
+        refused here at start-up, not at the first RunTask (which without a group would put the
+        task in the VPC's default group)."""
+        if self.runtime != "ecs":
+            return self
+        groups, agents = self.agent_security_groups, set(self.task_definitions)
+        missing = sorted(agents - set(groups))
+        if missing:
+            raise ValueError(f"OUTPOST_AGENT_SECURITY_GROUPS: no security group for {', '.join(missing)}")
+        unknown = sorted(set(groups) - agents)
+        if unknown:
+            raise ValueError(
+                f"OUTPOST_AGENT_SECURITY_GROUPS: {', '.join(unknown)} not in OUTPOST_TASK_DEFINITIONS"
+            )
+        bad = sorted(agent for agent, group in groups.items() if not group.startswith("sg-"))
+        if bad:
+            raise ValueError(
+                f"OUTPOST_AGENT_SECURITY_GROUPS: not a security group id (sg-...) for {', '.join(bad)}"
             )
         return self
 

@@ -84,9 +84,19 @@ class FleetStack(cdk.Stack):
         # listener), S3 through its gateway endpoint, the control plane and the endpoints a task
         # needs to start, nothing else. Without it: HTTPS to any address outside the VPC, where
         # DNS Firewall lets only the allowlisted names resolve.
-        self.agent_security_group = ec2.SecurityGroup(
-            self, "AgentSecurityGroup", vpc=vpc, description="Outpost agent tasks", allow_all_outbound=False
-        )
+        # One security group per agent (the control plane starts each agent's tasks in its own,
+        # OUTPOST_AGENT_SECURITY_GROUPS): a group reaches only its agent's proxy listener, so a
+        # task of one agent cannot use another agent's allowlist.
+        self.agent_security_groups = {
+            name: ec2.SecurityGroup(
+                self,
+                f"AgentSecurityGroup{name.capitalize()}",
+                vpc=vpc,
+                description=f"Outpost {name} agent tasks",
+                allow_all_outbound=False,
+            )
+            for name in config.agents
+        }
         self.egress_proxy: EgressProxy | None = None
         if config.egress_proxy:
             self.egress_proxy = EgressProxy(
@@ -104,17 +114,21 @@ class FleetStack(cdk.Stack):
                 logs_key=logs_key,
                 removal_policy=removal,
             )
-            self.egress_proxy.admit(self.agent_security_group, config.agents)
-            self.agent_security_group.add_egress_rule(
-                ec2.Peer.prefix_list(s3_prefix_list(config)),
-                ec2.Port.tcp(443),
-                "S3 through its gateway endpoint: image layers, artifact uploads",
-            )
-        else:
-            for cidr in outside_of(VPC_CIDR):
-                self.agent_security_group.add_egress_rule(
-                    ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS outside the VPC: allowlisted names only"
+            for name, group in self.agent_security_groups.items():
+                self.egress_proxy.admit(name, group)
+                group.add_egress_rule(
+                    ec2.Peer.prefix_list(s3_prefix_list(config)),
+                    ec2.Port.tcp(443),
+                    "S3 through its gateway endpoint: image layers, artifact uploads",
                 )
+        else:
+            for group in self.agent_security_groups.values():
+                for cidr in outside_of(VPC_CIDR):
+                    group.add_egress_rule(
+                        ec2.Peer.ipv4(cidr),
+                        ec2.Port.tcp(443),
+                        "HTTPS outside the VPC: allowlisted names only",
+                    )
         # Nothing mounts the workspaces file system: an agent's workspace is task-local storage,
         # private to its task (constructs/agent_task.py), so no security group reaches NFS.
 
@@ -165,10 +179,9 @@ class FleetStack(cdk.Stack):
         )
         control_plane_sg = self.control_plane.security_group
         # Runners call the claim protocol, and agents the model gateway, on the service port.
-        self.agent_security_group.add_egress_rule(
-            control_plane_sg, ec2.Port.tcp(PORT), "claim protocol, model gateway"
-        )
-        control_plane_sg.add_ingress_rule(self.agent_security_group, ec2.Port.tcp(PORT), "runners")
+        for name, group in self.agent_security_groups.items():
+            group.add_egress_rule(control_plane_sg, ec2.Port.tcp(PORT), "claim protocol, model gateway")
+            control_plane_sg.add_ingress_rule(group, ec2.Port.tcp(PORT), f"{name} runners")
         self._endpoint_rules(task_endpoints, secrets_endpoint)
         self.dns_firewall = DnsFirewall(
             self,
@@ -217,13 +230,10 @@ class FleetStack(cdk.Stack):
         """
         control_plane_sg = self.control_plane.security_group
         if task_endpoints is not None:
-            self.agent_security_group.add_egress_rule(
-                task_endpoints, ec2.Port.tcp(443), "image pulls and logs (endpoints)"
-            )
-            peers: list[tuple[ec2.ISecurityGroup, str]] = [
-                (self.agent_security_group, "agent tasks"),
-                (control_plane_sg, "control plane"),
-            ]
+            peers: list[tuple[ec2.ISecurityGroup, str]] = [(control_plane_sg, "control plane")]
+            for name, group in self.agent_security_groups.items():
+                group.add_egress_rule(task_endpoints, ec2.Port.tcp(443), "image pulls and logs (endpoints)")
+                peers.append((group, f"{name} tasks"))
             if self.egress_proxy is not None:
                 # its own image and logs: the endpoints' private names resolve inside the VPC
                 proxy_sg = self.egress_proxy.security_group
@@ -295,7 +305,10 @@ class FleetStack(cdk.Stack):
                 {name: task.task_definition.task_definition_arn for name, task in self.agents.items()}
             ),
             "OUTPOST_SUBNETS": self.to_json_string(private),
-            "OUTPOST_AGENT_SECURITY_GROUP": self.agent_security_group.security_group_id,
+            # each agent's own security group, which RunTask starts its tasks in
+            "OUTPOST_AGENT_SECURITY_GROUPS": self.to_json_string(
+                {name: group.security_group_id for name, group in self.agent_security_groups.items()}
+            ),
             "OUTPOST_INTERNAL_URL": f"http://{CLOUD_MAP_NAME}.{NAMESPACE}:{PORT}",
             # the hosts a dispatch's repository may be on (control_plane/api/repos.py)
             "OUTPOST_EGRESS_ALLOWLIST": json.dumps(list(agent_hosts(config))),

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.registry import AGENTS
 from control_plane.aws import AwsClients
@@ -37,6 +37,9 @@ from control_plane.runtime.base import Runtime, TaskEvent
 from control_plane.settings import Settings
 from control_plane.store import Stores
 
+if TYPE_CHECKING:
+    from control_plane.runtime.ecs import EcsConfig
+
 log = logging.getLogger("outpost.engine")
 
 
@@ -44,7 +47,7 @@ def build_runtime(
     settings: Settings, engine: EngineSettings, event_sink: Callable[[TaskEvent], None]
 ) -> Runtime:
     if settings.runtime == "ecs":
-        from control_plane.runtime.ecs import EcsConfig, EcsRuntime, ecs_client
+        from control_plane.runtime.ecs import EcsRuntime, ecs_client
         from control_plane.runtime.provider_keys import SecretKeys, secrets_client
 
         keys = None
@@ -53,13 +56,7 @@ def build_runtime(
             keys = SecretKeys(client=client, secrets=settings.agent_secrets)
         return EcsRuntime(
             client=ecs_client(settings.region, settings.aws_endpoint_url),
-            config=EcsConfig(
-                cluster=settings.cluster_arn or "",
-                task_definitions=dict(settings.task_definitions),
-                subnets=tuple(settings.subnets),
-                security_groups=(settings.agent_security_group,) if settings.agent_security_group else (),
-                container_name=engine.agent_container,
-            ),
+            config=ecs_config(settings, engine),
             provider_keys=keys,
         )
     from control_plane.runtime.local import LocalRuntime
@@ -72,6 +69,20 @@ def build_runtime(
         extra_env={"OUTPOST_IDLE_TIMEOUT_S": str(engine.runner_idle_timeout_s)},
         agent_settings={agent: settings.settings_of(agent) for agent in AGENTS},
         stop_grace_s=engine.local_stop_grace_s,
+    )
+
+
+def ecs_config(settings: Settings, engine: EngineSettings) -> EcsConfig:
+    """Where RunTask starts each agent's tasks: the stage's cluster and private subnets, the
+    agent's task definition and the agent's own security group."""
+    from control_plane.runtime.ecs import EcsConfig
+
+    return EcsConfig(
+        cluster=settings.cluster_arn or "",
+        task_definitions=dict(settings.task_definitions),
+        subnets=tuple(settings.subnets),
+        security_groups=dict(settings.agent_security_groups),
+        container_name=engine.agent_container,
     )
 
 

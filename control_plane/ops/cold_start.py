@@ -3,7 +3,7 @@
     python -m control_plane.ops.cold_start --env dev --agent claude --iterations 10 --output cold-start.json
 
 Per agent and iteration it starts one task as the scaler does (the same RunTask: the stage's
-cluster, the agent's task definition, private subnets, the agents' security group, no public
+cluster, the agent's task definition, private subnets, the agent's own security group, no public
 IP), follows it with DescribeTasks and reads its log stream, and stops it. The runner in the
 task gets a claim token the control plane never issued: its first claim, the moment it is
 ready to serve a job, is answered 401, which it logs ("claim refused") before it exits. So the
@@ -16,7 +16,7 @@ measurement takes no job, writes no task record, and the task is invisible to th
 
 The stage's settings are read where the control plane reads them: the environment of the
 control-plane service in the stage's Fleet stack (OUTPOST_CLUSTER_ARN, OUTPOST_TASK_DEFINITIONS,
-OUTPOST_SUBNETS, OUTPOST_AGENT_SECURITY_GROUP, OUTPOST_INTERNAL_URL). Needs credentials that
+OUTPOST_SUBNETS, OUTPOST_AGENT_SECURITY_GROUPS, OUTPOST_INTERNAL_URL). Needs credentials that
 may read the stacks, run and stop tasks (and pass the agents' execution roles), and read logs.
 """
 
@@ -94,7 +94,7 @@ def discover(*, cloudformation: Any, ecs: Any, env: str) -> Stage:
                         cluster=variables["OUTPOST_CLUSTER_ARN"],
                         task_definitions=json.loads(variables["OUTPOST_TASK_DEFINITIONS"]),
                         subnets=tuple(json.loads(variables["OUTPOST_SUBNETS"])),
-                        security_groups=(variables["OUTPOST_AGENT_SECURITY_GROUP"],),
+                        security_groups=json.loads(variables["OUTPOST_AGENT_SECURITY_GROUPS"]),
                     ),
                     control_plane_url=variables["OUTPOST_INTERNAL_URL"],
                 )

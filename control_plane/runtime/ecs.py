@@ -86,8 +86,15 @@ class EcsConfig:
     cluster: str
     task_definitions: dict[str, str]  # agent -> task definition family (or ARN)
     subnets: tuple[str, ...]
-    security_groups: tuple[str, ...]
+    # agent -> its own security group: a task starts in its agent's group and no other, which
+    # reaches only that agent's egress proxy listener (stacks/fleet.py)
+    security_groups: dict[str, str]
     container_name: str = "agent"
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(self.task_definitions) - set(self.security_groups))
+        if missing:  # RunTask without a group would start the task in the VPC's default group
+            raise ValueError(f"no security group for agent(s) {', '.join(missing)}")
 
 
 @dataclass
@@ -268,7 +275,7 @@ class EcsRuntime:
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": list(self.config.subnets),
-                    "securityGroups": list(self.config.security_groups),
+                    "securityGroups": [self.config.security_groups[request.agent]],
                     "assignPublicIp": "DISABLED",
                 }
             },

@@ -78,7 +78,7 @@ def stage_template(control_plane_url: str) -> dict[str, Any]:
                                     "Value": {"Fn::Sub": '{"shell":"${ShellTask}"}'},
                                 },
                                 {"Name": "OUTPOST_SUBNETS", "Value": '["subnet-0a","subnet-0b"]'},
-                                {"Name": "OUTPOST_AGENT_SECURITY_GROUP", "Value": "sg-agents"},
+                                {"Name": "OUTPOST_AGENT_SECURITY_GROUPS", "Value": '{"shell":"sg-shell"}'},
                                 {"Name": "OUTPOST_INTERNAL_URL", "Value": control_plane_url},
                             ],
                         }
@@ -297,6 +297,7 @@ def test_a_task_not_ready_within_the_timeout_is_stopped(stage: str, tmp_path: Pa
         for name in ("ecs", "logs", "cloudformation")
     )
     settings = discover(cloudformation=cloudformation, ecs=ecs, env="dev")
+    assert settings.ecs.security_groups == {"shell": "sg-shell"}  # the agent's own group
     meter = Meter(ecs, logs, settings, poll_s=0.1, timeout_s=1.0)
     with StandInFargate(stage, tmp_path, container="silent"):
         run = meter.measure("shell")

@@ -26,11 +26,11 @@ from control_plane.bootstrap import ensure_resources
 from control_plane.engine import tasks as t
 from control_plane.engine.app import create_engine_app
 from control_plane.engine.config import EngineSettings
-from control_plane.engine.service import Engine
+from control_plane.engine.service import Engine, ecs_config
 from control_plane.lifecycle import Status
 from control_plane.metrics import LAUNCH_FAILURES
 from control_plane.runtime.base import LaunchedTask, LaunchError, LaunchRequest
-from control_plane.runtime.ecs import EcsConfig, EcsRuntime, ecs_client, task_env
+from control_plane.runtime.ecs import EcsRuntime, ecs_client, task_env
 from control_plane.settings import Settings
 from control_plane.store import Actor
 from control_plane.store.codec import encode, iso, now
@@ -39,8 +39,8 @@ from tests.emulators.task_definition import register_input, synthesized_properti
 from tests.engine.conftest import ADMIN_KEY, World
 
 SUBNETS = ("subnet-0a1b2c3d",)
-SECURITY_GROUP = "sg-0agents"
 DEPLOYED = ("shell", "claude")  # a stage with fewer agents than the registry
+SECURITY_GROUPS = {"shell": "sg-0shell", "claude": "sg-0claude"}  # each agent its own
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def make_ecs_world(moto_endpoint: str, ministack_endpoint: str, properties: dict
         cluster_arn=cluster,
         task_definitions=definitions,
         subnets=list(SUBNETS),
-        agent_security_group=SECURITY_GROUP,
+        agent_security_groups=SECURITY_GROUPS,
         **resources.tables,
     )
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
@@ -125,18 +125,11 @@ def make_ecs_world(moto_endpoint: str, ministack_endpoint: str, properties: dict
             QueueUrl=resources.task_events_queue_url, MessageBody=json.dumps(event)
         ),
     )
-    runtime = EcsRuntime(
-        client=ecs,
-        config=EcsConfig(
-            cluster=cluster,
-            task_definitions=definitions,
-            subnets=SUBNETS,
-            security_groups=(SECURITY_GROUP,),
-        ),
-    )
     # the dev stage's warm pools and every production interval; the loops stay off (tests drive
     # each pass), and a claim's long poll is short since every claim here finds its job queued
     options = EngineSettings(env="dev", engine_enabled=False, claim_long_poll_s=1.0)
+    # the settings' RunTask configuration, as the engine builds it (build_runtime)
+    runtime = EcsRuntime(client=ecs, config=ecs_config(settings, options))
     app = create_engine_app(settings, engine_settings=options, runtime=runtime)
     engine: Engine = app.state.engine
     _, api_key = engine.stores.tenants.create(
@@ -200,6 +193,32 @@ def test_the_warm_pool_is_launched_to_size_on_fargate_spot(ecs_world: EcsWorld):
     # the pool is full: the next pass launches nothing, and the listing sees both tasks
     assert ecs_world.engine.scaler.tick() == {"shell": 0, "claude": 0}
     assert sorted(task.runtime_ref for task in ecs_world.runtime.list_tasks()) == sorted(arns)
+
+
+def test_each_agents_tasks_start_in_that_agents_own_security_group(ecs_world: EcsWorld):
+    """The group is the per-agent wall (stacks/fleet.py): a claude task in shell's group would
+    reach shell's egress proxy listener and its allowlist."""
+    sent: list[dict[str, Any]] = []
+    ecs_world.ecs.client.meta.events.register_first(
+        "before-parameter-build.ecs.RunTask", lambda params, **_: sent.append(params)
+    )
+    ecs_world.engine.scaler.warm_pool.update({"shell": 1, "claude": 1})
+    assert ecs_world.engine.scaler.tick() == {"shell": 1, "claude": 1}
+    networks = {params["group"]: params["networkConfiguration"]["awsvpcConfiguration"] for params in sent}
+    assert networks == {
+        f"outpost:{agent}": {
+            "subnets": list(SUBNETS),
+            "securityGroups": [ecs_world.settings.agent_security_groups[agent]],
+            "assignPublicIp": "DISABLED",
+        }
+        for agent in DEPLOYED
+    }
+    assert ecs_world.settings.agent_security_groups == SECURITY_GROUPS
+    # and the tasks the emulator started are those two, one per agent
+    assert sorted(ecs_world.describe(arn)["group"] for arn in ecs_world.arns()) == [
+        "outpost:claude",
+        "outpost:shell",
+    ]
 
 
 def test_a_stage_deploying_only_shell_and_claude_never_launches_for_other_agents(ecs_world: EcsWorld):

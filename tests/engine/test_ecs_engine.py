@@ -31,7 +31,7 @@ def test_a_queued_job_launches_an_ecs_task_whose_events_reach_its_dispatch(world
             cluster=CLUSTER,
             task_definitions={"shell": "outpost-shell"},
             subnets=("subnet-0a",),
-            security_groups=("sg-agents",),
+            security_groups={"shell": "sg-shell"},
         ),
         backoff=Backoff(rng=lambda: 0.0),
         sleep=lambda _: None,

@@ -22,7 +22,7 @@ CONFIG = EcsConfig(
     cluster=CLUSTER,
     task_definitions={"shell": "outpost-shell", "claude": "outpost-claude"},
     subnets=("subnet-0a", "subnet-0b"),
-    security_groups=("sg-agents",),
+    security_groups={"shell": "sg-shell", "claude": "sg-claude"},
     container_name="agent",
 )
 CAPACITY = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
@@ -79,7 +79,7 @@ def run_task_params(token: str, provider: str, task_id: str = "t-1", agent: str 
         "networkConfiguration": {
             "awsvpcConfiguration": {
                 "subnets": ["subnet-0a", "subnet-0b"],
-                "securityGroups": ["sg-agents"],
+                "securityGroups": [f"sg-{agent}"],  # the agent's own group
                 "assignPublicIp": "DISABLED",
             }
         },
@@ -399,3 +399,22 @@ def test_a_call_without_an_answer_is_repeated_with_the_same_client_token(ecs):
     [result] = make_runtime(client, clock).launch([request()])
     assert isinstance(result, LaunchedTask)
     assert sent == ["d-123-a1", "d-123-a1"] and len(clock.sleeps) == 1
+
+
+def test_a_configuration_without_an_agents_security_group_is_refused():
+    """RunTask without a group would start the task in the VPC's default group."""
+    with pytest.raises(ValueError, match="no security group for agent"):
+        EcsConfig(
+            cluster=CLUSTER,
+            task_definitions={"shell": "outpost-shell", "claude": "outpost-claude"},
+            subnets=("subnet-0a",),
+            security_groups={"shell": "sg-shell"},
+        )
+
+
+def test_each_agents_task_starts_in_its_own_security_group(ecs):
+    client, stubber = ecs
+    stubber.add_response("run_task", started(), run_task_params("d-123-a1", "FARGATE", "t-1", agent="claude"))
+    [result] = make_runtime(client, FakeClock()).launch([request(agent="claude", spot=False)])
+    assert isinstance(result, LaunchedTask)
+    stubber.assert_no_pending_responses()

@@ -141,6 +141,7 @@ def test_ecs_dispatch_is_refused_until_the_key_is_stored(moto_endpoint: str, sec
         cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/outpost",
         task_definitions={"shell": "outpost-shell", "claude": "outpost-claude"},
         subnets=["subnet-1"],
+        agent_security_groups={"shell": "sg-shell", "claude": "sg-claude"},
         agent_secrets={"claude": created["ARN"]},  # as the fleet stack injects it
     )
     keys = client.app.state.engine.runtime.provider_keys  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 A clone of this repository gets one more commit that renames the dead-letter queue's construct
 (CloudFormation would delete the queue and create an empty one) and opens the agents' security
-group to port 80. The diff against the commit before must name every stack of the stage, call
+groups to port 80. The diff against the commit before must name every stack of the stage, call
 out the IAM and security group changes, and stop (exit 3) on the stateful deletion unless told
 the change is meant.
 """
@@ -39,7 +39,8 @@ def changed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         fleet.read_text().replace(
             "        self._endpoint_rules(task_endpoints, secrets_endpoint)\n",
             "        self._endpoint_rules(task_endpoints, secrets_endpoint)\n"
-            '        self.agent_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP")\n',
+            "        for group in self.agent_security_groups.values():\n"
+            '            group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP")\n',
         )
     )
     assert git(repo, "status", "--porcelain").count(" M ") == 2, "the change no longer applies"

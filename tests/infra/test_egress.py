@@ -33,6 +33,13 @@ def logical_id(groups: dict[str, Any], prefix: str) -> str:
     return found
 
 
+def agent_groups(groups: dict[str, Any], agents: Any) -> dict[str, str]:
+    """Each deployed agent's own security group (logical id), and no other agent group."""
+    found = {name: logical_id(groups, f"AgentSecurityGroup{name.capitalize()}") for name in agents}
+    assert sorted(found.values()) == sorted(k for k in groups if k.startswith("AgentSecurityGroup"))
+    return found
+
+
 def ref(logical: str) -> dict[str, Any]:
     return {"Fn::GetAtt": [logical, "GroupId"]}
 
@@ -72,49 +79,93 @@ def covers_exactly_outside_the_vpc(rules: list[dict[str, Any]]) -> bool:
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_agents_reach_only_the_proxy_s3_the_control_plane_and_the_endpoints(synth, env):
+def test_each_agent_reaches_only_its_own_listener_s3_the_control_plane_and_the_endpoints(synth, env):
     """No internet rule at all: no address outside the VPC is reachable directly, so neither a
-    literal address nor an unlisted name gets out except through the proxy."""
+    literal address nor an unlisted name gets out except through the proxy; and each agent's
+    group reaches its own listener only, so no agent's task can use another agent's allowlist."""
     resources = synth.raw[env]["Fleet"]["Resources"]
     groups, _, _ = fleet_groups(synth, env)
-    agent, proxy = logical_id(groups, "AgentSecurityGroup"), logical_id(groups, "EgressProxySecurityGroup")
-    assert "SecurityGroupEgress" not in groups[agent]  # no CIDR rule of any kind
-    rules = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", agent)
-    reached = sorted(
-        (
-            "proxy" if r.get("DestinationSecurityGroupId") == ref(proxy)
-            else "control plane" if r.get("DestinationSecurityGroupId") == ref(logical_id(groups, "ControlPlaneSecurityGroup"))
-            else "endpoints" if imported(r.get("DestinationSecurityGroupId", {}), "EndpointsSecurityGroup")
-            else f"prefix list {r['DestinationPrefixListId']}" if "DestinationPrefixListId" in r
-            else json.dumps(r),
-            r["FromPort"],
-            r["ToPort"],
-        )
-        for r in rules
-    )  # fmt: skip
+    proxy = logical_id(groups, "EgressProxySecurityGroup")
     config = synth.stages[env].config
-    ports = sorted(proxy_port(name) for name in config.agents)
-    assert reached == sorted(
-        [("control plane", 8080, 8080), ("endpoints", 443, 443), ("prefix list pl-63a5400a", 443, 443)]
-        + [("proxy", port, port) for port in ports]
-    )
+    for name, agent in agent_groups(groups, config.agents).items():
+        assert "SecurityGroupEgress" not in groups[agent]  # no CIDR rule of any kind
+        rules = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", agent)
+        reached = sorted(
+            (
+                "proxy" if r.get("DestinationSecurityGroupId") == ref(proxy)
+                else "control plane" if r.get("DestinationSecurityGroupId") == ref(logical_id(groups, "ControlPlaneSecurityGroup"))
+                else "endpoints" if imported(r.get("DestinationSecurityGroupId", {}), "EndpointsSecurityGroup")
+                else f"prefix list {r['DestinationPrefixListId']}" if "DestinationPrefixListId" in r
+                else json.dumps(r),
+                r["FromPort"],
+                r["ToPort"],
+            )
+            for r in rules
+        )  # fmt: skip
+        port = proxy_port(name)
+        assert reached == sorted(
+            [
+                ("control plane", 8080, 8080),
+                ("endpoints", 443, 443),
+                ("prefix list pl-63a5400a", 443, 443),
+                ("proxy", port, port),
+            ]
+        ), name
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_the_proxy_admits_agents_on_their_ports_and_reaches_only_https_outside_the_vpc(synth, env):
+def test_the_proxy_admits_each_agent_on_its_own_port_and_reaches_only_https_outside_the_vpc(synth, env):
     resources = synth.raw[env]["Fleet"]["Resources"]
     groups, _, _ = fleet_groups(synth, env)
-    agent, proxy = logical_id(groups, "AgentSecurityGroup"), logical_id(groups, "EgressProxySecurityGroup")
+    proxy = logical_id(groups, "EgressProxySecurityGroup")
     ingress = separate_rules(resources, "AWS::EC2::SecurityGroupIngress", proxy)
     config = synth.stages[env].config
-    assert sorted((r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in ingress) == sorted(
-        (ref(agent), proxy_port(name), proxy_port(name)) for name in config.agents
+    assert len(config.agents) > 1  # else one group for all would pass too
+    own = agent_groups(groups, config.agents)
+    # each listener port admits exactly one group, its agent's
+    assert sorted((r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in ingress) == sorted(
+        (proxy_port(name), proxy_port(name), ref(own[name])) for name in config.agents
     )
     assert "SecurityGroupIngress" not in groups[proxy]
     assert covers_exactly_outside_the_vpc(groups[proxy]["SecurityGroupEgress"])
     (to_endpoints,) = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", proxy)
     assert imported(to_endpoints["DestinationSecurityGroupId"], "EndpointsSecurityGroup")
     assert (to_endpoints["FromPort"], to_endpoints["ToPort"]) == (443, 443)
+
+
+def resolved(value: Any) -> Any:
+    """A synthesized JSON string (Fn::Join of text, Refs and GetAtts), each reference replaced by
+    the logical id of the resource it names."""
+    if isinstance(value, str):
+        return json.loads(value)
+    (separator, parts) = value["Fn::Join"]
+    return json.loads(
+        separator.join(
+            part if isinstance(part, str) else part["Ref"] if "Ref" in part else part["Fn::GetAtt"][0]
+            for part in parts
+        )
+    )
+
+
+def control_plane_environment(resources: dict[str, Any]) -> dict[str, Any]:
+    (container,) = [
+        v["Properties"]["ContainerDefinitions"][0]
+        for k, v in resources.items()
+        if v["Type"] == "AWS::ECS::TaskDefinition" and k.startswith("ControlPlane")
+    ]
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_control_plane_starts_each_agents_tasks_in_that_agents_group(synth, env):
+    """OUTPOST_AGENT_SECURITY_GROUPS: the RunTask networkConfiguration of each agent (the
+    engine's side: tests/engine/test_ecs_emulator.py)."""
+    environment = control_plane_environment(synth.raw[env]["Fleet"]["Resources"])
+    assert "OUTPOST_AGENT_SECURITY_GROUP" not in environment  # no group shared by every agent
+    groups, _, _ = fleet_groups(synth, env)
+    config = synth.stages[env].config
+    assert resolved(environment["OUTPOST_AGENT_SECURITY_GROUPS"]) == agent_groups(groups, config.agents)
+    assert set(resolved(environment["OUTPOST_TASK_DEFINITIONS"])) == set(config.agents)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -178,12 +229,16 @@ def test_without_the_proxy_agents_reach_https_outside_the_vpc_where_dns_firewall
     resources = template["Resources"]
     groups = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::EC2::SecurityGroup"}
     assert not [k for k in resources if k.startswith("EgressProxy")]
-    agent = logical_id(groups, "AgentSecurityGroup")
-    assert covers_exactly_outside_the_vpc(groups[agent]["SecurityGroupEgress"])
-    rules = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", agent)
-    assert [(r["DestinationSecurityGroupId"], r["FromPort"]) for r in rules] == [
-        (ref(logical_id(groups, "ControlPlaneSecurityGroup")), 8080)
-    ]
+    environment = control_plane_environment(resources)
+    agents = resolved(environment["OUTPOST_TASK_DEFINITIONS"])
+    own = agent_groups(groups, agents)
+    assert len(own) > 1 and resolved(environment["OUTPOST_AGENT_SECURITY_GROUPS"]) == own
+    for agent in own.values():
+        assert covers_exactly_outside_the_vpc(groups[agent]["SecurityGroupEgress"])
+        rules = separate_rules(resources, "AWS::EC2::SecurityGroupEgress", agent)
+        assert [(r["DestinationSecurityGroupId"], r["FromPort"]) for r in rules] == [
+            (ref(logical_id(groups, "ControlPlaneSecurityGroup")), 8080)
+        ]
     for task in [
         v["Properties"]
         for k, v in resources.items()
@@ -214,14 +269,12 @@ def test_the_interface_endpoints_admit_named_groups_only(synth, env):
             if imported(rule["GroupId"], name):
                 assert (rule["FromPort"], rule["ToPort"]) == (443, 443)
                 admitted[name].add(rule["SourceSecurityGroupId"]["Fn::GetAtt"][0])
-    agent, control_plane = (
-        logical_id(groups, "AgentSecurityGroup"),
-        logical_id(groups, "ControlPlaneSecurityGroup"),
-    )
+    agents = set(agent_groups(groups, synth.stages[env].config.agents).values())
+    control_plane = logical_id(groups, "ControlPlaneSecurityGroup")
     if has_endpoints:
         # ECR and logs: Fargate starts a task and ships its logs through the task's interface
         proxy = logical_id(groups, "EgressProxySecurityGroup")
-        assert admitted["EndpointsSecurityGroup"] == {agent, control_plane, proxy}
+        assert admitted["EndpointsSecurityGroup"] == {*agents, control_plane, proxy}
         # no agent task reads a secret any more
         assert admitted["SecretsEndpointSecurityGroup"] == {control_plane}
         secrets_endpoint = [

@@ -143,12 +143,13 @@ def group_id(groups, prefix):
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_agent_security_group_has_no_ingress(synth, env):
+def test_agent_security_groups_have_no_ingress(synth, env):
     groups, ingress, _ = security_group_rules(synth, env)
-    agent = group_id(groups, "AgentSecurityGroup")
-    assert "SecurityGroupIngress" not in groups[agent]
-    assert not [r for r in ingress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
-    # (its egress: tests/infra/test_egress.py)
+    for name in synth.stages[env].config.agents:  # one group per agent
+        agent = group_id(groups, f"AgentSecurityGroup{name.capitalize()}")
+        assert "SecurityGroupIngress" not in groups[agent]
+        assert not [r for r in ingress if r["GroupId"] == {"Fn::GetAtt": [agent, "GroupId"]}]
+    # (their egress: tests/infra/test_egress.py)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -166,9 +167,10 @@ def test_control_plane_reachable_from_load_balancer_and_runners_only(synth, env)
     control_plane = group_id(groups, "ControlPlaneSecurityGroup")
     rules = [r for r in ingress if r["GroupId"] == {"Fn::GetAtt": [control_plane, "GroupId"]}]
     sources = sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in rules)
-    assert sources == sorted(
-        [group_id(groups, "AgentSecurityGroup"), group_id(groups, "ControlPlaneLoadBalancerSecurityGroup")]
-    )
+    runners = [
+        group_id(groups, f"AgentSecurityGroup{name.capitalize()}") for name in synth.stages[env].config.agents
+    ]
+    assert sources == sorted([*runners, group_id(groups, "ControlPlaneLoadBalancerSecurityGroup")])
     assert {r["FromPort"] for r in rules} == {8080}
     lb = groups[group_id(groups, "ControlPlaneLoadBalancerSecurityGroup")]
     cidrs = {r["CidrIp"] for r in lb["SecurityGroupIngress"]}
@@ -192,7 +194,7 @@ def test_control_plane_service_behind_load_balancer(synth, env, https):
     assert {"OUTPOST_DISPATCHES_TABLE", "OUTPOST_TENANTS_TABLE", "OUTPOST_AUDIT_TABLE", "OUTPOST_ARTIFACTS_BUCKET",
             "OUTPOST_DISPATCH_QUEUE_URLS", "OUTPOST_TASK_EVENTS_QUEUE_URL", "OUTPOST_DEAD_LETTER_QUEUE_URL",
             "OUTPOST_CLUSTER_ARN",
-            "OUTPOST_TASK_DEFINITIONS", "OUTPOST_SUBNETS", "OUTPOST_AGENT_SECURITY_GROUP"} <= env_names  # fmt: skip
+            "OUTPOST_TASK_DEFINITIONS", "OUTPOST_SUBNETS", "OUTPOST_AGENT_SECURITY_GROUPS"} <= env_names  # fmt: skip
     assert [s["Name"] for s in container["Secrets"]] == ["OUTPOST_ADMIN_KEY"]
     assert "OUTPOST_ADMIN_KEY" not in env_names
     template.has_resource_properties(
@@ -301,7 +303,7 @@ def test_task_definitions_use_the_configured_image_tag(synth):
 def test_agent_container_is_the_one_the_ecs_runtime_overrides(synth):
     from control_plane.runtime.ecs import EcsConfig
 
-    expected = EcsConfig(cluster="c", task_definitions={}, subnets=(), security_groups=()).container_name
+    expected = EcsConfig(cluster="c", task_definitions={}, subnets=(), security_groups={}).container_name
     for _, task in agent_task_definitions(synth, "prod").values():
         assert [c["Name"] for c in task["ContainerDefinitions"]] == [expected]
 
