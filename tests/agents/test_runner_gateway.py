@@ -67,3 +67,48 @@ def test_claim_answers_with_and_without_the_gateway_fields_parse() -> None:
     for bad in ({"gateway_token": 7}, {"gateway_token": ""}, {"gateway_url": "file:///etc"}):
         with pytest.raises(ValueError, match="gateway_"):
             Job.from_claim({**make_job("true"), **bad})
+
+
+# An agent task's proxy variables (stacks/egress.py proxy_environment writes them).
+TASK_PROXY = {
+    "HTTPS_PROXY": "http://egress.outpost.internal:3128",
+    "https_proxy": "http://egress.outpost.internal:3128",
+    "NO_PROXY": "outpost.internal,s3.us-east-1.amazonaws.com,s3.amazonaws.com",
+    "no_proxy": "outpost.internal,s3.us-east-1.amazonaws.com,s3.amazonaws.com",
+}
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex", "aider", "gemini", "grok"])
+def test_behind_a_proxy_the_gateway_host_is_bypassed_by_its_exact_name(agent: str, tmp_path) -> None:
+    """Gemini CLI takes NO_PROXY's "outpost.internal" as that host only (undici's matching)
+    and would send its model calls to the egress proxy: the gateway's own name joins both
+    spellings, after the task's entries (tests/agents/real/test_behind_egress_proxy.py runs it)."""
+    gateway = "http://control-plane.outpost.internal:8080/gateway"
+    settings = gateway_environment({**TASK_PROXY}, agent=agent, token=TOKEN, gateway_url=gateway)
+    adapter = adapter_for(agent)
+    env = adapter.environment(settings)
+    env.update(adapter.prepare(tmp_path, env))
+    expected = f"{TASK_PROXY['NO_PROXY']},control-plane.outpost.internal"
+    assert (env["NO_PROXY"], env["no_proxy"]) == (expected, expected)
+    assert env["HTTPS_PROXY"] == TASK_PROXY["HTTPS_PROXY"]
+
+
+def test_the_gateway_host_joins_no_proxy_only_behind_a_proxy_and_once() -> None:
+    def no_proxy(env: dict[str, str]) -> tuple[str | None, str | None]:
+        result = gateway_environment(env, agent="gemini", token=TOKEN, gateway_url=GATEWAY)
+        return result.get("NO_PROXY"), result.get("no_proxy")
+
+    assert no_proxy({}) == (None, None)  # no proxy: nothing to bypass
+    assert no_proxy({"NO_PROXY": "example.com"}) == ("example.com", None)
+    # one spelling set: both get it, with the gateway
+    assert no_proxy({"https_proxy": "http://p:3128", "no_proxy": "a.internal"}) == (
+        "a.internal,control-plane.internal",
+        "a.internal,control-plane.internal",
+    )
+    assert no_proxy({"HTTP_PROXY": "http://p:3128"}) == ("control-plane.internal",) * 2
+    # already named (any case): unchanged
+    listed = "Control-Plane.internal,b"
+    assert no_proxy({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": listed, "no_proxy": listed}) == (
+        listed,
+        listed,
+    )

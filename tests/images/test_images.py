@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
@@ -615,3 +618,165 @@ def test_the_agent_cannot_read_the_runners_or_pid_1s_environment(built, rootfs, 
     else:  # ...but not the runner's, which is PID 1
         assert seen["parent"] == "1", seen
         assert seen["environ-1"] == "refused" and seen["claim-token-in-1"] == "0", seen
+
+
+# --- the egress proxy as its task definition runs it ------------------------------------------
+
+
+def egress_proxy_container(port: int) -> dict:
+    """The egress proxy's container definition as constructs/egress_proxy.py synthesizes it,
+    with one listener on ``port`` and the VPC 10.0.0.0/16: the construct alone in a stack of
+    its own (seconds, where the whole app's synthesis takes minutes)."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_ecr as ecr
+    from aws_cdk import aws_ecs as ecs
+    from aws_cdk import aws_iam as iam
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from constructs.egress_proxy import EgressProxy
+
+    stack = cdk.Stack(cdk.App(), "EgressProxyOnly")
+    vpc = ec2.Vpc(
+        stack,
+        "Vpc",
+        ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"),
+        max_azs=1,
+        nat_gateways=0,
+        subnet_configuration=[
+            ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        ],
+    )
+    namespace = ecs.CloudMapNamespaceOptions(name="outpost.internal")
+    EgressProxy(
+        stack,
+        "EgressProxy",
+        cluster=ecs.Cluster(stack, "Cluster", vpc=vpc, default_cloud_map_namespace=namespace),
+        repository=ecr.Repository.from_repository_name(stack, "Repository", "control-plane"),
+        image_tag="pytest",
+        listeners={"claude": (port, ["example.com"])},
+        vpc_cidr="10.0.0.0/16",
+        outside_vpc=["0.0.0.0/5"],
+        desired_count=1,
+        ecr_auth_policy=iam.ManagedPolicy(
+            stack,
+            "EcrAuth",
+            statements=[iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])],
+        ),
+        log_retention=logs.RetentionDays.ONE_DAY,
+        logs_key=kms.Key(stack, "LogsKey"),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    definitions = Template.from_stack(stack).find_resources("AWS::ECS::TaskDefinition")
+    ((container,),) = [d["Properties"]["ContainerDefinitions"] for d in definitions.values()]
+    return container
+
+
+# A task's container as Fargate gives it, in a mounted image root on this host: a mount
+# namespace of its own where the root is a read-only bind of itself (/tmp too, though Fargate
+# may give the image's VOLUME a writable one: the proxy needs none), /proc and /dev, then the
+# image's working directory and the task definition's user (non-root, so no capability), with
+# only the given environment. Each command gets such a namespace over the same root; the
+# network is the host's, so the proxy listens on loopback. Every step execs the next: the
+# process the caller starts is the container's command itself, as its signals need.
+TASK_CONTAINER = (
+    'mount --bind "$ROOTFS" "$ROOTFS" && mount -o remount,bind,ro "$ROOTFS" && '
+    'mount -t proc proc "$ROOTFS/proc" && mount --rbind /dev "$ROOTFS/dev" && '
+    'exec chroot --userspec="$TASK_USER" "$ROOTFS" /usr/bin/env -i "$@"'
+)
+IN_WORKDIR = 'cd "$0" && exec "$@"'
+
+
+def task_container_command(environment: dict[str, str], workdir: str, command: list[str]) -> list[str]:
+    variables = [f"{name}={value}" for name, value in environment.items()]
+    return ["sh", "-c", TASK_CONTAINER, "task", *variables, "sh", "-c", IN_WORKDIR, workdir, *command]
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def proxy_answer(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+def test_the_egress_proxy_runs_as_its_task_definition_says(built, rootfs, image_config, tmp_path) -> None:
+    """The control-plane image runs the task definition's command as its user on a read-only
+    root; the task definition's health check passes while it listens (and fails before), a
+    literal address is refused with the 403 that says why, and SIGTERM (what ECS sends to
+    stop a task) ends it with exit 0."""
+    port = free_loopback_port()
+    container = egress_proxy_container(port)
+    assert container["Command"] == ["python", "-m", "control_plane.egress_proxy"]
+    assert container["User"] == f"{AGENT_UID}:{AGENT_UID}" and container["ReadonlyRootFilesystem"] is True
+    kind, health = container["HealthCheck"]["Command"]
+    assert kind == "CMD-SHELL"
+    config = image_config("control-plane")
+    environment = {
+        **dict(item.split("=", 1) for item in config["Env"]),
+        **{variable["Name"]: variable["Value"] for variable in container["Environment"]},
+        # this host's network, not the task's: listen on loopback only
+        "OUTPOST_EGRESS_PROXY_HOST": "127.0.0.1",
+    }
+    assert json.loads(environment["OUTPOST_EGRESS_PROXY_DENIED_NETWORKS"]) == ["10.0.0.0/16"]
+    root = rootfs(built["control-plane"])
+    setup = {"ROOTFS": str(root), "TASK_USER": container["User"], "PATH": os.environ["PATH"]}
+
+    def unshared(command: list[str]) -> list[str]:
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            *task_container_command(environment, config["WorkingDir"], command),
+        ]
+
+    def health_check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            unshared(["/bin/sh", "-c", health]), env=setup, capture_output=True, text=True, timeout=30
+        )
+
+    assert health_check().returncode != 0, "the health check passes with nothing listening"
+    log = tmp_path / "egress-proxy.log"
+    with log.open("w") as output:
+        proxy = subprocess.Popen(
+            unshared(list(container["Command"])), env=setup, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proxy.poll() is None and "listening on" not in log.read_text():
+            time.sleep(0.1)
+        assert proxy.poll() is None, f"exit {proxy.returncode}\n{log.read_text()}"
+        assert f"listening on claude:{port}" in log.read_text(), log.read_text()
+
+        checked = health_check()
+        assert checked.returncode == 0, f"exit {checked.returncode}\n{checked.stderr}"
+        # the rig's control: the root (/tmp included) is read-only for the task's user
+        probe = subprocess.run(
+            unshared(["sh", "-c", "touch /tmp/probe"]), env=setup, capture_output=True, text=True, timeout=30
+        )
+        assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe
+
+        answer = proxy_answer(port, b"CONNECT 203.0.113.7:443 HTTP/1.1\r\nHost: 203.0.113.7:443\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403 "), answer
+        assert body.decode() == "203.0.113.7: an address, not a host name; the egress allowlist names hosts\n"
+
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+            proxy.wait()
+    assert "refused agent=claude target=203.0.113.7:443" in log.read_text(), log.read_text()
