@@ -44,11 +44,14 @@ def proxy_environment(proxy_url: str, *, region: str, internal_domain: str) -> d
     Only HTTPS goes to the proxy: the control plane (claims, the model gateway) is plain HTTP
     inside the VPC, and S3 (artifact uploads by presigned URL) is reached directly through the
     gateway endpoint, so those hosts bypass it. Both spellings: curl and git read the lower-case
-    names, other clients the upper-case ones.
+    names, other clients the upper-case ones. Each domain twice: most clients take ``domain`` to
+    cover its subdomains, but undici (Node's fetch, Gemini CLI) matches it as that host only and
+    needs ``.domain`` for them (the runner also adds the gateway's exact host,
+    agents/runner/model_access.py).
     """
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    s3 = [f"s3.{region}.{suffix}", *([f"s3.{suffix}"] if region == "us-east-1" else [])]
-    bypass = ",".join([internal_domain, *s3])
+    domains = [internal_domain, f"s3.{region}.{suffix}", *([f"s3.{suffix}"] if region == "us-east-1" else [])]
+    bypass = ",".join(entry for domain in domains for entry in (domain, f".{domain}"))
     return dict(zip(PROXY_VARIABLES, (proxy_url, proxy_url, bypass, bypass), strict=True))
 
 

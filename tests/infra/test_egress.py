@@ -218,7 +218,7 @@ def test_each_agent_sends_https_to_its_own_listener_and_bypasses_it_for_the_vpc_
     assert (
         environment["NO_PROXY"]
         == environment["no_proxy"]
-        == ("outpost.internal,s3.us-east-1.amazonaws.com,s3.amazonaws.com")
+        == "outpost.internal,.outpost.internal,s3.us-east-1.amazonaws.com,.s3.us-east-1.amazonaws.com,s3.amazonaws.com,.s3.amazonaws.com"
     )
     assert "HTTP_PROXY" not in environment  # the control plane is plain HTTP inside the VPC
 
