@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from agents.egress import pattern_problem
 from agents.errors import SettingError
 
 MODEL_ENV = "OUTPOST_AGENT_MODEL"
@@ -31,6 +32,8 @@ BASE_URL_ENV = "OUTPOST_AGENT_BASE_URL"
 
 MAX_MODELS = 50
 MAX_EXTRA = 32
+MAX_EGRESS = 50
+SETTING_NAMES = ("default_model", "allowed_models", "base_url", "extra", "egress")
 MAX_VALUE_CHARS = 1024
 MAX_URL_CHARS = 2048
 
@@ -71,6 +74,9 @@ class AgentSettings:
     allowed_models: tuple[str, ...] = ()  # what a dispatch may ask for, besides the default
     base_url: str | None = None  # None: the CLI's default endpoint
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # hosts this agent's tasks may reach in this environment besides its egress_allowlist and the
+    # agent's registry additions (agents/egress.py patterns; docs/egress.md)
+    egress: tuple[str, ...] = ()
 
     def allows(self, model: str) -> bool:
         return model in self.allowed_models or model == self.default_model
@@ -88,6 +94,7 @@ class AgentSettings:
             "allowed_models": list(self.allowed_models),
             "base_url": self.base_url,
             "extra": dict(self.extra),
+            "egress": list(self.egress),
         }
 
 
@@ -161,10 +168,10 @@ def parse_one(agent: str, raw: Any, *, local: bool = False) -> AgentSettings:
         return AgentSettingsError(agent, field_name, problem)
 
     if not isinstance(raw, Mapping):
-        raise fail("*", "must be an object with default_model, allowed_models, base_url, extra")
-    unknown = sorted(set(raw) - {"default_model", "allowed_models", "base_url", "extra"})
+        raise fail("*", f"must be an object with {', '.join(SETTING_NAMES)}")
+    unknown = sorted(set(raw) - set(SETTING_NAMES))
     if unknown:
-        raise fail(unknown[0], "unknown setting; known: default_model, allowed_models, base_url, extra")
+        raise fail(unknown[0], f"unknown setting; known: {', '.join(SETTING_NAMES)}")
 
     def model(field_name: str, value: Any) -> str:
         if not isinstance(value, str):
@@ -201,11 +208,20 @@ def parse_one(agent: str, raw: Any, *, local: bool = False) -> AgentSettings:
         problem = "must be a string" if not isinstance(value, str) else _check_text(value)
         if problem:
             raise fail(f"extra.{name}", f"value {problem}")
+    egress_raw = raw.get("egress") or []
+    if not isinstance(egress_raw, list | tuple) or len(egress_raw) > MAX_EGRESS:
+        raise fail("egress", f"must be a list of at most {MAX_EGRESS} host patterns")
+    for pattern in egress_raw:
+        if (problem := pattern_problem(pattern)) is not None:
+            raise fail("egress", f"{pattern!r}: {problem}")
+    if len(set(egress_raw)) != len(egress_raw):
+        raise fail("egress", "lists a host twice")
     return AgentSettings(
         default_model=default,
         allowed_models=allowed,
         base_url=base_url,
         extra=MappingProxyType(dict(extra_raw)),
+        egress=tuple(egress_raw),
     )
 
 

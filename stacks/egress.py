@@ -29,8 +29,10 @@ def proxy_port(agent: str) -> int:
 
 
 def agent_allowlist(config: EnvironmentConfig, agent: str) -> tuple[str, ...]:
-    """What one agent's tasks may reach: every agent's hosts and the agent's own additions."""
-    return merged(agent_hosts(config), AGENTS[agent].egress)
+    """What one agent's tasks may reach: every agent's hosts and the agent's own additions, from
+    the registry and from this environment's agent_settings."""
+    settings = config.agent_settings.get(agent)
+    return merged(agent_hosts(config), AGENTS[agent].egress, settings.egress if settings else ())
 
 
 def s3_prefix_list(config: EnvironmentConfig) -> str:
@@ -100,8 +102,7 @@ def resolvable_names(
     platform = [f"*.{internal_domain}", vpc_names, f"{account}.dkr.ecr.{region}.{url_suffix}", *aws, *s3]
     return list(
         merged(
-            agent_hosts(config),
-            *(AGENTS[name].egress for name in config.agents),
+            *(agent_allowlist(config, name) for name in config.agents),
             platform,
             models,
             github,

@@ -48,10 +48,15 @@ def accepted_repo_url(url: str, settings: Settings, *, agent: str) -> str:
 
 def check_egress(url: str, settings: Settings, *, agent: str) -> None:
     """Refuse a repository on a host the agent's tasks cannot reach: the environment's egress
-    allowlist plus the agent's own additions (docs/egress.md). No allowlist (local mode): any."""
+    allowlist plus the agent's own additions, the registry's and its agent settings' (the egress
+    proxy's list for the agent, docs/egress.md). No allowlist (local mode): any."""
     if settings.egress_allowlist is None:
         return
-    allowed = merged(settings.egress_allowlist, AGENTS[agent].egress if agent in AGENTS else ())
+    allowed = merged(
+        settings.egress_allowlist,
+        AGENTS[agent].egress if agent in AGENTS else (),
+        settings.settings_of(agent).egress if agent in AGENTS else (),
+    )
     host = (urlsplit(url).hostname or "").rstrip(".")
     if not host_allowed(host, allowed):
         shown = ", ".join(allowed) or "nothing"

@@ -97,6 +97,14 @@ def test_an_agent_may_also_use_the_hosts_the_registry_adds_for_it(
     )
 
 
+def test_an_agent_may_also_use_the_hosts_its_agent_settings_add(settings: Settings) -> None:
+    """cdk.json's agent_settings.<agent>.egress: the same list the agent's proxy listener has."""
+    configured = settings.model_copy(update={"agent_settings": {"codex": {"egress": ["codeberg.org"]}}})
+    assert accepted_repo_url("https://codeberg.org/acme/app.git", configured, agent="codex")
+    with pytest.raises(Problem, match="host codeberg.org is not on the egress allowlist"):
+        accepted_repo_url("https://codeberg.org/acme/app.git", configured, agent="claude")
+
+
 def test_the_operators_github_is_held_to_the_allowlist_too(settings: Settings) -> None:
     """The fleet stack puts the publishing GitHub's host on the list; a host it left off is refused."""
     ghe = settings.model_copy(update={"github_url": "https://ghe.corp.example"})

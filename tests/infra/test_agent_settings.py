@@ -29,7 +29,11 @@ SETTINGS: dict[str, Any] = {
         "base_url": "https://gateway.example.com/anthropic",
         "extra": {"DISABLE_TELEMETRY": "1", "MAX_THINKING_TOKENS": "8000"},
     },
-    "codex": {"default_model": "gpt-5-codex", "base_url": "https://gateway.example.com/openai/v1"},
+    "codex": {
+        "default_model": "gpt-5-codex",
+        "base_url": "https://gateway.example.com/openai/v1",
+        "egress": ["proxy.golang.org", "*.crates.io"],  # codex tasks only, in this environment
+    },
     "gemini": {"default_model": "gemini-2.5-pro", "allowed_models": ["gemini-2.5-pro", "gemini-2.5-flash"]},
 }
 # A GitHub App set up for publishing; its private key is a secret the operator created.
@@ -89,6 +93,11 @@ def test_settings_load_into_the_environment_config() -> None:
         ({"claude": {"default_model": "-rf"}}, "a model name is"),
         ({"claude": {"default_model": "a b"}}, "a model name is"),
         ({"claude": {"colour": "blue"}}, "unknown setting"),
+        ({"claude": {"egress": ["https://pypi.org"]}}, "'https://pypi.org': not a host name"),
+        ({"claude": {"egress": ["203.0.113.7"]}}, "an address, not a host name"),
+        ({"claude": {"egress": ["*.org"]}}, "too broad"),
+        ({"claude": {"egress": ["pypi.org", "pypi.org"]}}, "lists a host twice"),
+        ({"claude": {"egress": "pypi.org"}}, "must be a list of at most 50 host patterns"),
         ({"nope": {}}, "not an agent of this environment"),
         ({"claude": "claude-sonnet-4-5"}, "must be an object"),
     ],
@@ -299,3 +308,34 @@ def test_bad_github_settings_are_refused_with_one_line(github: Any, message: str
     raw["dev"]["github"] = github
     with pytest.raises(ConfigError, match=message):
         load_environments(raw, selected="dev")
+
+
+def test_an_agents_egress_additions_reach_its_listener_the_dns_list_and_the_repository_check(
+    dev_stage: tuple[dict[str, Any], Path],
+) -> None:
+    """agent_settings.codex.egress: codex's proxy listener and the DNS Firewall list carry it,
+    claude's listener does not, and the control plane's settings hold it for the repository check."""
+    template, _ = dev_stage
+    resources = template["Resources"]
+    (proxy,) = [
+        r["Properties"]["ContainerDefinitions"][0]
+        for k, r in resources.items()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and k.startswith("EgressProxy")
+    ]
+    (raw,) = [e["Value"] for e in proxy["Environment"] if e["Name"] == "OUTPOST_EGRESS_PROXY_LISTENERS"]
+    hosts = {entry["agent"]: set(entry["hosts"]) for entry in json.loads(raw).values()}
+    assert {"proxy.golang.org", "*.crates.io"} <= hosts["codex"]
+    assert not {"proxy.golang.org", "*.crates.io"} & hosts["claude"]
+    (domains,) = [
+        r["Properties"]["Domains"]
+        for k, r in resources.items()
+        if r["Type"] == "AWS::Route53Resolver::FirewallDomainList" and k.startswith("DnsFirewallAllowed")
+    ]
+    assert {"proxy.golang.org", "*.crates.io"} <= set(d for d in domains if isinstance(d, str))
+    (control,) = [
+        r["Properties"]["ContainerDefinitions"][0]
+        for k, r in resources.items()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and k.startswith("ControlPlane")
+    ]
+    (settings,) = [e["Value"] for e in control["Environment"] if e["Name"] == "OUTPOST_AGENT_SETTINGS"]
+    assert json.loads(settings)["codex"]["egress"] == ["proxy.golang.org", "*.crates.io"]
