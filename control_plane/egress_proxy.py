@@ -251,7 +251,8 @@ class EgressProxy:
         # Every address must pass: a name that also points inside is refused whole, whichever
         # address a client would have picked.
         for address, _ in addresses:
-            if problem := self.policy.problem(ipaddress.ip_address(address)):
+            # an IPv6 link-local answer carries its zone ("fe80::1%eth0"): not public either way
+            if problem := self.policy.problem(ipaddress.ip_address(address.partition("%")[0])):
                 raise RefusedError(f"{host} resolves to {address}, {problem}")
         failures = []
         for address, address_port in addresses:

@@ -50,6 +50,7 @@ CLAUDE_HOSTS = (
     "inside.example.test",
     "metadata.example.test",
     "mixed.example.test",
+    "zoned.example.test",
     "gone.example.test",
 )
 AIDER_HOSTS = (*CLAUDE_HOSTS, "pypi.example.test")
@@ -140,6 +141,7 @@ def proxy(github: FakeGitHub) -> Iterator[Running]:
         "inside.example.test": [("10.0.3.4", 443)],
         "metadata.example.test": [("169.254.170.2", 443)],
         "mixed.example.test": [("127.0.0.1", origin_port), ("10.0.200.9", 443)],
+        "zoned.example.test": [("fe80::1%lo", 443)],
     }
     resolved: list[str] = []
 
@@ -253,6 +255,7 @@ def test_curl_to_a_literal_address_is_refused(proxy, tls) -> None:
         ("inside.example.test:443", 403, "inside.example.test resolves to 10.0.3.4, inside the VPC"),
         ("metadata.example.test:443", 403, "resolves to 169.254.170.2, not a public address"),
         ("mixed.example.test:443", 403, "mixed.example.test resolves to 10.0.200.9, inside the VPC"),
+        ("zoned.example.test:443", 403, "zoned.example.test resolves to fe80::1%lo, not a public address"),
         ("gone.example.test:443", 502, "gone.example.test: could not resolve"),
         ("no-port-here", 400, "a CONNECT target is host:port"),
     ],
