@@ -151,7 +151,14 @@ class Network(Construct):
                 ),
             ):
                 endpoint = self.vpc.add_interface_endpoint(
-                    name, service=service, security_groups=[group], open=False
+                    name,
+                    service=service,
+                    security_groups=[group],
+                    open=False,
+                    # In as many zones as the stage has NAT gateways: a stage that accepts one
+                    # zone's egress accepts one zone's endpoints (tasks in the other zone reach
+                    # them across zones), and each zone costs $7.30 a month per endpoint.
+                    subnets=ec2.SubnetSelection(subnets=self.vpc.private_subnets[:nat_gateways]),
                 )
                 # Only this account's principals: a credential from another account, brought
                 # into a task, cannot use the endpoint to send anything to that account.

@@ -27,7 +27,8 @@ def test_the_inventory_counts_what_the_templates_and_the_config_hold(synth, env)
     assert inv.nat_gateways == config.nat_gateways == count(synth, env, "AWS::EC2::NatGateway")
     assert inv.nat_instances == ()
     assert inv.interface_endpoints == (4 if config.interface_endpoints else 0)
-    assert inv.interface_endpoint_zones == 2 * inv.interface_endpoints  # each endpoint in both zones
+    # each endpoint in as many zones as the stage has NAT gateways (constructs/network.py)
+    assert inv.interface_endpoint_zones == config.nat_gateways * inv.interface_endpoints
     assert inv.load_balancers == 1 and inv.load_balancer_public_ips == 2  # internet-facing, two zones
     assert inv.elastic_ips == config.nat_gateways and inv.public_ipv4 == config.nat_gateways + 2
     assert (inv.web_acls, inv.waf_rules) == (1, 2)

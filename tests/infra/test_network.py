@@ -47,3 +47,9 @@ def test_gateway_endpoints_always_interface_endpoints_per_config(synth, env, int
         s for s in services if any(k in s for k in ("ecr.api", "ecr.dkr", ".logs", "secretsmanager"))
     ]
     assert len(interfaces) == (4 if interface else 0)
+    # in as many zones as the stage has NAT gateways, each in a private subnet
+    private = {k for k, v in synth.resources(env, "Network", "AWS::EC2::Subnet").items() if "private" in k}
+    for endpoint in endpoints:
+        if endpoint["Properties"].get("VpcEndpointType") == "Interface":
+            subnets = [ref["Ref"] for ref in endpoint["Properties"]["SubnetIds"]]
+            assert len(subnets) == synth.stages[env].config.nat_gateways and set(subnets) <= private
