@@ -24,7 +24,7 @@ from aws_cdk import aws_logs as logs
 
 from agents.registry import Agent
 from constructs import Construct
-from constructs.service_role import execution_role
+from constructs.fargate_parts import logs_and_execution_role, without_capabilities, without_task_role
 from constructs.workspaces import WORKSPACE_UID
 
 CONTAINER_NAME = "agent"
@@ -49,16 +49,13 @@ class AgentTask(Construct):
         environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id)
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
-        )
-        self.execution_role = execution_role(
+        self.log_group, self.execution_role = logs_and_execution_role(
             self,
-            repository_arn=repository.repository_arn,
-            log_group_arn=self.log_group.log_group_arn,
-            secret_arns=[],
-            key_arns=[],
+            repository=repository,
             ecr_auth_policy=ecr_auth_policy,
+            log_retention=log_retention,
+            logs_key=logs_key,
+            removal_policy=removal_policy,
         )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -81,8 +78,7 @@ class AgentTask(Construct):
         # non-dumpable at start, so its own environ is closed to the agent. The runner already
         # reaps the job's orphans as a child subreaper and handles SIGTERM itself, and when it
         # exits the kernel ends whatever the job left behind (docs/design.md, "Credentials").
-        linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=False)
-        linux.drop_capabilities(ecs.Capability.ALL)
+        linux = without_capabilities(self, init_process=False)
         container = self.task_definition.add_container(
             CONTAINER_NAME,
             image=ecs.ContainerImage.from_ecr_repository(repository, tag=image_tag),
@@ -102,19 +98,3 @@ class AgentTask(Construct):
             ecs.MountPoint(container_path=WORKSPACE_MOUNT, source_volume="workspace", read_only=False),
             ecs.MountPoint(container_path=SCRATCH_MOUNT, source_volume="scratch", read_only=False),
         )
-
-
-def without_task_role(task_definition: ecs.TaskDefinition) -> None:
-    """A task role, even one without a policy, gives every process in the task a credential
-    endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI at 169.254.170.2), which Fargate cannot
-    block. CDK creates an empty role when none is given; this removes it and the reference.
-
-    The role construct is emptied as well as detached: a service made from the task definition
-    depends on it, and a dependency renders as DependsOn on whatever resources it still holds."""
-    role = task_definition.node.try_find_child("TaskRole")
-    assert role is not None, "CDK no longer creates the default task role: review this function"
-    role.node.try_remove_child("Resource")
-    task_definition.node.try_remove_child("TaskRole")
-    cfn = task_definition.node.default_child
-    assert isinstance(cfn, ecs.CfnTaskDefinition)
-    cfn.add_property_deletion_override("TaskRoleArn")

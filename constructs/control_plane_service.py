@@ -24,13 +24,17 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_wafv2 as wafv2
 
 from constructs import Construct
-from constructs.service_role import execution_role, service_role
+from constructs.fargate_parts import (
+    http_health_check,
+    logs_and_execution_role,
+    private_service,
+    without_capabilities,
+)
+from constructs.service_role import service_role
 
 PORT = 8080
 HEALTH_PATH = "/health/live"
 CLOUD_MAP_NAME = "control-plane"
-# The container checks itself with the interpreter it already has (no curl in the image).
-HEALTH_COMMAND = f"python -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{HEALTH_PATH}', timeout=3)\""
 
 
 class ControlPlaneService(Construct):
@@ -65,20 +69,19 @@ class ControlPlaneService(Construct):
         super().__init__(scope, id)
         self._log_retention, self._logs_key, self._removal_policy = log_retention, logs_key, removal_policy
         vpc = cluster.vpc
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
-        )
-        self.execution_role = execution_role(
+        self.log_group, self.execution_role = logs_and_execution_role(
             self,
-            repository_arn=repository.repository_arn,
-            log_group_arn=self.log_group.log_group_arn,
+            repository=repository,
+            ecr_auth_policy=ecr_auth_policy,
+            log_retention=log_retention,
+            logs_key=logs_key,
+            removal_policy=removal_policy,
             # Operator-made secrets are named, not generated: their ARNs end in a random suffix.
             secret_arns=[
                 admin_secret.secret_arn,
                 *(f"{s.secret_arn}-??????" for s in operator_secrets.values()),
             ],
             key_arns=[secret_key.key_arn],
-            ecr_auth_policy=ecr_auth_policy,
         )
         self.task_role = service_role(
             self,
@@ -100,14 +103,12 @@ class ControlPlaneService(Construct):
             task_role=self.task_role,
             volumes=[ecs.Volume(name="tmp")],  # task-local: the only writable path
         )
-        linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
-        linux.drop_capabilities(ecs.Capability.ALL)
         container = task_definition.add_container(
             "control-plane",
             image=ecs.ContainerImage.from_ecr_repository(repository, tag=image_tag),
             user="10001:10001",
             readonly_root_filesystem=True,
-            linux_parameters=linux,
+            linux_parameters=without_capabilities(self, init_process=True),
             port_mappings=[ecs.PortMapping(container_port=PORT)],
             environment=environment,
             secrets={
@@ -115,13 +116,7 @@ class ControlPlaneService(Construct):
                 **{name: ecs.Secret.from_secrets_manager(s) for name, s in operator_secrets.items()},
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix="control-plane", log_group=self.log_group),
-            health_check=ecs.HealthCheck(
-                command=["CMD-SHELL", HEALTH_COMMAND],
-                interval=Duration.seconds(15),
-                timeout=Duration.seconds(5),
-                retries=3,
-                start_period=Duration.seconds(20),
-            ),
+            health_check=http_health_check(PORT, HEALTH_PATH, start_period_s=20),
         )
         container.add_mount_points(
             ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108
@@ -152,20 +147,13 @@ class ControlPlaneService(Construct):
         # Calls to AWS APIs (through endpoints or NAT) are HTTPS.
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs over HTTPS")
 
-        self.service = ecs.FargateService(
+        self.service = private_service(
             self,
-            "Service",
             cluster=cluster,
             task_definition=task_definition,
             desired_count=desired_count,
-            security_groups=[self.security_group],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            assign_public_ip=False,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            enable_execute_command=False,
-            min_healthy_percent=100,
-            max_healthy_percent=200,
-            cloud_map_options=ecs.CloudMapOptions(name=CLOUD_MAP_NAME),
+            security_group=self.security_group,
+            cloud_map_name=CLOUD_MAP_NAME,
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
@@ -21,11 +21,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
-from constructs.agent_task import without_task_role
-from constructs.service_role import execution_role
+from constructs.fargate_parts import (
+    http_health_check,
+    logs_and_execution_role,
+    private_service,
+    without_capabilities,
+    without_task_role,
+)
+from control_plane.egress_proxy import HEALTH_PATH
 
 CLOUD_MAP_NAME = "egress"
-HEALTH_PATH = "/healthz"
 
 
 class EgressProxy(Construct):
@@ -49,16 +54,13 @@ class EgressProxy(Construct):
         """``listeners``: agent → (port, host patterns its tasks may reach)."""
         super().__init__(scope, id)
         self.ports = {agent: port for agent, (port, _) in listeners.items()}
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=logs_key, removal_policy=removal_policy
-        )
-        self.execution_role = execution_role(
+        self.log_group, self.execution_role = logs_and_execution_role(
             self,
-            repository_arn=repository.repository_arn,
-            log_group_arn=self.log_group.log_group_arn,
-            secret_arns=[],
-            key_arns=[],
+            repository=repository,
             ecr_auth_policy=ecr_auth_policy,
+            log_retention=log_retention,
+            logs_key=logs_key,
+            removal_policy=removal_policy,
         )
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -72,20 +74,13 @@ class EgressProxy(Construct):
             execution_role=self.execution_role,
         )
         without_task_role(self.task_definition)
-        linux = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
-        linux.drop_capabilities(ecs.Capability.ALL)
-        first_port = min(self.ports.values())
-        health = (
-            'python -c "import urllib.request; '
-            f"urllib.request.urlopen('http://127.0.0.1:{first_port}{HEALTH_PATH}', timeout=3)\""
-        )
         self.task_definition.add_container(
             "egress-proxy",
             image=ecs.ContainerImage.from_ecr_repository(repository, tag=image_tag),
             command=["python", "-m", "control_plane.egress_proxy"],
             user="10001:10001",
             readonly_root_filesystem=True,
-            linux_parameters=linux,
+            linux_parameters=without_capabilities(self, init_process=True),
             port_mappings=[ecs.PortMapping(container_port=port) for port in sorted(self.ports.values())],
             environment={
                 "OUTPOST_EGRESS_PROXY_LISTENERS": json.dumps(
@@ -99,13 +94,7 @@ class EgressProxy(Construct):
                 "OUTPOST_EGRESS_PROXY_DENIED_NETWORKS": json.dumps([vpc_cidr]),
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix="egress-proxy", log_group=self.log_group),
-            health_check=ecs.HealthCheck(
-                command=["CMD-SHELL", health],
-                interval=Duration.seconds(15),
-                timeout=Duration.seconds(5),
-                retries=3,
-                start_period=Duration.seconds(10),
-            ),
+            health_check=http_health_check(min(self.ports.values()), HEALTH_PATH, start_period_s=10),
         )
         self.security_group = ec2.SecurityGroup(
             self,
@@ -118,20 +107,13 @@ class EgressProxy(Construct):
             self.security_group.add_egress_rule(
                 ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS outside the VPC: allowlisted hosts only"
             )
-        self.service = ecs.FargateService(
+        self.service = private_service(
             self,
-            "Service",
             cluster=cluster,
             task_definition=self.task_definition,
             desired_count=desired_count,
-            security_groups=[self.security_group],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            assign_public_ip=False,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            enable_execute_command=False,
-            min_healthy_percent=100,
-            max_healthy_percent=200,
-            cloud_map_options=ecs.CloudMapOptions(name=CLOUD_MAP_NAME),
+            security_group=self.security_group,
+            cloud_map_name=CLOUD_MAP_NAME,
         )
 
     def admit(self, agent: str, group: ec2.ISecurityGroup) -> None:
