@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import datetime
 import os
-import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -41,6 +39,7 @@ from control_plane.egress_proxy import (
     listeners_from,
     parse_networks,
 )
+from tests.egress_proxy_process import ask, connect, running_proxy
 from tests.emulators.github import FakeGitHub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,21 +174,6 @@ def running(resolver: Resolver, **options: Any) -> Iterator[dict[str, int]]:
         thread.join(10)
 
 
-def ask(port: int, request: bytes) -> tuple[int, str]:
-    """Send one request to the proxy; its status and body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(request)
-        answer = b""
-        while chunk := conn.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
-
-
-def connect(port: int, target: str) -> tuple[int, str]:
-    return ask(port, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-
-
 def git(*args: str, proxy_url: str, ca_file: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ["PATH"],
@@ -305,7 +289,7 @@ def test_listeners_are_checked_before_the_proxy_starts() -> None:
         listeners_from('{"3128": {"agent": "claude", "hosts": ["10.1.2.3"]}}')
 
 
-def test_the_entry_point_serves_the_environment_it_is_given() -> None:
+def test_the_entry_point_serves_the_environment_it_is_given(tmp_path: Path) -> None:
     """``python -m control_plane.egress_proxy``, as the proxy's task runs it: it listens on each
     agent's port, refuses by the lists it was given, and stops cleanly on SIGTERM."""
     env = {
@@ -314,30 +298,16 @@ def test_the_entry_point_serves_the_environment_it_is_given() -> None:
         "OUTPOST_EGRESS_PROXY_DENIED_NETWORKS": f'["{VPC}"]',
         "OUTPOST_EGRESS_PROXY_HOST": "127.0.0.1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "control_plane.egress_proxy"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        found = re.search(r"listening on codex:(\d+)", line)
-        assert found, line
-        port = int(found.group(1))
+    argv = [sys.executable, "-m", "control_plane.egress_proxy"]
+    with running_proxy(argv, env=env, log=tmp_path / "proxy.log", cwd=ROOT) as listeners:  # SIGTERM: exit 0
+        (port,) = listeners.values()
+        assert list(listeners) == ["codex"]
         assert connect(port, "198.51.100.1:443") == (
             403,
             "198.51.100.1: an address, not a host name; the egress allowlist names hosts\n",
         )
         assert connect(port, "gitlab.com:443")[0] == 403
         assert ask(port, b"GET /healthz HTTP/1.1\r\n\r\n") == (200, "ok\n")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

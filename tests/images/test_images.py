@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
@@ -34,6 +32,7 @@ from packaging.utils import canonicalize_name
 
 from agents.registry import AGENTS, IMAGE_REPOSITORIES
 from constructs.agent_task import SCRATCH_MOUNT, WORKSPACE_MOUNT
+from tests.egress_proxy_process import connect, running_proxy
 from tests.images.building import BUILD_TIMEOUT_S, CA_MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -700,15 +699,6 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def proxy_answer(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(request)
-        chunks = []
-        while chunk := conn.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
 def test_the_egress_proxy_runs_as_its_task_definition_says(built, rootfs, image_config, tmp_path) -> None:
@@ -749,16 +739,10 @@ def test_the_egress_proxy_runs_as_its_task_definition_says(built, rootfs, image_
 
     assert health_check().returncode != 0, "the health check passes with nothing listening"
     log = tmp_path / "egress-proxy.log"
-    with log.open("w") as output:
-        proxy = subprocess.Popen(
-            unshared(list(container["Command"])), env=setup, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proxy.poll() is None and "listening on" not in log.read_text():
-            time.sleep(0.1)
-        assert proxy.poll() is None, f"exit {proxy.returncode}\n{log.read_text()}"
-        assert f"listening on claude:{port}" in log.read_text(), log.read_text()
+    with running_proxy(
+        unshared(list(container["Command"])), env=setup, log=log
+    ) as listeners:  # SIGTERM: exit 0
+        assert listeners == {"claude": port}, log.read_text()
 
         checked = health_check()
         assert checked.returncode == 0, f"exit {checked.returncode}\n{checked.stderr}"
@@ -768,15 +752,8 @@ def test_the_egress_proxy_runs_as_its_task_definition_says(built, rootfs, image_
         )
         assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe
 
-        answer = proxy_answer(port, b"CONNECT 203.0.113.7:443 HTTP/1.1\r\nHost: 203.0.113.7:443\r\n\r\n")
-        head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 403 "), answer
-        assert body.decode() == "203.0.113.7: an address, not a host name; the egress allowlist names hosts\n"
-
-        proxy.send_signal(signal.SIGTERM)
-        assert proxy.wait(timeout=15) == 0, log.read_text()
-    finally:
-        if proxy.poll() is None:
-            proxy.kill()
-            proxy.wait()
+        assert connect(port, "203.0.113.7:443") == (
+            403,
+            "203.0.113.7: an address, not a host name; the egress allowlist names hosts\n",
+        )
     assert "refused agent=claude target=203.0.113.7:443" in log.read_text(), log.read_text()

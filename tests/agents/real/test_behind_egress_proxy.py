@@ -21,10 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +29,8 @@ from pathlib import Path
 import pytest
 
 from agents.egress import PROXY_VARIABLES
+from agents.registry import AGENTS as REGISTRY
+from agents.registry import PROVIDER_KEY_ENV
 from control_plane.runtime.container_spec import ENVIRONMENTS_KEY
 from stacks.egress import proxy_environment
 from stacks.fleet import NAMESPACE
@@ -49,6 +48,7 @@ from tests.agents.real.conftest import (
     in_order,
     real_outpost,
 )
+from tests.egress_proxy_process import running_proxy
 from tests.providers.server import FakeProvider
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,13 +59,6 @@ MODULES = {
     "gemini": test_gemini,
     "aider": test_aider,
     "grok": test_grok,
-}
-KEY_OF = {
-    "claude": "ANTHROPIC_API_KEY",
-    "codex": "OPENAI_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "aider": "OPENAI_API_KEY",
-    "grok": "GROK_API_KEY",
 }
 GREET = 'def greet():\n    return "hello"\n'
 # The shell job: the proxy variables it was given, then an HTTPS request by a client that honours
@@ -97,26 +90,9 @@ def egress_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPr
         "OUTPOST_EGRESS_PROXY_DENIED_NETWORKS": json.dumps(["10.0.0.0/16"]),
         "OUTPOST_EGRESS_PROXY_HOST": "127.0.0.1",
     }
-    with log.open("w") as output:
-        proxy = subprocess.Popen(
-            [sys.executable, "-m", "control_plane.egress_proxy"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not (listening := re.search(r"listening on outpost-dev:(\d+)", log.read_text())):
-            assert proxy.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield RunningProxy(f"http://127.0.0.1:{listening.group(1)}", log)
-        proxy.send_signal(signal.SIGTERM)
-        assert proxy.wait(timeout=15) == 0, log.read_text()
-    finally:
-        if proxy.poll() is None:
-            proxy.kill()
-            proxy.wait()
+    argv = [sys.executable, "-m", "control_plane.egress_proxy"]
+    with running_proxy(argv, env=env, log=log, cwd=ROOT) as listeners:  # SIGTERM: exit 0
+        yield RunningProxy(f"http://127.0.0.1:{listeners['outpost-dev']}", log)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +169,7 @@ def test_the_agent_completes_through_the_gateway_with_the_task_proxy_variables(
     assert done.record["tokens"]["input"] > 0, done.record
     calls = calls_of(provider_of(providers, agent), MARKER)
     assert calls, f"{agent}: no model call of this job reached its provider"
-    key = KEYS[KEY_OF[agent]]
+    key = KEYS[PROVIDER_KEY_ENV[REGISTRY[agent].secret]]
     assert all(any(key in value for value in call.headers.values()) for call in calls), agent
 
 
